@@ -29,7 +29,7 @@ STATES = ("queued", "running", "finished", "failed", "cancelled")
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def new_run_dir(name: str = "", preset: str = "run", root: Path | None = None) -> Path:
@@ -39,7 +39,7 @@ def new_run_dir(name: str = "", preset: str = "run", root: Path | None = None) -
     two runs started at the same moment never share a folder.
     """
     root = root or paths.runs_dir()
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     label = safe_name(name or preset, max_len=40)
     for _ in range(100):
         run = root / f"{stamp}-{label}-{secrets.token_hex(3)}"
