@@ -1,0 +1,39 @@
+"""Shared fixtures: every test writes its artifacts into its own temporary folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MEDPIX_DEV = PROJECT_ROOT.parent / "shared" / "data" / "medpix-dev"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One per-session user cache (converted backbone weights are reused across tests).
+
+    Set MEDCAP_TEST_CACHE to reuse a cache across sessions (CI keeps it inside the venv folder).
+    """
+    cache = Path(os.environ.get("MEDCAP_TEST_CACHE") or tmp_path_factory.mktemp("medcap-cache"))
+    os.environ["MEDCAP_CACHE"] = str(cache)
+    return cache
+
+
+@pytest.fixture(autouse=True)
+def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh artifacts folder for each test (MEDCAP_ARTIFACTS)."""
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    monkeypatch.setenv("MEDCAP_ARTIFACTS", str(root))
+    return root
+
+
+@pytest.fixture
+def medpix_dir() -> Path:
+    """The real MedPix sample beside the project; skip cleanly where it is absent."""
+    if not (MEDPIX_DEV / "Descriptions.json").is_file():
+        pytest.skip(f"MedPix sample not found at {MEDPIX_DEV}")
+    return MEDPIX_DEV
