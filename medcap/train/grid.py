@@ -1,0 +1,102 @@
+"""Grid search (paper section 4.4): one run per (learning rate, layers), each decoded with every beam."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import logging
+import math
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medcap import paths
+from medcap.config import RunConfig
+from medcap.io import safe_name, write_json, write_text
+from medcap.runs import read_history
+
+log = logging.getLogger(__name__)
+
+GRID_COLUMNS = ("lr", "layers", "beam", "run_id", "state", "epochs_run", "best_epoch", "val_loss",
+                "val_accuracy", "bleu1", "bleu2", "bleu3", "bleu4", "n_val_images", "error")
+
+
+def new_grid_dir(label: str, root: Path | None = None) -> Path:
+    """A fresh, uniquely named folder under artifacts/grids/."""
+    root = root or paths.artifacts_dir() / "grids"
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        path = root / f"{stamp}-{safe_name(label, max_len=40)}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a unique grid folder under {root}")
+
+
+def bleu_on_split(loaded: Any, split: str, beam: int) -> tuple[dict[str, float], int]:
+    """Corpus BLEU-1..4 of a loaded run's captions on one split of its own data (refs from the feature table)."""
+    from medcap.data import load_records, prepare_captions
+    from medcap.eval.metrics import corpus_bleu_scores
+
+    result = load_records(loaded.cfg.dataset)
+    table, _ = prepare_captions(result.table, max_words=loaded.cfg.max_words, long_captions=loaded.cfg.long_captions)
+    by_id = dict(zip(table["image_id"], table["tokens"], strict=True))
+    store_ids = set(loaded.store.ids)
+    ids = [i for i in loaded.split.get(split, []) if i in by_id and i in store_ids]
+    if not ids:
+        return {f"bleu{n}": math.nan for n in range(1, 5)}, 0
+    caps = loaded.caption_ids(ids, beam=beam)
+    refs = [[list(by_id[i])] for i in ids]
+    hyps = [list(c.words) for c in caps]
+    return corpus_bleu_scores(refs, hyps), len(ids)
+
+
+def run_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[int],
+             grid_dir: Path | None = None) -> Path:
+    """Train each (lr, layers) combination, decode its validation split with each beam; write the table.
+
+    Writes `results.csv` and `results.json` (and `grid.json`, the search itself) into the grid folder,
+    updated after each combination so a long search shows partial results. One failed combination is
+    recorded with its error and the search goes on.
+    """
+    from medcap.train.loading import load_run
+    from medcap.train.runner import RunCancelled, train_run
+
+    grid_dir = grid_dir or new_grid_dir(base.name or f"grid-{base.preset}")
+    write_json(grid_dir / "grid.json", {"base": base.to_dict(), "lr": lrs, "layers": layers, "beam": beams})
+    rows: list[dict[str, Any]] = []
+    for lr, n_layers in itertools.product(lrs, layers):
+        label = f"{base.name + '-' if base.name else ''}grid-lr{lr:g}-l{n_layers}"
+        cfg = dataclasses.replace(base, learning_rate=float(lr), layers=int(n_layers), name=label)
+        common: dict[str, Any] = {"lr": lr, "layers": n_layers, "run_id": "", "state": "failed"}
+        try:
+            run_dir = train_run(cfg)
+            common["run_id"] = run_dir.name
+            hist = read_history(run_dir)
+            best = hist.loc[hist["val_loss"].idxmin()] if hist["val_loss"].notna().any() else hist.iloc[-1]
+            common.update(state="finished", epochs_run=len(hist), best_epoch=int(best["epoch"]),
+                          val_loss=float(best["val_loss"]), val_accuracy=float(best["val_accuracy"]))
+            loaded = load_run(run_dir)
+            for beam in beams:
+                scores, n = bleu_on_split(loaded, "val", beam)
+                rows.append({**common, "beam": beam, "n_val_images": n, "error": "", **scores})
+        except RunCancelled:
+            raise
+        except Exception as exc:  # one failed combination never stops the search
+            log.exception("grid combination lr=%g layers=%d failed", lr, n_layers)
+            rows.extend({**common, "beam": b, "error": f"{type(exc).__name__}: {exc}"} for b in beams)
+        _write_table(grid_dir, rows)
+    return grid_dir
+
+
+def _write_table(grid_dir: Path, rows: list[dict[str, Any]]) -> None:
+    frame = pd.DataFrame(rows).reindex(columns=list(GRID_COLUMNS))
+    write_text(grid_dir / "results.csv", frame.to_csv(index=False))
+    records = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+               for r in frame.to_dict(orient="records")]
+    write_json(grid_dir / "results.json", records)

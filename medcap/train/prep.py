@@ -1,0 +1,116 @@
+"""Data side of a run: records -> captions -> split -> vocabulary -> feature store -> index arrays."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medcap.config import RunConfig
+from medcap.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class RunData:
+    """Everything the training loop needs, indexed by split name."""
+
+    spec: str
+    table: pd.DataFrame  # kept captions (with `tokens`), indexed by position
+    split: dict[str, list[str]]  # split -> image ids (as made, before dropping featureless images)
+    vocab: Any  # medcap.data.vocab.Vocabulary
+    store: Any  # medcap.features.FeatureStore
+    rows: dict[str, np.ndarray]  # split -> (n,) int64 store rows
+    token_ids: dict[str, list[list[int]]]  # split -> encoded captions (no start/end)
+    image_ids: dict[str, list[str]]  # split -> image ids aligned with rows / token_ids
+    fingerprint: str
+
+    def n_pairs(self, split: str) -> int:
+        """(prefix, next word) pairs of a split: a caption of n words gives n + 1 pairs."""
+        return int(sum(len(t) + 1 for t in self.token_ids[split]))
+
+    def steps(self, split: str, batch_size: int) -> int:
+        return max(1, math.ceil(self.n_pairs(split) / batch_size))
+
+
+def dataset_fingerprint(table: pd.DataFrame) -> str:
+    """sha256 over the sorted (image_id, caption, image file size) of the kept table (first 16 hex)."""
+    h = hashlib.sha256()
+    for image_id, caption, path in sorted(zip(table["image_id"], table["caption"], table["image_path"],
+                                               strict=True)):
+        try:
+            size = Path(path).stat().st_size
+        except OSError:
+            size = -1
+        h.update(f"{image_id}\t{caption}\t{size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def feature_store_summary(store: Any) -> dict[str, Any]:
+    """What config.json records about the feature store (path + the meta fields that identify it)."""
+    meta = dict(getattr(store, "meta", {}) or {})
+    keep = ("backbone", "weights_source", "weights_sha256", "global_dim", "augment", "dataset", "n_images")
+    return {"path": str(store.path), "n_images": len(store.ids), "global_dim": int(store.global_dim),
+            **{k: meta[k] for k in keep if k in meta and k not in ("global_dim", "n_images")}}
+
+
+def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData:
+    """Load and prepare a run's data; a fresh run writes split.json and vocab.json, a resumed one reads them."""
+    from medcap.data import load_records, make_split, prepare_captions
+    from medcap.data.vocab import Vocabulary
+    from medcap.features import ensure_features
+
+    result = load_records(cfg.dataset)
+    log.info("%s: %d usable images (%d records read, skipped %s)", cfg.dataset, len(result.table),
+             result.records_read, result.skipped or "none")
+    table, dropped = prepare_captions(result.table, max_words=cfg.max_words, long_captions=cfg.long_captions)
+    table = table.reset_index(drop=True)
+    log.info("captions kept: %d (dropped %s)", len(table), dropped or "none")
+    if table.empty:
+        raise ValueError(f"{cfg.dataset}: no usable captions after preparation (dropped {dropped})")
+    fingerprint = dataset_fingerprint(table)
+    split_path, vocab_path = run_dir / "split.json", run_dir / "vocab.json"
+    if resume:
+        split = read_json(split_path)
+        vocab = Vocabulary.load(vocab_path)
+    else:
+        split = make_split(table, protocol=cfg.protocol, split_by=cfg.split_by, seed=cfg.seed)
+        split = {k: list(split.get(k, [])) for k in SPLITS}
+        write_json(split_path, split)
+        train_ids = set(split["train"])
+        vocab = Vocabulary.build([t for i, t in zip(table["image_id"], table["tokens"], strict=True)
+                                  if i in train_ids], min_count=cfg.min_count)
+        vocab.save(vocab_path)
+    log.info("split: %s; vocabulary: %d words", {k: len(v) for k, v in split.items()}, len(vocab))
+    store = ensure_features(result, backbone=cfg.backbone, augment=cfg.augment)
+    return _index(cfg.dataset, table, split, vocab, store, fingerprint)
+
+
+def _index(spec: str, table: pd.DataFrame, split: dict[str, list[str]], vocab: Any, store: Any,
+           fingerprint: str) -> RunData:
+    by_id = {i: toks for i, toks in zip(table["image_id"], table["tokens"], strict=True)}
+    store_ids = set(store.ids)
+    rows: dict[str, np.ndarray] = {}
+    token_ids: dict[str, list[list[int]]] = {}
+    image_ids: dict[str, list[str]] = {}
+    for name in SPLITS:
+        ids = [i for i in split.get(name, []) if i in by_id and i in store_ids]
+        missing = len(split.get(name, [])) - len(ids)
+        if missing:
+            log.warning("%s split: %d images have no caption or no features and are left out", name, missing)
+        image_ids[name] = ids
+        rows[name] = np.array([store.index_of(i) for i in ids], dtype=np.int64)
+        token_ids[name] = [list(vocab.encode(by_id[i])) for i in ids]
+    if not image_ids["train"]:
+        raise ValueError(f"{spec}: the training split is empty")
+    return RunData(spec=spec, table=table, split=split, vocab=vocab, store=store, rows=rows,
+                   token_ids=token_ids, image_ids=image_ids, fingerprint=fingerprint)

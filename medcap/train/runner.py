@@ -1,0 +1,274 @@
+"""Train a run epoch by epoch, resumable after a kill: `train_run(cfg)` and `resume_run(run_dir)`."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import math
+import os
+import platform
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import medcap
+from medcap.config import RunConfig
+from medcap.io import atomic_path, write_json, write_text
+from medcap.runs import new_run_dir, read_config, read_status, write_status
+from medcap.train.callbacks import StatusCallback, progress_fraction
+from medcap.train.prep import RunData, feature_store_summary, prepare_data
+from medcap.train.state import ResumeState, load_resume_state, restore_variables, save_resume, update_on_epoch
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+class RunCancelled(Exception):  # noqa: N818 (a state, not an error)
+    """Raised inside the training loop when the process receives SIGTERM."""
+
+
+def train_run(cfg: RunConfig, run_dir: Path | None = None) -> Path:
+    """Train a new run (or fill the given empty folder) and return its folder."""
+    run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.name, cfg.preset)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_status(run_dir, "queued", epoch=0, epochs=cfg.epochs, step=0, steps=0, progress=0.0,
+                 message="queued", error=None, pid=os.getpid())
+    write_json(run_dir / "config.json", _config_json(cfg, None, None))
+    return _execute(run_dir, cfg, resume=False)
+
+
+def resume_run(run_dir: Path) -> Path:
+    """Continue an interrupted run from its last finished epoch (same data order, optimizer state)."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    if "run" not in config:
+        raise ValueError(f"{run_dir / 'config.json'}: missing or malformed; cannot resume")
+    cfg = RunConfig.from_dict(config["run"])
+    if read_status(run_dir).get("state") == "finished":
+        log.info("%s already finished; nothing to resume", run_dir)
+        return run_dir
+    return _execute(run_dir, cfg, resume=True, expected_fingerprint=config.get("dataset_fingerprint"))
+
+
+def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: str | None = None) -> Path:
+    with _run_log(run_dir), _sigterm_cancels():
+        try:
+            write_status(run_dir, "running", pid=os.getpid(), error=None,
+                         message="resuming: preparing data" if resume else "preparing data and features")
+            data = prepare_data(cfg, run_dir, resume=resume)
+            if resume and expected_fingerprint and expected_fingerprint != data.fingerprint:
+                raise ValueError(f"{cfg.dataset}: dataset changed since the run started (fingerprint "
+                                 f"{data.fingerprint} != {expected_fingerprint}); cannot resume")
+            if not resume:
+                write_json(run_dir / "config.json", _config_json(cfg, data, len(data.vocab)))
+            state = _fit(run_dir, cfg, data, resume)
+        except RunCancelled:
+            log.warning("run cancelled (SIGTERM)")
+            write_status(run_dir, "cancelled", message="cancelled by SIGTERM", pid=os.getpid())
+            raise
+        except BaseException as exc:
+            log.exception("run failed")
+            write_status(run_dir, "failed", error=f"{type(exc).__name__}: {exc}",
+                         message="failed", pid=os.getpid())
+            raise
+    reason = "early stopping" if state.stopped_early else f"{state.epoch} epochs"
+    write_status(run_dir, "finished", epoch=state.epoch, progress=1.0, pid=os.getpid(),
+                 best_val_loss=_finite(state.best_val_loss), best_epoch=state.best_epoch,
+                 message=f"finished after {reason}; best val_loss {state.best_val_loss:.4f} "
+                         f"at epoch {state.best_epoch}")
+    return run_dir
+
+
+def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeState:
+    from medcap.model import build_model, compile_model
+
+    weights = run_dir / "weights"
+    weights.mkdir(exist_ok=True)
+    saved = load_resume_state(weights) if resume else None
+    keras.utils.set_random_seed(cfg.seed)
+    strategy = tf.distribute.MirroredStrategy() if cfg.strategy == "mirrored" else tf.distribute.get_strategy()
+    log.info("devices: %s; strategy %s (%d replicas)", [d.name for d in tf.config.list_logical_devices()],
+             type(strategy).__name__, strategy.num_replicas_in_sync)
+    with strategy.scope():
+        with _precision(cfg.mixed_precision):
+            model = build_model(cfg, vocab_size=len(data.vocab), global_dim=int(data.store.global_dim),
+                                max_len=cfg.max_words + 1)
+        compile_model(model, cfg)
+        model.optimizer.build(model.trainable_variables)
+        state = saved or ResumeState(lr=cfg.learning_rate, seed=cfg.seed)
+        if saved is not None:
+            restore_variables(weights, model.variables, model.optimizer.variables)
+            log.info("resumed after epoch %d (best val_loss %.4f at epoch %d, lr %.3g)",
+                     saved.epoch, saved.best_val_loss, saved.best_epoch, saved.lr)
+    _write_history(run_dir, state.history)
+    has_val = len(data.image_ids["val"]) > 0
+    if not has_val:
+        log.warning("validation split is empty: early stopping and lr schedule follow the training loss")
+    steps = data.steps("train", cfg.batch_size)
+    val_ds = _pairs(data, "val", cfg, shuffle=False, epoch=0) if has_val else None
+    for epoch in range(state.epoch, cfg.epochs):
+        if state.stopped_early:
+            break
+        start = time.monotonic()
+        model.optimizer.learning_rate.assign(state.lr)
+        write_status(run_dir, "running", epoch=epoch + 1, epochs=cfg.epochs, step=0, steps=steps,
+                     progress=progress_fraction(epoch, 0, steps, cfg.epochs), pid=os.getpid(),
+                     message=f"epoch {epoch + 1}/{cfg.epochs}")
+        train_ds = _pairs(data, "train", cfg, shuffle=True, epoch=epoch)
+        fit_logs = model.fit(train_ds, epochs=1, verbose=0,
+                             callbacks=[StatusCallback(run_dir, epoch, cfg.epochs, steps)]).history
+        train_m = {k: float(v[-1]) for k, v in fit_logs.items()}
+        val_m = model.evaluate(val_ds, verbose=0, return_dict=True) if val_ds is not None else {}
+        row = {
+            "epoch": epoch + 1,
+            "loss": train_m.get("loss", math.nan),
+            "accuracy": _accuracy(train_m),
+            "val_loss": float(val_m.get("loss", math.nan)),
+            "val_accuracy": _accuracy(val_m),
+            "lr": float(state.lr),
+            "seconds": round(time.monotonic() - start, 3),
+        }
+        state.epoch = epoch + 1
+        state.history.append(row)
+        monitor = row["val_loss"] if has_val else row["loss"]
+        improved, stop = update_on_epoch(state, monitor, cfg.patience, cfg.lr_patience, cfg.lr_factor, cfg.min_lr)
+        log.info("epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f lr %.3g (%.1fs)%s",
+                 row["epoch"], cfg.epochs, row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"],
+                 row["lr"], row["seconds"], " *best*" if improved else "")
+        if improved:
+            _save_weights(model, weights / "best.weights.h5")
+        save_resume(weights, state, model.variables, model.optimizer.variables)
+        _write_history(run_dir, state.history)
+        _save_weights(model, weights / "last.weights.h5")
+        write_status(run_dir, "running", epoch=state.epoch, epochs=cfg.epochs, step=steps, steps=steps,
+                     progress=progress_fraction(state.epoch, 0, steps, cfg.epochs), pid=os.getpid(),
+                     best_val_loss=_finite(state.best_val_loss), best_epoch=state.best_epoch,
+                     message=f"epoch {state.epoch}/{cfg.epochs} done; val_loss {row['val_loss']:.4f}")
+        if stop:
+            log.info("early stopping after epoch %d (no improvement for %d epochs)", state.epoch, cfg.patience)
+            break
+    if not (weights / "best.weights.h5").is_file():
+        _save_weights(model, weights / "best.weights.h5")
+    return state
+
+
+def _pairs(data: RunData, split: str, cfg: RunConfig, shuffle: bool, epoch: int) -> tf.data.Dataset:
+    """The lazy (prefix, next word) dataset of one split; shuffled in an epoch-seeded order."""
+    from medcap.model import make_pairs_dataset
+
+    return make_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
+                              shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1, epoch=epoch)
+
+
+def _accuracy(metrics: dict[str, Any]) -> float:
+    for key in ("accuracy", "probs_accuracy", "sparse_categorical_accuracy", "probs_sparse_categorical_accuracy"):
+        if key in metrics:
+            return float(metrics[key])
+    found = [v for k, v in metrics.items() if k.endswith("accuracy")]
+    return float(found[0]) if found else math.nan
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _save_weights(model: keras.Model, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        model.save_weights(tmp)
+
+
+def _write_history(run_dir: Path, rows: list[dict[str, float]]) -> None:
+    lines = [",".join(HISTORY_COLUMNS)]
+    for row in rows:
+        lines.append(",".join(_fmt(row.get(c, math.nan)) for c in HISTORY_COLUMNS))
+    write_text(run_dir / "history.csv", "\n".join(lines) + "\n")
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, int | np.integer):
+        return str(int(x))
+    return repr(float(x))
+
+
+def _config_json(cfg: RunConfig, data: RunData | None, vocab_size: int | None) -> dict[str, Any]:
+    return {
+        "run": cfg.to_dict(),
+        "dataset_fingerprint": data.fingerprint if data else None,
+        "feature_store": feature_store_summary(data.store) if data else None,
+        "vocab_size": vocab_size,
+        "n_images": {k: len(v) for k, v in data.image_ids.items()} if data else None,
+        "n_pairs": {k: data.n_pairs(k) for k in data.token_ids} if data else None,
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__, "medcap": medcap.__version__},
+        "git_commit": _git_commit(),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def _precision(mixed: bool) -> Iterator[None]:
+    """Build layers under mixed_float16 when asked; the global policy is restored afterwards."""
+    if not mixed:
+        yield
+        return
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@contextlib.contextmanager
+def _run_log(run_dir: Path) -> Iterator[None]:
+    """Copy medcap's log records into the run's train.log while the run executes."""
+    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logger = logging.getLogger("medcap")
+    previous = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+        handler.close()
+
+
+@contextlib.contextmanager
+def _sigterm_cancels() -> Iterator[None]:
+    """Turn SIGTERM into RunCancelled in the main thread (elsewhere signals cannot be handled)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _handler(signum: int, frame: Any) -> None:
+        raise RunCancelled(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
