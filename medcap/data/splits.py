@@ -1,0 +1,123 @@
+"""Train/val/test splits (paper section 4.4) by group or by image, and a leakage report."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from medcap.data.text import tokenize
+
+log = logging.getLogger(__name__)
+
+# Protocol -> (train, val, test) fractions.
+PROTOCOLS: dict[str, tuple[float, float, float]] = {
+    "model-80": (0.8, 0.1, 0.1),
+    "model-70": (0.7, 0.15, 0.15),
+}
+SPLIT_NAMES = ("train", "val", "test")
+SPLIT_BY = ("group", "image")
+
+
+def _assign_units(sizes: list[int], fractions: tuple[float, float, float]) -> list[int]:
+    """Assign units (already shuffled) to splits 0/1/2 so image counts approach `fractions`.
+
+    Walks the units in order; a unit goes to the split its image-count midpoint falls in.
+    When there are at least three units, every split gets at least one.
+    """
+    total = float(sum(sizes))
+    bounds = (fractions[0] * total, (fractions[0] + fractions[1]) * total)
+    out: list[int] = []
+    cum = 0.0
+    for size in sizes:
+        mid = cum + size / 2.0
+        out.append(0 if mid < bounds[0] else 1 if mid < bounds[1] else 2)
+        cum += size
+    if len(sizes) >= 3:
+        for target in (1, 2):
+            if target in out:
+                continue
+            # take the last unit of the split holding the most units (keeps the others non-empty)
+            donor = max((0, 1, 2), key=out.count)
+            idx = len(out) - 1 - out[::-1].index(donor)
+            out[idx] = target
+    return out
+
+
+def make_split(
+    table: pd.DataFrame, protocol: str = "model-80", split_by: str = "group", seed: int = 42
+) -> dict[str, list[str]]:
+    """Split the (caption-filtered) table into {"train", "val", "test"} lists of image ids.
+
+    model-80 / model-70: seeded shuffle of groups (split_by="group": no group in two splits) or of
+    images (split_by="image", the paper's literal split); sizes approximate the fractions in images.
+    official: the table's own `split` column (ValueError when the dataset has none).
+    """
+    if table.empty:
+        raise ValueError("cannot split an empty table")
+    ids = table["image_id"].astype(str).tolist()
+    if protocol == "official":
+        return _official_split(table)
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {[*PROTOCOLS, 'official']}")
+    if split_by not in SPLIT_BY:
+        raise ValueError(f"split_by must be one of {SPLIT_BY}, not {split_by!r}")
+    units = table["group"].astype(str).tolist() if split_by == "group" else ids
+    unique = sorted(set(units))
+    rng = np.random.default_rng(seed)
+    order = [unique[i] for i in rng.permutation(len(unique))]
+    counts = pd.Series(units).value_counts()
+    assignment = _assign_units([int(counts[u]) for u in order], PROTOCOLS[protocol])
+    unit_split = dict(zip(order, assignment, strict=True))
+    split: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
+    for image_id, unit in zip(ids, units, strict=True):
+        split[SPLIT_NAMES[unit_split[unit]]].append(image_id)
+    return split
+
+
+def _official_split(table: pd.DataFrame) -> dict[str, list[str]]:
+    values = table["split"].fillna("").astype(str)
+    if not (values != "").any():
+        raise ValueError("this dataset has no official split; use protocol model-80 or model-70")
+    split = {name: table.loc[values == name, "image_id"].astype(str).tolist() for name in SPLIT_NAMES}
+    unlabelled = int((~values.isin(SPLIT_NAMES)).sum())
+    if unlabelled:
+        log.warning("official split: %d images have no split label and are left out", unlabelled)
+    for name in SPLIT_NAMES:
+        if not split[name]:
+            log.warning("official split: the dataset's '%s' split is empty here", name)
+    return split
+
+
+def _caption_keys(table: pd.DataFrame) -> pd.Series:
+    """Caption per image, normalised by tokenization (case and punctuation ignored)."""
+    if "tokens" in table.columns:
+        keys = table["tokens"].map(" ".join)
+    else:
+        keys = table["caption"].map(lambda c: " ".join(tokenize(c)))
+    return pd.Series(keys.to_numpy(), index=table["image_id"].astype(str).to_numpy())
+
+
+def leakage_report(table: pd.DataFrame, split: dict[str, list[str]]) -> dict:
+    """How much the splits leak: groups in two splits, and test/val captions also found in train.
+
+    Captions are compared after tokenization (so case and punctuation differences do not hide a repeat).
+    Fractions are over images of the test (val) split; 0.0 when that split is empty.
+    """
+    groups = pd.Series(table["group"].astype(str).to_numpy(), index=table["image_id"].astype(str).to_numpy())
+    captions = _caption_keys(table)
+    group_sets = {name: set(groups.reindex(split.get(name, [])).dropna()) for name in SPLIT_NAMES}
+    train_caps = set(captions.reindex(split.get("train", [])).dropna())
+
+    def in_train_fraction(name: str) -> float:
+        caps = captions.reindex(split.get(name, [])).dropna()
+        return float(caps.isin(train_caps).mean()) if len(caps) else 0.0
+
+    return {
+        "groups_shared_train_test": len(group_sets["train"] & group_sets["test"]),
+        "groups_shared_train_val": len(group_sets["train"] & group_sets["val"]),
+        "groups_shared_val_test": len(group_sets["val"] & group_sets["test"]),
+        "test_captions_in_train_fraction": in_train_fraction("test"),
+        "val_captions_in_train_fraction": in_train_fraction("val"),
+    }
