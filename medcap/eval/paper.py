@@ -1,0 +1,76 @@
+"""The paper's reported figures (Kanavos, Vonitsanos, Mylonas), as data to show beside medcap's results.
+
+Only figures stated in the paper's Tables 2 and 3 are stored. Table 4 compares the two models with
+other published methods; those other methods' figures are not stored here (not reproduced in this
+package), so the table holds the two models' rows as reported and a note. `None` means not reported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PAPER = "Integrating Convolutional and Recurrent Neural Networks for Enhanced Medical Image Captioning"
+AUTHORS = "Kanavos, Vonitsanos, Mylonas"
+
+# Table 2: presets and next-word classification metrics on each model's test split.
+TABLE2: list[dict[str, Any]] = [
+    {"model": "Model-80", "preset": "model-80", "split": "80/10/10", "batch_size": 64, "max_epochs": 100,
+     "accuracy": 0.4941, "precision": 0.7095, "recall": 0.3031, "f1": 0.4244},
+    {"model": "Model-70", "preset": "model-70", "split": "70/15/15", "batch_size": 128, "max_epochs": 100,
+     "accuracy": 0.3936, "precision": 0.6336, "recall": 0.1849, "f1": 0.2862},
+]
+
+# Table 3: corpus BLEU of generated captions.
+TABLE3: list[dict[str, Any]] = [
+    {"model": "Model-80", "preset": "model-80", "bleu1": 0.309, "bleu2": 0.205},
+    {"model": "Model-70", "preset": "model-70", "bleu1": 0.310, "bleu2": 0.207},
+]
+
+# Table 4: comparison with other published methods. Only the paper's own two rows are stored.
+TABLE4: list[dict[str, Any]] = [
+    {"method": "Model-80 (this paper)", "preset": "model-80", "bleu1": 0.309, "bleu2": 0.205,
+     "bleu3": None, "bleu4": None},
+    {"method": "Model-70 (this paper)", "preset": "model-70", "bleu1": 0.310, "bleu2": 0.207,
+     "bleu3": None, "bleu4": None},
+]
+TABLE4_NOTE = (
+    "The paper's Table 4 also lists other published methods; their figures are not stored in medcap "
+    "(not reported here). BLEU-3/4 are not reported for the paper's models."
+)
+
+NOTES: dict[str, str] = {
+    "table2": "The paper does not state how precision/recall/F1 are averaged over words; medcap reports "
+    "both macro (zero_division=0) and support-weighted averages beside them.",
+    "table3": "Corpus BLEU with cumulative weights; the paper reports BLEU-1 and BLEU-2 only.",
+    "table4": TABLE4_NOTE,
+    "claim": "The paper reads Model-70 as better than Model-80 by 0.001 BLEU-1 (0.310 vs 0.309); "
+    "`python -m medcap compare` tests such a difference with a paired bootstrap.",
+}
+
+# Where each paper column lives in medcap's metrics.json ("next_word" or "model" section).
+METRIC_KEYS: dict[str, tuple[str, str]] = {
+    "accuracy": ("next_word", "accuracy"),
+    "precision": ("next_word", "precision_macro"),
+    "recall": ("next_word", "recall_macro"),
+    "f1": ("next_word", "f1_macro"),
+    "bleu1": ("model", "bleu1"),
+    "bleu2": ("model", "bleu2"),
+}
+
+
+def tables() -> dict[str, list[dict[str, Any]]]:
+    """All stored tables keyed 'table2', 'table3', 'table4' (copies: callers may modify them)."""
+    return {name: [dict(r) for r in rows] for name, rows in (("table2", TABLE2), ("table3", TABLE3),
+                                                               ("table4", TABLE4))}
+
+
+def paper_figures(preset: str) -> dict[str, float]:
+    """The paper's reported figures for a preset ('model-80' or 'model-70'), keyed by paper column.
+
+    Returns {} for any other preset (the paper reports nothing for it).
+    """
+    out: dict[str, float] = {}
+    for row in (*TABLE2, *TABLE3):
+        if row["preset"] == preset:
+            out.update({k: v for k, v in row.items() if k in METRIC_KEYS and v is not None})
+    return out
