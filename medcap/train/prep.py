@@ -67,7 +67,6 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData
     """Load and prepare a run's data; a fresh run writes split.json and vocab.json, a resumed one reads them."""
     from medcap.data import load_records, make_split, prepare_captions
     from medcap.data.vocab import Vocabulary
-    from medcap.features import ensure_features
 
     result = load_records(cfg.dataset)
     log.info("%s: %d usable images (%d records read, skipped %s)", cfg.dataset, len(result.table),
@@ -91,8 +90,20 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData
                                   if i in train_ids], min_count=cfg.min_count)
         vocab.save(vocab_path)
     log.info("split: %s; vocabulary: %d words", {k: len(v) for k, v in split.items()}, len(vocab))
-    store = ensure_features(result, backbone=cfg.backbone, augment=cfg.augment)
+    store = _feature_store(cfg, result)
     return _index(cfg.dataset, table, split, vocab, store, fingerprint)
+
+
+def _feature_store(cfg: RunConfig, result: Any) -> Any:
+    """The run's features: `cfg.extra["feature_store"]` (a pre-extracted store folder) or ensure_features."""
+    from medcap.features import ensure_features, open_store
+
+    given = cfg.extra.get("feature_store")
+    if given:
+        store = open_store(Path(given))
+        log.info("using the given feature store %s (%d images)", store.path, len(store.ids))
+        return store
+    return ensure_features(result, backbone=cfg.backbone, augment=cfg.augment)
 
 
 def _index(spec: str, table: pd.DataFrame, split: dict[str, list[str]], vocab: Any, store: Any,

@@ -1,0 +1,138 @@
+"""End-to-end runs on a tiny hand-made dataset + feature store (no backbone): files, status, load, fail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from medcap.config import RunConfig
+from medcap.io import write_json, write_text
+from medcap.runs import read_history, read_status
+
+WORDS = {0: "small nodule in the right upper zone", 1: "large mass in the left lower zone",
+         2: "pleural effusion at the right base"}
+
+
+def make_tiny(root: Path, n: int = 36, seed: int = 0) -> tuple[str, Path]:
+    """A CSV dataset of `n` tiny images (3 caption classes) and a matching complete feature store.
+
+    The store's features encode the class (global one-hot-ish, grid bright in one region), so a tiny
+    model learns something. Returns (dataset spec, store folder).
+    """
+    rng = np.random.default_rng(seed)
+    img_dir = root / "images"
+    img_dir.mkdir(parents=True)
+    rows, glob, grid = [], [], []
+    for i in range(n):
+        cls = i % 3
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(img_dir / f"im{i:03d}.png")
+        rows.append({"image_id": f"im{i:03d}", "image_path": f"images/im{i:03d}.png", "caption": WORDS[cls],
+                     "group": f"g{i:03d}"})
+        g = rng.normal(0, 0.1, 8)
+        g[cls] += 1.0
+        m = rng.normal(0, 0.1, (7, 7, 512))
+        m[cls * 2, cls * 2, :] += 1.0
+        glob.append(g)
+        grid.append(m)
+    write_text(root / "data.csv", pd.DataFrame(rows).to_csv(index=False))
+    store = root / "store"
+    store.mkdir()
+    np.save(store / "global.npy", np.array(glob, dtype=np.float16))
+    np.save(store / "grid.npy", np.array(grid, dtype=np.float16))
+    write_json(store / "ids.json", [r["image_id"] for r in rows])
+    write_json(store / "meta.json", {"complete": True, "global_dim": 8, "backbone": "hand-made"})
+    return f"csv:{root / 'data.csv'}", store
+
+
+def tiny_config(spec: str, store: Path, **overrides: object) -> RunConfig:
+    """The smallest model that still trains (embed/units 16)."""
+    values = dict(dataset=spec, epochs=3, batch_size=16, embed_dim=16, lstm_units=16, dense_units=16,
+                  attn_units=16, dropout=0.1, patience=10, lr_patience=10, min_count=1, seed=3,
+                  learning_rate=5e-3, extra={"feature_store": str(store)})
+    values.update(overrides)
+    return RunConfig.from_preset("model-80", **values)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    return make_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+def test_train_run_writes_a_complete_run_folder(tiny: tuple[str, Path], artifacts: Path) -> None:
+    from medcap.train import load_run, train_run
+
+    spec, store = tiny
+    run = train_run(tiny_config(spec, store, name="../tiny run"))
+    assert run.parent == artifacts / "runs" and "tiny-run" in run.name
+    config = json.loads((run / "config.json").read_text())
+    assert config["run"]["embed_dim"] == 16 and config["run"]["dataset"] == spec
+    assert set(config["versions"]) == {"python", "tensorflow", "keras", "numpy", "medcap"}
+    assert config["vocab_size"] == len(json.loads((run / "vocab.json").read_text())["words"])
+    assert config["feature_store"]["path"] == str(store) and config["feature_store"]["global_dim"] == 8
+    assert len(config["dataset_fingerprint"]) == 16 and "git_commit" in config and config["created"]
+    split = json.loads((run / "split.json").read_text())
+    assert sum(len(v) for v in split.values()) == 36 and not set(split["train"]) & set(split["test"])
+    hist = read_history(run)
+    assert list(hist.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+    assert hist["epoch"].tolist() == [1, 2, 3]
+    assert hist["loss"].iloc[-1] < hist["loss"].iloc[0]  # it learns
+    assert (run / "weights" / "best.weights.h5").is_file() and (run / "weights" / "last.weights.h5").is_file()
+    status = read_status(run)
+    assert status["state"] == "finished" and status["progress"] == 1.0 and status["epoch"] == 3
+    assert status["best_val_loss"] == pytest.approx(hist["val_loss"].min(), rel=1e-6)
+    assert "epoch 3/3" in (run / "train.log").read_text()
+
+    loaded = load_run(run)
+    caps = loaded.caption_ids(split["test"][:3])
+    assert len(caps) == 3 and all(len(c.probs) == len(c.words) for c in caps)
+    assert all(w in loaded.vocab.index for c in caps for w in c.words)
+
+
+def test_early_stopping_stops_and_keeps_best(tiny: tuple[str, Path]) -> None:
+    from medcap.train import train_run
+
+    spec, store = tiny
+    # lr 0 (min_lr 0): val_loss never improves after epoch 1 -> stops after 1 + patience epochs
+    run = train_run(tiny_config(spec, store, epochs=10, patience=2, learning_rate=0.0, min_lr=0.0))
+    hist = read_history(run)
+    assert hist["epoch"].tolist() == [1, 2, 3]
+    status = read_status(run)
+    assert status["best_epoch"] == 1 and "early stopping" in status["message"]
+
+
+def test_failure_is_recorded_in_status(tiny: tuple[str, Path], tmp_path: Path) -> None:
+    from medcap.train import train_run
+
+    spec, _store = tiny
+    run = tmp_path / "failing"
+    with pytest.raises(FileNotFoundError):
+        train_run(tiny_config(spec, tmp_path / "no-such-store"), run_dir=run)
+    status = read_status(run)
+    assert status["state"] == "failed"
+    assert "no-such-store" in status["error"]
+
+
+def test_load_run_names_missing_weights(tmp_path: Path) -> None:
+    from medcap.train import load_run
+
+    run = tmp_path / "r"
+    (run / "weights").mkdir(parents=True)
+    write_json(run / "config.json", {"run": RunConfig().to_dict(), "feature_store": {"global_dim": 8}})
+    with pytest.raises(FileNotFoundError, match=r"best\.weights\.h5"):
+        load_run(run)
+
+
+def test_resume_state_file_is_plain_arrays(tiny: tuple[str, Path]) -> None:
+    from medcap.train import train_run
+
+    spec, store = tiny
+    run = train_run(tiny_config(spec, store, epochs=1))
+    with np.load(run / "weights" / "resume.npz", allow_pickle=False) as npz:
+        state = json.loads(str(npz["state_json"]))
+        assert state["epoch"] == 1 and len(state["history"]) == 1
+        assert any(k.startswith("opt_") for k in npz.files)
