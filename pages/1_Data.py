@@ -1,0 +1,124 @@
+"""Data: what a dataset spec loads, drops, splits and leaks, with sample images."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from medcap import dashboard, viz
+from medcap.data import load_records, summarize
+from pages import _ui
+
+
+@st.cache_data(show_spinner="Loading the dataset…", max_entries=8)
+def _load(spec: str, root: str) -> tuple[pd.DataFrame, Any]:
+    result = load_records(spec)
+    return result.table, result
+
+
+@st.cache_data(show_spinner="Summarising…", max_entries=32)
+def _summary(spec: str, root: str, max_words: int, protocol: str, split_by: str, seed: int) -> dict[str, Any]:
+    _, result = _load(spec, root)
+    return summarize(result, max_words=max_words, split_by=split_by, protocol=protocol, seed=seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _caption_stats(spec: str, root: str) -> tuple[list[int], list[tuple[str, int]]]:
+    table, _ = _load(spec, root)
+    return dashboard.caption_lengths(table), dashboard.frequent_words(table, 25)
+
+
+def body() -> None:
+    st.title("Data")
+    st.caption("Pick a dataset spec (`KIND[:PATH]`): record counts, drops by reason, caption lengths, splits, leakage.")
+    specs = dashboard.dataset_specs(_ui.list_runs())
+    with st.form("data_form"):
+        left, right = st.columns([2, 1])
+        with left:
+            choice = st.selectbox("Dataset", specs, index=0)
+            custom = st.text_input("…or type a spec", placeholder="e.g. csv:my_data/captions.csv")
+        with right:
+            max_words = st.number_input("Max caption words", 1, 200, 20)
+            protocol = st.selectbox("Split protocol", ["model-80", "model-70", "official"])
+            split_by = st.selectbox("Split by", ["group", "image"])
+            seed = int(st.number_input("Seed", 0, 10**6, 42))
+        submitted = st.form_submit_button("Load dataset", type="primary")
+    if submitted:
+        st.session_state["data_spec"] = (custom.strip() or choice, int(max_words), protocol, split_by, seed)
+    chosen = st.session_state.get("data_spec")
+    if not chosen:
+        st.info("Pick a dataset and press **Load dataset** (a synthetic set is generated on first use).")
+        return
+    spec, max_words, protocol, split_by, seed = chosen
+    root = _ui.artifacts_key()
+    try:
+        table, _ = _load(spec, root)
+        summary = _summary(spec, root, max_words, protocol, split_by, seed)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        st.warning(f"Could not load `{spec}`: {exc}")
+        return
+    show(spec, root, table, summary)
+
+
+def show(spec: str, root: str, table: pd.DataFrame, summary: dict[str, Any]) -> None:
+    st.subheader(f"`{spec}`")
+    cols = st.columns(5)
+    cols[0].metric("Records read", summary.get("records_read", 0))
+    cols[1].metric("Images found", summary.get("images_found", len(table)))
+    cols[2].metric("Records kept", summary.get("records_kept", 0))
+    cols[3].metric("Groups (cases)", summary.get("groups", 0))
+    cols[4].metric("Vocabulary (train)", summary.get("vocab_size", 0))
+
+    dropped = summary.get("dropped") or {}
+    examples = summary.get("examples") or {}
+    st.markdown("**Dropped records by reason**")
+    if dropped:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"reason": r, "records": n, "examples": ", ".join(examples.get(r, [])[:3])}
+                    for r, n in dropped.items()
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+    else:
+        st.caption("Nothing dropped.")
+
+    lengths, words = _caption_stats(spec, root)
+    left, right = st.columns(2)
+    with left:
+        fig = viz.histogram(lengths, "Caption length (all captions)", "caption length (words)", bins=40)
+        fig.add_vline(
+            x=summary.get("settings", {}).get("max_words", 20) + 0.5, line_dash="dash", annotation_text="limit"
+        )
+        st.plotly_chart(fig, width="stretch")
+    with right:
+        st.plotly_chart(viz.word_bars(words), width="stretch")
+
+    left, right = st.columns(2)
+    with left:
+        sizes = summary.get("split_sizes") or {}
+        if sizes:
+            st.plotly_chart(viz.split_bars(sizes, f"Split sizes ({summary['settings']['protocol']})"), width="stretch")
+    with right:
+        st.markdown("**Leakage report** (train/val/test overlap)")
+        leak = summary.get("leakage") or {}
+        st.dataframe(pd.DataFrame([{"check": k, "value": v} for k, v in leak.items()]), hide_index=True)
+
+    st.markdown("**Sample images**")
+    sample = table.sample(min(8, len(table)), random_state=0) if len(table) else table
+    grid = st.columns(4)
+    for i, (_, row) in enumerate(sample.iterrows()):
+        with grid[i % 4]:
+            img = viz.thumbnail(row["image_path"], 220)
+            if img is None:
+                st.caption(f"{row['image_id']}: unreadable image")
+            else:
+                st.image(img, caption=f"{row['image_id']}: {str(row['caption'])[:160]}")
+
+
+_ui.guard(body, "the Data page")

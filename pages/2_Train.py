@@ -1,0 +1,151 @@
+"""Train: launch runs in the background, follow them live, cancel, resume, read their errors."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from medcap import dashboard, runs, viz
+from pages import _ui
+
+ACTIVE = ("running", "queued")
+RESUMABLE = ("interrupted", "cancelled", "failed")
+
+
+def launch_form() -> None:
+    """The launch form: preset, dataset, epochs, seed and the main hyper-parameters."""
+    specs = dashboard.dataset_specs(_ui.list_runs())
+    flags = dashboard.cli_options("train")
+    with st.form("launch"):
+        st.markdown("**Launch a run** (it keeps running when this page reloads or the browser closes)")
+        c1, c2, c3, c4 = st.columns(4)
+        preset = c1.selectbox(
+            "Preset", ["model-80", "model-70"], help="model-80: 80/10/10, batch 64; model-70: 70/15/15, batch 128"
+        )
+        dataset = c2.selectbox("Dataset", specs)
+        epochs = c3.number_input("Epochs (max)", 1, 100, 10)
+        seed = c4.number_input("Seed", 0, 10**6, 42)
+        c1, c2, c3, c4, c5 = st.columns(5)
+        lr = c1.number_input("Learning rate", 1e-5, 1e-1, 1e-3, format="%.5f")
+        layers = c2.number_input("BiLSTM layers", 1, 4, 1)
+        batch = c3.number_input("Batch size (0 = preset's)", 0, 1024, 0)
+        patience = c4.number_input("Early-stop patience", 1, 50, 5)
+        attention = c5.selectbox("Attention", ["grid", "self"])
+        name = st.text_input("Name (optional)", max_chars=40)
+        go = st.form_submit_button("Launch", type="primary")
+    if not go:
+        return
+    options = {
+        "--lr": lr,
+        "--layers": int(layers),
+        "--batch-size": int(batch) or None,
+        "--patience": int(patience),
+        "--attention": attention,
+    }
+    options = {k: v for k, v in options.items() if k in flags}
+    try:
+        launch = dashboard.launch_train(preset, dataset, int(epochs), int(seed), name, options)
+    except (ValueError, OSError) as exc:
+        st.warning(f"Could not launch: {exc}")
+        return
+    st.session_state["last_launch"] = str(launch.log_path)
+    st.success(f"Started {preset} on `{dataset}` (pid {launch.pid}). It appears below once its folder exists.")
+
+
+def run_detail(info: runs.RunInfo) -> None:
+    """Status, curves, actions and error of one run."""
+    status = info.status
+    st.markdown(f"**{info.run_id}** · {_ui.badge(info.state)} · preset `{info.preset}` · dataset `{info.dataset}`")
+    if info.state == "unknown":
+        st.markdown(f":orange[This folder is incomplete]: {status.get('problem', 'no status')}")
+    if info.state == "failed":
+        st.markdown(f":red[**Failed:**] `{status.get('error') or 'no error message recorded'}`")
+    if info.state == "interrupted":
+        st.markdown(":orange[**Interrupted:**] the process stopped without finishing (killed?). Resume it below.")
+    try:
+        fraction = min(max(float(status.get("progress") or 0.0), 0.0), 1.0)
+    except (TypeError, ValueError):
+        fraction = 0.0
+    st.progress(
+        fraction, text=f"epoch {status.get('epoch', '?')}/{status.get('epochs', '?')} · {status.get('message') or ''}"
+    )
+    hist = _ui.history(info)
+    if not hist.empty:
+        left, right = st.columns(2)
+        left.plotly_chart(viz.history_figure({info.run_id: hist}, "loss"), width="stretch", key=f"loss-{info.run_id}")
+        right.plotly_chart(
+            viz.history_figure({info.run_id: hist}, "accuracy"), width="stretch", key=f"acc-{info.run_id}"
+        )
+    else:
+        st.caption("No epochs recorded yet.")
+    with st.expander("Log (last lines)"):
+        st.code(dashboard.tail(info.path / "train.log") or "(empty)", language="text")
+
+
+@st.fragment(run_every=2.0)
+def live(run_id: str) -> None:
+    """Redraw an active run every 2 s; redraw the page once it ends."""
+    info = dashboard.find_run(run_id)
+    if info is None:
+        st.warning("This run folder disappeared.")
+        return
+    run_detail(info)
+    if info.state not in ACTIVE:
+        st.rerun()
+
+
+def actions(info: runs.RunInfo) -> None:
+    cols = st.columns(3)
+    if info.state in ACTIVE and cols[0].button("Cancel run", key="cancel"):
+        try:
+            dashboard.cancel_run(info)
+            st.toast("Asked the run to stop; it will show as cancelled.")
+        except (ValueError, OSError) as exc:
+            st.warning(str(exc))
+    if info.state in RESUMABLE and cols[1].button("Resume run", key="resume"):
+        try:
+            launch = dashboard.launch_resume(info)
+            st.toast(f"Resuming (pid {launch.pid}).")
+        except (ValueError, OSError) as exc:
+            st.warning(str(exc))
+    if info.state == "finished" and not info.evals and cols[2].button("Evaluate", key="evaluate"):
+        try:
+            launch = dashboard.launch_evaluate(info)
+            st.toast(f"Evaluating (pid {launch.pid}).")
+        except (ValueError, OSError) as exc:
+            st.warning(str(exc))
+
+
+def body() -> None:
+    st.title("Train")
+    _ui.guard(launch_form, "the launch form")
+    last = st.session_state.get("last_launch")
+    if last:
+        with st.expander("Output of the last launch"):
+            st.code(
+                dashboard.tail(dashboard.launches_dir() / last.rsplit("/", 1)[-1]) or "(starting…)", language="text"
+            )
+    st.subheader("Runs")
+    table = _ui.runs_table()
+    if table.empty:
+        st.info("No runs yet: launch one above, or build the demo on Home.")
+        return
+    st.dataframe(
+        table.assign(state=table["state"].map(_ui.badge)).drop(columns=["updated"]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "BLEU-1": st.column_config.NumberColumn("BLEU-1", format="%.3f"),
+        },
+    )
+    info = _ui.pick_run(_ui.list_runs(), "Run details", key="train_run")
+    if info is None:
+        return
+    actions(info)
+    if info.state in ACTIVE:
+        live(info.run_id)
+    else:
+        run_detail(info)
+
+
+_ui.guard(body, "the Train page")

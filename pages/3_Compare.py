@@ -1,0 +1,104 @@
+"""Compare: runs side by side with CIs, baselines, the paper's tables, paired difference, curves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from medcap import dashboard, viz
+from pages import _ui
+
+
+@st.cache_data(show_spinner="Paired bootstrap over the shared test images…", max_entries=16)
+def _paired(run_a: str, run_b: str, sig_a: float, sig_b: float, root: str) -> dict[str, Any]:
+    a, b = dashboard.find_run(run_a), dashboard.find_run(run_b)
+    if a is None or b is None:
+        raise ValueError("run not found")
+    return dashboard.compare_cli(a, b)
+
+
+def paired_section(chosen: list) -> None:
+    st.subheader("Paired difference")
+    if len(chosen) != 2:
+        st.caption("Pick exactly two runs to test their difference with a paired bootstrap.")
+        return
+    a, b = chosen
+    st.caption(f"A = `{a.run_id}`, B = `{b.run_id}`: bootstrap over the test images both runs share.")
+    key = f"paired-{a.run_id}-{b.run_id}"
+    if st.button("Compute the paired difference", key="paired_btn"):
+        st.session_state[key] = True
+    if not st.session_state.get(key):
+        return
+    sig = [
+        dashboard.file_signature(i.path / "eval" / (dashboard.latest_eval(i) or "") / "metrics.json") for i in chosen
+    ]
+    try:
+        result = _paired(a.run_id, b.run_id, sig[0], sig[1], _ui.artifacts_key())
+    except ValueError as exc:
+        st.warning(str(exc))
+        return
+    table = dashboard.paired_table(result)
+    if table.empty:
+        st.json(result, expanded=False)
+    else:
+        st.dataframe(table, hide_index=True, width="stretch")
+
+
+def body() -> None:
+    st.title("Compare")
+    infos = [i for i in _ui.list_runs() if i.evals]
+    if not infos:
+        _ui.no_runs_hint()
+        return
+    ids = [i.run_id for i in infos]
+    picked = st.multiselect(
+        "Runs (default: the latest Model-80 and Model-70)", ids, default=dashboard.default_compare(infos), key="cmp"
+    )
+    chosen = [i for i in infos if i.run_id in picked]
+    if not chosen:
+        st.info("Pick at least one evaluated run.")
+        return
+    metrics: dict[str, dict[str, Any]] = {}
+    presets = {}
+    for info in chosen:
+        name = dashboard.latest_eval(info)
+        try:
+            metrics[dashboard.run_label(info)] = _ui.metrics(info, name)
+            presets[dashboard.run_label(info)] = info.preset
+        except ValueError as exc:
+            st.warning(f"{info.run_id}: {exc}")
+    if not metrics:
+        return
+    long = dashboard.metrics_table(metrics)
+    st.subheader("Caption metrics (95% bootstrap CI), with both baselines")
+    st.dataframe(dashboard.side_by_side(long), width="stretch")
+    st.plotly_chart(viz.metric_bars(long), width="stretch")
+    st.subheader("Next-word classification (paper Table 2 style)")
+    st.dataframe(dashboard.next_word_table(metrics), width="stretch")
+
+    st.subheader("Beside the paper")
+    beside = dashboard.paper_comparison(metrics, presets)
+    if beside.empty:
+        st.caption("The paper reports figures for the model-80 and model-70 presets only.")
+    else:
+        st.dataframe(beside, hide_index=True, width="stretch")
+    tables, notes = dashboard.paper_tables(), dashboard.paper_notes()
+    for key, title in (("table2", "Table 2"), ("table3", "Table 3"), ("table4", "Table 4")):
+        with st.expander(f"Paper {title}"):
+            st.dataframe(tables[key], hide_index=True, width="stretch")
+            st.caption(notes.get(key, ""))
+
+    _ui.guard(lambda: paired_section(chosen), "the paired difference")
+
+    st.subheader("Training curves")
+    hists = {dashboard.run_label(i): _ui.history(i) for i in chosen}
+    left, right = st.columns(2)
+    left.plotly_chart(viz.history_figure(hists, "loss"), width="stretch")
+    right.plotly_chart(viz.history_figure(hists, "accuracy"), width="stretch")
+
+    csv = long.to_csv(index=False).encode("utf-8")
+    st.download_button("Download the metrics as CSV", csv, file_name="medcap-compare.csv", mime="text/csv")
+
+
+_ui.guard(body, "the Compare page")

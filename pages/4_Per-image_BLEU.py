@@ -1,0 +1,93 @@
+"""Per-image BLEU: every test image of an evaluation, worst first, filterable, with a detail view."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from medcap import dashboard, viz
+from pages import _ui
+
+SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "nn_bleu1", "ref_len"]
+
+
+def detail(row: dict, info_run_id: str) -> None:
+    """One image: picture, reference, prediction, scores, the 1-NN caption."""
+    left, right = st.columns([1, 2])
+    with left:
+        img = viz.thumbnail(row["image_path"], 360)
+        if img is None:
+            st.caption("The image file cannot be read.")
+        else:
+            st.image(img, caption=str(row["image_id"]))
+    with right:
+        st.markdown(f"**Reference:** {row['reference']}")
+        st.markdown(f"**Prediction:** {row['prediction'] or '(empty)'}")
+        st.markdown(f"**1-NN baseline:** {row.get('nn_caption', '')}")
+        scores = {k: row[k] for k in SORT_COLUMNS if k in row}
+        st.dataframe([scores], hide_index=True)
+        if st.button("Show its attention", key="to_attention"):
+            st.session_state["attention_run"] = info_run_id
+            st.session_state["attention_image"] = str(row["image_id"])
+            st.switch_page("pages/5_Attention.py")
+
+
+def body() -> None:
+    st.title("Per-image BLEU")
+    infos = [i for i in _ui.list_runs() if i.evals]
+    if not infos:
+        _ui.no_runs_hint()
+        return
+    info = _ui.pick_run(infos, key="pi_run")
+    name = _ui.pick_eval(info, key="pi_eval")
+    df = _ui.predictions(info, name)
+    st.caption(f"{len(df)} test images in evaluation `{name}` of `{info.run_id}`.")
+
+    c1, c2, c3, c4 = st.columns(4)
+    sort_by = c1.selectbox("Sort by", [c for c in SORT_COLUMNS if c in df.columns], key="pi_sort")
+    worst_first = c2.toggle("Worst first", value=True, key="pi_order")
+    modality = None
+    if "modality" in df.columns:
+        options = sorted(df["modality"].dropna().astype(str).unique())
+        modality = c3.multiselect("Modality", options, key="pi_mod")
+    lo, hi = int(df["ref_len"].min()), int(df["ref_len"].max())
+    length = c4.slider("Reference length (words)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="pi_len")
+    shown = dashboard.filter_predictions(df, modality, length, sort_by, ascending=worst_first)
+
+    st.plotly_chart(
+        viz.histogram(shown["bleu1"].dropna(), "Per-image BLEU-1 (filtered images)", "sentence BLEU-1 (0-1)"),
+        width="stretch",
+    )
+    n = st.slider("Rows to show", 5, 200, 25, key="pi_rows")
+    top = shown.head(n).copy()
+    top.insert(0, "thumbnail", [_ui.thumb_uri(p) for p in top["image_path"]])
+    cols = ["thumbnail", "image_id", "reference", "prediction", "bleu1", "bleu2", "bleu4", "nn_caption", "nn_bleu1"]
+    if "modality" in top.columns:
+        cols.insert(2, "modality")
+    st.dataframe(
+        top[[c for c in cols if c in top.columns]],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "thumbnail": st.column_config.ImageColumn("image", width="small"),
+            "bleu1": st.column_config.NumberColumn("BLEU-1", format="%.3f"),
+            "bleu2": st.column_config.NumberColumn("BLEU-2", format="%.3f"),
+            "bleu4": st.column_config.NumberColumn("BLEU-4", format="%.3f"),
+            "nn_caption": st.column_config.TextColumn("1-NN caption"),
+            "nn_bleu1": st.column_config.NumberColumn("1-NN BLEU-1", format="%.3f"),
+        },
+    )
+    st.download_button(
+        "Download the filtered table as CSV",
+        shown.drop(columns=["reference"]).to_csv(index=False).encode("utf-8"),
+        file_name=f"{info.run_id}-{name}-per-image.csv",
+        mime="text/csv",
+    )
+    if top.empty:
+        st.info("No image matches the filters.")
+        return
+    st.subheader("Detail")
+    image_id = st.selectbox("Image", top["image_id"].tolist(), key="pi_image")
+    detail(top[top["image_id"] == image_id].iloc[0].to_dict(), info.run_id)
+
+
+_ui.guard(body, "the Per-image BLEU page")

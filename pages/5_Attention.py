@@ -1,0 +1,72 @@
+"""Attention: per generated word, where the model looked (and, on the synthetic set, the true findings)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from medcap import dashboard, viz
+from pages import _ui
+
+
+@st.cache_data(show_spinner="Reading the finding boxes…", max_entries=4)
+def _boxes(spec: str, root: str) -> dict[str, list]:
+    from medcap.data import load_records
+
+    table = load_records(spec).table
+    if "boxes" not in table.columns:
+        return {}
+    return {str(r["image_id"]): dashboard.true_boxes(r) for _, r in table.iterrows()}
+
+
+def body() -> None:
+    st.title("Attention")
+    infos = [i for i in _ui.list_runs() if i.evals]
+    if not infos:
+        _ui.no_runs_hint()
+        return
+    info = _ui.pick_run(infos, key="att_run", default=st.session_state.get("attention_run"))
+    name = _ui.pick_eval(info, key="att_eval")
+    ids = dashboard.attention_ids(info.path, name)
+    if not ids:
+        st.info("This evaluation saved no attention maps (self-attention model, or an older medcap).")
+        return
+    wanted = st.session_state.get("attention_image")
+    image_id = st.selectbox("Test image", ids, index=ids.index(wanted) if wanted in ids else 0, key="att_image")
+    preds = _ui.predictions(info, name)
+    match = preds[preds["image_id"] == image_id]
+    if match.empty:
+        st.warning(f"{image_id} is not in predictions.csv of this evaluation.")
+        return
+    row = match.iloc[0]
+    att = _ui.attention(info, name, image_id)
+    words = str(row["prediction"]).split()
+    n = min(len(words), 0 if att is None else len(att))
+    try:
+        image = viz.load_image(row["image_path"])
+    except ValueError as exc:
+        st.warning(str(exc))
+        return
+    st.markdown(f"**Generated:** {row['prediction'] or '(empty)'}")
+    st.markdown(f"**Reference:** {row['reference']}")
+    if n == 0:
+        st.info("No generated words with attention for this image.")
+        st.image(image)
+        return
+    boxes: list = []
+    if info.dataset.startswith("synthetic"):
+        try:
+            boxes = _boxes(info.dataset, _ui.artifacts_key()).get(image_id, [])
+        except (ValueError, OSError) as exc:
+            st.caption(f"True finding boxes unavailable: {exc}")
+    labels = [f"{i + 1}. {w}" for i, w in enumerate(words[:n])]
+    pick = st.select_slider("Word", labels, key="att_word")
+    k = labels.index(pick)
+    fig = viz.attention_figure(image, att[k], title=f"Attention for “{words[k]}” (word {k + 1} of {n})", boxes=boxes)
+    left, _ = st.columns([3, 2])
+    left.plotly_chart(fig, width="stretch")
+    if boxes:
+        st.caption("Dashed boxes: the true findings of this synthetic image.")
+    st.plotly_chart(viz.attention_strip(image, att[:n], words[:n]), width="stretch")
+
+
+_ui.guard(body, "the Attention page")

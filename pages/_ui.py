@@ -1,0 +1,165 @@
+"""Shared Streamlit helpers for the pages: cached readers (keyed on file mtimes) and guards.
+
+Layout only: everything computed comes from `medcap.dashboard`, `medcap.runs` and `medcap.viz`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from medcap import dashboard, paths, runs, viz
+
+log = logging.getLogger("medcap.pages")
+
+STATE_BADGES = {
+    "finished": "🟢 finished",
+    "running": "🔵 running",
+    "queued": "⚪ queued",
+    "failed": "🔴 failed",
+    "cancelled": "🟠 cancelled",
+    "interrupted": "🟠 interrupted (process gone)",
+    "unknown": "⚫ unknown (half-written?)",
+}
+
+
+def artifacts_key() -> str:
+    """The artifacts root as text: part of every cache key (tests and users may switch roots)."""
+    return str(paths.artifacts_dir().resolve())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _runs(root: str, signature: tuple) -> list[runs.RunInfo]:
+    return runs.list_runs(Path(root) / "runs")
+
+
+def list_runs() -> list[runs.RunInfo]:
+    """All runs, newest first (cached until any run folder changes)."""
+    root = artifacts_key()
+    return _runs(root, dashboard.runs_signature(Path(root) / "runs"))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _runs_table(root: str, signature: tuple) -> pd.DataFrame:
+    return dashboard.runs_table(Path(root) / "runs")
+
+
+def runs_table() -> pd.DataFrame:
+    """The runs overview table (cached until any run folder changes)."""
+    root = artifacts_key()
+    return _runs_table(root, dashboard.runs_signature(Path(root) / "runs"))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _metrics(run_path: str, eval_name: str, mtime: float) -> dict[str, Any]:
+    return dashboard.read_metrics(Path(run_path), eval_name)
+
+
+def metrics(info: runs.RunInfo, eval_name: str) -> dict[str, Any]:
+    """metrics.json of one evaluation (cached on its mtime)."""
+    path = info.path / "eval" / eval_name / "metrics.json"
+    return _metrics(str(info.path), eval_name, dashboard.file_signature(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _predictions(run_path: str, eval_name: str, mtime: float) -> pd.DataFrame:
+    return dashboard.read_predictions(Path(run_path), eval_name)
+
+
+def predictions(info: runs.RunInfo, eval_name: str) -> pd.DataFrame:
+    """predictions.csv of one evaluation (cached on its mtime)."""
+    path = info.path / "eval" / eval_name / "predictions.csv"
+    return _predictions(str(info.path), eval_name, dashboard.file_signature(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _history(run_path: str, mtime: float) -> pd.DataFrame:
+    return runs.read_history(Path(run_path))
+
+
+def history(info: runs.RunInfo) -> pd.DataFrame:
+    """history.csv of a run (cached on its mtime)."""
+    return _history(str(info.path), dashboard.file_signature(info.path / "history.csv"))
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def _thumb_uri(path: str, mtime: float, size: int) -> str | None:
+    img = viz.thumbnail(path, size)
+    if img is None:
+        return None
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def thumb_uri(path: str, size: int = 96) -> str | None:
+    """A small JPEG data URI of an image (None when unreadable), cached."""
+    return _thumb_uri(str(path), dashboard.file_signature(path), size)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _attention(run_path: str, eval_name: str, image_id: str, mtime: float) -> np.ndarray | None:
+    return dashboard.read_attention(Path(run_path), eval_name, image_id)
+
+
+def attention(info: runs.RunInfo, eval_name: str, image_id: str) -> np.ndarray | None:
+    """The (n_words, 7, 7) attention of one test image (cached)."""
+    path = info.path / "eval" / eval_name / "attention.npz"
+    return _attention(str(info.path), eval_name, image_id, dashboard.file_signature(path))
+
+
+def badge(state: str) -> str:
+    """The state with a coloured marker."""
+    return STATE_BADGES.get(state, state)
+
+
+def guard(body: Callable[[], None], what: str = "this page") -> None:
+    """Run a page body; any error becomes a warning box, never a traceback."""
+    try:
+        body()
+    except Exception as exc:  # one broken folder must never break a page
+        log.exception("error while drawing %s", what)
+        st.warning(f"Could not show {what}: {exc}")
+
+
+def pick_run(
+    infos: Sequence[runs.RunInfo],
+    label: str = "Run",
+    key: str = "run",
+    default: str | None = None,
+) -> runs.RunInfo | None:
+    """A selectbox over runs (by id, never by path); None when there is nothing to pick."""
+    if not infos:
+        return None
+    ids = [i.run_id for i in infos]
+    index = ids.index(default) if default in ids else 0
+    chosen = st.selectbox(
+        label, ids, index=index, key=key, format_func=lambda rid: f"{rid} ({badge(_state(infos, rid))})"
+    )
+    return next(i for i in infos if i.run_id == chosen)
+
+
+def _state(infos: Sequence[runs.RunInfo], run_id: str) -> str:
+    return next((i.state for i in infos if i.run_id == run_id), "unknown")
+
+
+def pick_eval(info: runs.RunInfo, key: str = "eval") -> str | None:
+    """A selectbox over a run's evaluations (newest first)."""
+    if not info.evals:
+        return None
+    newest = dashboard.latest_eval(info)
+    names = [newest, *[e for e in info.evals if e != newest]]
+    return st.selectbox("Evaluation", names, key=key) if len(names) > 1 else names[0]
+
+
+def no_runs_hint() -> None:
+    """The message shown on a page when there is nothing to show yet."""
+    st.info("No evaluated runs yet. Go to **Home** and press **Build the demo**, or launch a run on **Train**.")
