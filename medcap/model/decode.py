@@ -1,0 +1,247 @@
+"""Batched greedy and beam-search caption decoding with per-word attention maps.
+
+Many images are decoded at once: each step runs one compiled forward pass over every unfinished
+caption (beam) of a batch. `<pad>`, `<start>` and `<unk>` are never generated. A caption stops at
+`<end>` or after `max_words` words. Per generated word the attention over the 7x7 grid is the mean,
+over the prefix positions that produced it, of the positions' weights.
+Scores are sums of log-probabilities of every generated token, `<end>` included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from medcap.model.build import has_grid_attention
+from medcap.model.layers import GRID_CHANNELS, GRID_REGIONS
+
+log = logging.getLogger(__name__)
+
+_NEG = -1e30
+
+
+@dataclass
+class Caption:
+    """One decoded caption."""
+
+    words: list[str]
+    token_ids: list[int]  # ids of `words` (no <start>/<end>)
+    probs: list[float]  # model probability of each generated word
+    attention: np.ndarray | None  # (n_words, 7, 7), None for attention="self"
+    text: str  # " ".join(words)
+    score: float  # sum log-prob of the generated tokens (<end> included when reached)
+
+
+def _forward_fn(model: Any) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+    """A compiled inference pass; the signature has free batch and prefix sizes, so it traces once."""
+    cached = getattr(model, "_medcap_forward", None)
+    if cached is not None:
+        return cached
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32),
+            tf.TensorSpec([None, GRID_REGIONS, GRID_CHANNELS], tf.float32),
+            tf.TensorSpec([None, None], tf.int32),
+        ]
+    )
+    def forward(g: tf.Tensor, grid: tf.Tensor, prefix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        out = model({"global": g, "grid": grid, "prefix": prefix}, training=False)
+        probs = tf.cast(out["probs"], tf.float32)  # (B, V)
+        att = tf.cast(out["attention"], tf.float32)  # (B, T, 49)
+        pooled = tf.reduce_mean(att, axis=1)  # (B, 49): decoding prefixes carry no padding
+        return probs, pooled
+
+    with contextlib.suppress(AttributeError):  # objects that refuse new attributes: no caching
+        model._medcap_forward = forward
+    return forward
+
+
+def _as_inputs(global_feats: Any, grid_feats: Any) -> tuple[np.ndarray, np.ndarray]:
+    g = np.asarray(global_feats, dtype=np.float32)  # (N, D)
+    if g.ndim != 2:
+        raise ValueError(f"global features must be (N, D), got shape {g.shape}")
+    n = len(g)
+    if grid_feats is None:
+        grid = np.zeros((n, GRID_REGIONS, GRID_CHANNELS), dtype=np.float32)  # (N, 49, 512)
+    else:
+        grid = np.asarray(grid_feats, dtype=np.float32)
+        if grid.shape[1:] not in ((7, 7, GRID_CHANNELS), (GRID_REGIONS, GRID_CHANNELS)) or len(grid) != n:
+            raise ValueError(f"grid features must be (N={n}, 7, 7, 512), got shape {grid.shape}")
+        grid = grid.reshape(n, GRID_REGIONS, GRID_CHANNELS)  # (N, 49, 512)
+    return g, grid
+
+
+def _banned(vocab: Any) -> list[int]:
+    return sorted({int(vocab.pad_id), int(vocab.start_id), int(vocab.unk_id)})
+
+
+def _make_caption(vocab: Any, ids: list[int], probs: list[float], att: np.ndarray | None, score: float) -> Caption:
+    words = [vocab.words[i] for i in ids]
+    maps = None if att is None else np.asarray(att, dtype=np.float32).reshape(len(ids), 7, 7)  # (n, 7, 7)
+    return Caption(
+        words=words, token_ids=list(ids), probs=list(probs), attention=maps, text=" ".join(words), score=float(score)
+    )
+
+
+def greedy_decode(
+    model: Any,
+    global_feats: Any,
+    grid_feats: Any,
+    vocab: Any,
+    max_words: int = 20,
+    batch_size: int = 256,
+    stop_at_end: bool = True,
+) -> list[Caption]:
+    """Greedy captions for N images (global (N, D), grid (N, 7, 7, 512) or None for attention="self").
+
+    `stop_at_end=False` forbids `<end>` and always generates `max_words` words (benchmarks).
+    """
+    g_all, grid_all = _as_inputs(global_feats, grid_feats)
+    forward = _forward_fn(model)
+    with_maps = has_grid_attention(model)
+    banned = _banned(vocab) + ([] if stop_at_end else [int(vocab.end_id)])
+    end_id = int(vocab.end_id)
+    out: list[Caption] = []
+    for lo in range(0, len(g_all), batch_size):
+        g, grid = g_all[lo : lo + batch_size], grid_all[lo : lo + batch_size]  # (b, D), (b, 49, 512)
+        b = len(g)
+        prefix = np.zeros((b, max_words + 1), dtype=np.int32)  # (b, W + 1)
+        prefix[:, 0] = vocab.start_id
+        ids = np.zeros((b, max_words), dtype=np.int32)  # (b, W)
+        word_p = np.zeros((b, max_words), dtype=np.float32)  # (b, W)
+        maps = np.zeros((b, max_words, GRID_REGIONS), dtype=np.float32)  # (b, W, 49)
+        n_words = np.zeros(b, dtype=np.int32)  # (b,)
+        score = np.zeros(b, dtype=np.float64)  # (b,)
+        active = np.arange(b)
+        for step in range(max_words):
+            probs, pooled = forward(g[active], grid[active], prefix[active, : step + 1])
+            probs, pooled = probs.numpy(), pooled.numpy()  # (a, V), (a, 49)
+            masked = probs.copy()
+            masked[:, banned] = -1.0
+            choice = masked.argmax(axis=1)  # (a,)
+            p = probs[np.arange(len(active)), choice]  # (a,)
+            score[active] += np.log(np.maximum(p, 1e-30))
+            is_end = choice == end_id
+            words = active[~is_end]
+            ids[words, step] = choice[~is_end]
+            word_p[words, step] = p[~is_end]
+            maps[words, step] = pooled[~is_end]
+            n_words[words] += 1
+            prefix[active, step + 1] = choice
+            active = words
+            if len(active) == 0:
+                break
+        for i in range(b):
+            n = int(n_words[i])
+            out.append(
+                _make_caption(
+                    vocab, ids[i, :n].tolist(), word_p[i, :n].tolist(), maps[i, :n] if with_maps else None, score[i]
+                )
+            )
+    return out
+
+
+def beam_decode(
+    model: Any,
+    global_feats: Any,
+    grid_feats: Any,
+    vocab: Any,
+    beam: int = 3,
+    max_words: int = 20,
+    batch_size: int = 64,
+    length_penalty: float = 0.0,
+) -> list[Caption]:
+    """Beam-search captions for N images; beam=1 equals greedy.
+
+    Beams are ranked by summed log-probability while searching; the final caption of an image is the
+    beam with the best `score / n_tokens ** length_penalty` (0.0: plain sum, favours short captions).
+    """
+    if beam < 1:
+        raise ValueError(f"beam must be >= 1, got {beam}")
+    g_all, grid_all = _as_inputs(global_feats, grid_feats)
+    forward = _forward_fn(model)
+    with_maps = has_grid_attention(model)
+    banned = _banned(vocab)
+    end_id, pad_id = int(vocab.end_id), int(vocab.pad_id)
+    out: list[Caption] = []
+    for lo in range(0, len(g_all), batch_size):
+        g, grid = g_all[lo : lo + batch_size], grid_all[lo : lo + batch_size]  # (b, D), (b, 49, 512)
+        b, k = len(g), beam
+        seqs = np.zeros((b, k, max_words + 1), dtype=np.int32)  # (b, k, W + 1) incl. <start>
+        seqs[:, :, 0] = vocab.start_id
+        word_p = np.zeros((b, k, max_words), dtype=np.float32)  # (b, k, W)
+        maps = np.zeros((b, k, max_words, GRID_REGIONS), dtype=np.float32)  # (b, k, W, 49)
+        n_words = np.zeros((b, k), dtype=np.int32)  # (b, k)
+        n_tokens = np.zeros((b, k), dtype=np.int32)  # (b, k) words + <end>
+        done = np.zeros((b, k), dtype=bool)  # (b, k)
+        score = np.full((b, k), _NEG, dtype=np.float64)  # (b, k): only beam 0 is live at first
+        score[:, 0] = 0.0
+        active = np.arange(b)
+        for step in range(max_words):
+            a = len(active)
+            flat_g = np.repeat(g[active], k, axis=0)  # (a*k, D)
+            flat_grid = np.repeat(grid[active], k, axis=0)  # (a*k, 49, 512)
+            flat_prefix = seqs[active, :, : step + 1].reshape(a * k, step + 1)  # (a*k, s+1)
+            probs, pooled = forward(flat_g, flat_grid, flat_prefix)
+            probs = probs.numpy().reshape(a, k, -1)  # (a, k, V)
+            pooled = pooled.numpy().reshape(a, k, GRID_REGIONS)  # (a, k, 49)
+            vsize = probs.shape[-1]
+            logp = np.log(np.maximum(probs, 1e-30)).astype(np.float64)  # (a, k, V)
+            logp[:, :, banned] = _NEG
+            fin = done[active]  # (a, k)
+            logp[fin] = _NEG
+            logp[fin, pad_id] = 0.0  # a finished beam carries over unchanged via a <pad> no-op
+            cand = score[active][:, :, None] + logp  # (a, k, V)
+            flat = cand.reshape(a, k * vsize)  # (a, k*V)
+            top = np.argsort(-flat, axis=1, kind="stable")[:, :k]  # (a, k)
+            parent, tok = top // vsize, top % vsize  # (a, k), (a, k)
+            rows = active[:, None]  # (a, 1)
+            new_score = np.take_along_axis(flat, top, axis=1)  # (a, k)
+            par_done = np.take_along_axis(fin, parent, axis=1)  # (a, k)
+            seqs[active] = seqs[rows, parent]
+            word_p[active] = word_p[rows, parent]
+            maps[active] = maps[rows, parent]
+            n_words[active] = n_words[rows, parent]
+            n_tokens[active] = n_tokens[rows, parent]
+            tok_p = probs[np.arange(a)[:, None], parent, tok]  # (a, k)
+            tok_map = pooled[np.arange(a)[:, None], parent]  # (a, k, 49)
+            live = ~par_done & (new_score > _NEG / 2)  # (a, k) beams extended this step
+            is_word = live & (tok != end_id)
+            ai, ki = np.nonzero(is_word)
+            ri = active[ai]
+            seqs[ri, ki, step + 1] = tok[ai, ki]
+            word_p[ri, ki, step] = tok_p[ai, ki]
+            maps[ri, ki, step] = tok_map[ai, ki]
+            n_words[ri, ki] += 1
+            n_tokens[active] += live
+            score[active] = new_score
+            done[active] = par_done | (live & (tok == end_id)) | ~(new_score > _NEG / 2)
+            finished = done[active].all(axis=1)  # (a,)
+            if not length_penalty:  # scores only fall: a finished best beam can no longer be beaten
+                best_done = np.where(done[active], score[active], -np.inf).max(axis=1)  # (a,)
+                best_live = np.where(done[active], -np.inf, score[active]).max(axis=1)  # (a,)
+                finished |= best_done >= best_live
+            active = active[~finished]
+            if len(active) == 0:
+                break
+        norm = score / np.maximum(n_tokens, 1) ** length_penalty if length_penalty else score  # (b, k)
+        best = np.argmax(np.where(score > _NEG / 2, norm, -np.inf), axis=1)  # (b,)
+        for i in range(b):
+            j, n = int(best[i]), int(n_words[i, best[i]])
+            out.append(
+                _make_caption(
+                    vocab,
+                    seqs[i, j, 1 : 1 + n].tolist(),
+                    word_p[i, j, :n].tolist(),
+                    maps[i, j, :n] if with_maps else None,
+                    score[i, j],
+                )
+            )
+    return out
