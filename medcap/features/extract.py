@@ -13,13 +13,14 @@ Every readable image of `result.table` is extracted, whatever its caption.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from medcap.features.store import IDS_FILE, META_FILE, STORE_FORMAT, FeatureStor
 log = logging.getLogger(__name__)
 
 PROGRESS_FILE = "progress.json"
+LOCK_FILE = ".lock"
 COPY_CHUNK = 512  # rows per chunk when compacting arrays
 
 
@@ -187,6 +189,29 @@ def make_image_dataset(cands: list[tuple[str, str]], start: int, size: int, batc
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+@contextlib.contextmanager
+def store_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a store folder (two processes never extract the same store at once)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: run unlocked
+        yield
+        return
+    lock = folder / LOCK_FILE
+    if not lock.is_file():
+        io.write_text(lock, "")
+    with open(lock, "rb") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is extracting %s: waiting for it", folder)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def _device() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     return f"GPU x{len(gpus)}" if gpus else "CPU"
@@ -244,12 +269,23 @@ def ensure_features(
         raise ValueError(f"{result.spec}: the dataset has no images to extract")
     fp = fingerprint(bb.describe(), cands, aug_meta if augment else None)
     folder = store_dir(result, bb.name, fp)
-    if is_complete(folder):
-        log.info("reusing feature store %s", folder)
-        store = open_store(folder)
-        store.reused = True
-        return store
+    if not is_complete(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        with store_lock(folder):
+            if not is_complete(folder):  # another process may have finished it while we waited
+                _extract_store(result, bb, cands, fp, folder, batch_size, augment, settings, aug_meta, progress,
+                               on_batch)
+                return open_store(folder)
+    log.info("reusing feature store %s", folder)
+    store = open_store(folder)
+    store.reused = True
+    return store
 
+
+def _extract_store(result: LoadResult, bb: Backbone, cands: list[tuple[str, str]], fp: str, folder: Path,
+                   batch_size: int, augment: int, settings: AugmentSettings, aug_meta: dict, progress: bool,
+                   on_batch: Callable[[int], None] | None) -> None:
+    """Extract (or resume) into `folder` and finish the store (caller holds the folder lock)."""
     shapes = _array_shapes(bb, len(cands), augment)
     work = _Work(folder, fp, shapes)
     start = work.rows_done
@@ -300,7 +336,6 @@ def ensure_features(
     io.write_json(folder / META_FILE, meta)
     (folder / PROGRESS_FILE).unlink(missing_ok=True)
     log.info("feature store complete: %d images, %d skipped, %s", meta["n_images"], len(skipped), folder)
-    return open_store(folder)
 
 
 def _run_extraction(bb: Backbone, cands: list[tuple[str, str]], work: _Work, start: int, batch_size: int,

@@ -1,0 +1,106 @@
+"""`python -m medcap features`: extract (or reuse) a dataset's CNN feature store and print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `features` command."""
+    p = subparsers.add_parser(
+        "features",
+        help="extract CNN features of a dataset into a cached store (resumable, reused when unchanged)",
+        description="Extract global + 7x7 grid CNN features of every readable image of a dataset.",
+    )
+    p.add_argument("--dataset", required=True, metavar="SPEC", help="dataset spec, e.g. medpix:PATH or synthetic:2000")
+    p.add_argument("--backbone", default="vgg16",
+                   help="vgg16 (default; offline ImageNet weights), resnet50, densenet121, efficientnetb0 "
+                        "(the latter need their weights file in the Keras cache)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per backbone call (default 32)")
+    p.add_argument("--augment", type=int, default=0, metavar="K", help="also store K augmented views per image")
+    p.add_argument("--export", type=Path, metavar="FILE.npz", help="also write ids, grid and global to one .npz")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=run)
+
+
+def summary(store, seconds: float) -> dict:  # store: FeatureStore
+    """The printed summary of a store."""
+    meta = store.meta
+    extraction = meta.get("extraction", {})
+    return {
+        "store": str(store.path),
+        "reused": bool(store.reused),
+        "dataset": meta.get("dataset", {}).get("spec"),
+        "count": len(store.ids),
+        "candidates": meta.get("n_candidates"),
+        "skipped": len(store.skipped),
+        "skipped_images": store.skipped,
+        "backbone": meta.get("backbone"),
+        "weights_source": meta.get("weights_source"),
+        "weights_sha256": meta.get("weights_sha256"),
+        "global_dim": store.global_dim,
+        "global_from": meta.get("global_from"),
+        "grid_shape": meta.get("grid_shape"),
+        "augment": meta.get("augment", {}).get("k", 0),
+        "images_per_s": extraction.get("images_per_s"),
+        "extraction_seconds": extraction.get("seconds"),
+        "device": extraction.get("device"),
+        "seconds_this_run": round(seconds, 2),
+    }
+
+
+def export_npz(store, path: Path) -> None:  # store: FeatureStore
+    """Write ids (N,), grid (N, 7, 7, C) and global (N, D) float16 to one .npz (atomic)."""
+    import numpy as np
+
+    from medcap import io
+
+    arrays = {"ids": np.array(store.ids), "grid": np.asarray(store.grid()), "global": np.asarray(store.global_feats())}
+    if store.augment_k:
+        arrays["aug_global"] = np.asarray(store.aug_global())
+        arrays["aug_grid"] = np.asarray(store.aug_grid())
+    io.save_npz(path, **arrays)
+
+
+def _text(info: dict) -> str:
+    lines = [
+        f"store:          {info['store']}",
+        f"reused:         {'yes' if info['reused'] else 'no'}",
+        f"images:         {info['count']} of {info['candidates']} ({info['skipped']} skipped)",
+        f"backbone:       {info['backbone']} ({info['weights_source']})",
+        f"global dim:     {info['global_dim']} ({info['global_from']})",
+        f"grid:           {' x '.join(str(d) for d in info['grid_shape'])}",
+        f"augment views:  {info['augment']}",
+        f"images/s:       {info['images_per_s']} on {info['device']}"
+        + (" (from the original extraction)" if info["reused"] else ""),
+        f"time:           {info['seconds_this_run']} s",
+    ]
+    lines += [f"skipped:        {s['image_id']}: {s['reason']}" for s in info["skipped_images"][:20]]
+    if "export" in info:
+        lines.append(f"exported:       {info['export']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler: load the dataset, ensure its features, print the summary (and export)."""
+    from medcap.data import load_records
+    from medcap.features import ensure_features
+
+    t0 = time.perf_counter()
+    result = load_records(args.dataset)
+    store = ensure_features(result, backbone=args.backbone, batch_size=args.batch_size, augment=args.augment,
+                            progress=not args.no_progress)
+    info = summary(store, time.perf_counter() - t0)
+    if args.export:
+        export_npz(store, args.export)
+        info["export"] = str(args.export)
+        info["seconds_this_run"] = round(time.perf_counter() - t0, 2)
+    print(json.dumps(info, indent=2) if args.json else _text(info))
+    return 0
