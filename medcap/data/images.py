@@ -21,6 +21,9 @@ IMAGE_REASONS = ("missing_file", "empty_file", "not_an_image", "corrupt_image", 
 # Extensions the loaders accept when resolving an image by its stem, in order of preference.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
 
+# File signatures of common image formats: an unreadable file that starts with one is "corrupt_image".
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
 _DRAFT_SIZE = (64, 64)  # JPEG draft decode size: decodes at 1/8 scale, cheap but catches truncation
 
 
@@ -57,10 +60,20 @@ def check_image(path: str | os.PathLike[str]) -> str | None:
     except Image.DecompressionBombError:
         return "decompression_bomb"
     except UnidentifiedImageError:
-        return "not_an_image"
+        return "corrupt_image" if _looks_like_image(p) else "not_an_image"
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error):
         return "corrupt_image"
     return None
+
+
+def _looks_like_image(path: Path) -> bool:
+    """True when the file starts with a known image signature."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC)
 
 
 def check_images(paths: Sequence[str | os.PathLike[str]], workers: int | None = None) -> list[str | None]:

@@ -56,8 +56,12 @@ def _row(image_id: str, image_path: Path, caption: Any, group: Any = "", split: 
 
 
 def _finish(spec: str, kind: str, name: str, root: Path, rows: list[dict], skips: SkipLog,
-            records_read: int, has_official_split: bool) -> LoadResult:
-    """Drop duplicate ids and rows whose image fails validation (thread pool); build the LoadResult."""
+            has_official_split: bool) -> LoadResult:
+    """Drop duplicate ids and rows whose image fails validation (thread pool); build the LoadResult.
+
+    Every record read is either in `rows` or already counted in `skips`, so records_read is their sum.
+    """
+    records_read = len(rows) + skips.total()
     unique: list[dict] = []
     seen: set[str] = set()
     for row in rows:
@@ -103,11 +107,9 @@ def load_synthetic_folder(path: str | Path, spec: str | None = None, name: str |
     root = _existing(Path(path).resolve(), "synthetic dataset folder")
     skips = SkipLog()
     rows: list[dict] = []
-    n_read = 0
     index = root / "records.jsonl"
     _existing(index, "synthetic records file")
     for lineno, rec in iter_jsonl(index, skips):
-        n_read += 1
         if not rec.get("image_id") or not rec.get("file"):
             skips.add("missing_field", f"{index.name}:{lineno}", "needs image_id and file")
             continue
@@ -115,9 +117,8 @@ def load_synthetic_folder(path: str | Path, spec: str | None = None, name: str |
         meta["boxes"] = json.dumps(rec.get("boxes") or [])
         rows.append(_row(rec["image_id"], root / str(rec["file"]), rec.get("caption"), rec.get("group"),
                          _split_name(rec.get("split")), **meta))
-    records_read = n_read + skips.total()
     return _finish(spec or f"synthetic:{root}", "synthetic", name or safe_name(root.name), root, rows, skips,
-                   records_read, has_official_split=any(r["split"] for r in rows))
+                   has_official_split=any(r["split"] for r in rows))
 
 
 def _load_synthetic(spec: str, arg: str) -> LoadResult:
@@ -168,8 +169,7 @@ def load_medpix(root: Path, spec: str) -> LoadResult:
         rows.append(_row(stem, path, desc.get("Caption"), rec.get("U_id"), splits.get(stem, ""),
                          modality=_text(rec.get("Type")), plane=_text(desc.get("Plane")),
                          location=_text(rec.get("Location Category"))))
-    records_read = len(records) + skips.total()
-    return _finish(spec, "medpix", safe_name(root.name), root, rows, skips, records_read, bool(splits))
+    return _finish(spec, "medpix", safe_name(root.name), root, rows, skips, bool(splits))
 
 
 # ---------------------------------------------------------------- roco
@@ -197,7 +197,6 @@ def load_roco(root: Path, spec: str) -> LoadResult:
     skips = SkipLog()
     link_skips = SkipLog()  # dlinks.txt problems are logged; the record then falls back to images/<id>.*
     rows: list[dict] = []
-    n_lines = 0
     found_any = False
     for folder_split, split in (("train", "train"), ("validation", "val"), ("val", "val"), ("test", "test")):
         folder = base / folder_split / "radiology"
@@ -208,7 +207,6 @@ def load_roco(root: Path, spec: str) -> LoadResult:
         links = _roco_links(folder, link_skips)
         by_stem = index_images(folder / "images")
         for _, fields in iter_tsv_pairs(captions, skips, min_fields=1):
-            n_lines += 1
             image_id = fields[0]
             caption = " ".join(fields[1:])
             file_name, article = links.get(image_id, ("", ""))
@@ -219,8 +217,7 @@ def load_roco(root: Path, spec: str) -> LoadResult:
             rows.append(_row(image_id, path, caption, article, split))
     if not found_any:
         raise FileNotFoundError(f"{base}: no ROCO captions (expected {{train,validation,test}}/radiology/captions.txt)")
-    records_read = n_lines + skips.total()
-    return _finish(spec, "roco", safe_name(root.name), root, rows, skips, records_read, True)
+    return _finish(spec, "roco", safe_name(root.name), root, rows, skips, True)
 
 
 # ---------------------------------------------------------------- medicat
@@ -249,9 +246,7 @@ def load_medicat(root: Path, spec: str) -> LoadResult:
     jsonl, figures = _medicat_files(root)
     skips = SkipLog()
     rows: list[dict] = []
-    n_read = 0
     for lineno, rec in iter_jsonl(jsonl, skips):
-        n_read += 1
         pdf_hash, fig_uri = _text(rec.get("pdf_hash")), _text(rec.get("fig_uri"))
         if not pdf_hash or not fig_uri:
             skips.add("missing_field", f"{jsonl.name}:{lineno}", "needs pdf_hash and fig_uri")
@@ -259,9 +254,8 @@ def load_medicat(root: Path, spec: str) -> LoadResult:
         file_name = f"{pdf_hash}_{fig_uri}"
         caption = rec.get("s2_caption", rec.get("caption"))
         rows.append(_row(file_name, figures / file_name, caption, pdf_hash, ""))
-    records_read = n_read + skips.total()
     name = safe_name(root.stem if root.is_file() else root.name)
-    return _finish(spec, "medicat", name, root if root.is_dir() else root.parent, rows, skips, records_read, False)
+    return _finish(spec, "medicat", name, root if root.is_dir() else root.parent, rows, skips, False)
 
 
 # ---------------------------------------------------------------- iu x-ray
@@ -274,7 +268,6 @@ def load_iuxray(root: Path, spec: str) -> LoadResult:
     data = load_json_object(index)
     skips = SkipLog()
     rows: list[dict] = []
-    n_images = 0
     images_dir = root / "images"
     for key in ("train", "val", "test"):
         studies = data.get(key) or []
@@ -284,16 +277,14 @@ def load_iuxray(root: Path, spec: str) -> LoadResult:
             where = f"{index.name}: {key}[{i}]"
             paths = study.get("image_path") if isinstance(study, dict) else None
             if not isinstance(paths, list) or not paths or not study.get("id"):
-                n_images += 1
                 skips.add("missing_field", where, "needs id and a non-empty image_path list")
                 continue
             for rel in paths:
-                n_images += 1
                 rel_path = Path(_text(rel))
                 image_id = f"{study['id']}_{rel_path.stem}"  # e.g. CXR2384_IM-0942_0
                 rows.append(_row(image_id, images_dir / rel_path, study.get("report"), study["id"],
                                  _split_name(key)))
-    return _finish(spec, "iuxray", safe_name(root.name), root, rows, skips, n_images, True)
+    return _finish(spec, "iuxray", safe_name(root.name), root, rows, skips, True)
 
 
 # ---------------------------------------------------------------- csv
@@ -308,10 +299,8 @@ def load_csv(path: Path, spec: str) -> LoadResult:
         raise ValueError(f"{path}: csv: expects a .csv file, got a folder")
     skips = SkipLog()
     rows: list[dict] = []
-    n_read = 0
     has_split = False
     for lineno, rec in iter_csv(path, skips, required=("image_path", "caption")):
-        n_read += 1
         rel = rec["image_path"].strip()
         if not rel:
             skips.add("missing_field", f"{path.name}:{lineno}", "empty image_path")
@@ -321,9 +310,8 @@ def load_csv(path: Path, spec: str) -> LoadResult:
         meta = {k: v for k, v in rec.items() if k not in _CSV_CORE and k}
         image_id = rec.get("image_id", "").strip() or rel
         rows.append(_row(image_id, path.parent / rel, rec["caption"], rec.get("group", "").strip(), split, **meta))
-    records_read = n_read + skips.total()
     name = safe_name(f"{path.parent.name}-{path.stem}")
-    return _finish(spec, "csv", name, path.parent, rows, skips, records_read, has_split)
+    return _finish(spec, "csv", name, path.parent, rows, skips, has_split)
 
 
 # ---------------------------------------------------------------- dispatch
