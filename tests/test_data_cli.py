@@ -57,3 +57,9 @@ def test_cli_human_and_truncate(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_cli_bad_dataset_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "--dataset", f"medpix:{tmp_path / 'absent'}"]) == 2
     assert capsys.readouterr().out == ""
+
+
+def test_summarize_all_captions_dropped_raises(tmp_path: Path) -> None:
+    res = load_records(f"medpix:{make_medpix(tmp_path / 'mp')}")
+    with pytest.raises(ValueError, match="no captions left"):
+        summarize(res, max_words=1)

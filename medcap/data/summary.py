@@ -35,6 +35,8 @@ def summarize(
     """
     table = result.table
     kept, caption_drops = prepare_captions(table, max_words=max_words, long_captions=long_captions)
+    if kept.empty:
+        raise ValueError(f"{result.spec}: no captions left after filtering (dropped {caption_drops})")
     dropped = dict(result.skipped)
     for reason, n in caption_drops.items():
         dropped[reason] = dropped.get(reason, 0) + n
@@ -51,15 +53,13 @@ def summarize(
         "examples": result.examples,
         "images_found": len(table),
         "groups": int(table["group"].nunique()),
-        "groups_kept": int(kept["group"].nunique()) if len(kept) else 0,
+        "groups_kept": int(kept["group"].nunique()),
         "has_official_split": result.has_official_split,
         "caption_words_before": _length_stats(before),
         "caption_words_after": _length_stats(after),
         "settings": {"max_words": max_words, "long_captions": long_captions, "protocol": protocol,
                      "split_by": split_by, "seed": seed, "min_count": min_count},
     }
-    if kept.empty:
-        raise ValueError(f"{result.spec}: no captions left after filtering (dropped {caption_drops})")
     split = make_split(kept, protocol=protocol, split_by=split_by, seed=seed)
     train_ids = set(split["train"])
     train_tokens = kept.loc[kept["image_id"].astype(str).isin(train_ids), "tokens"]
