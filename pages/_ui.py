@@ -38,24 +38,24 @@ def artifacts_key() -> str:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _runs(root: str, signature: tuple) -> list[runs.RunInfo]:
-    return runs.list_runs(Path(root) / "runs")
+    return runs.list_runs(Path(root))
 
 
 def list_runs() -> list[runs.RunInfo]:
     """All runs, newest first (cached until any run folder changes)."""
-    root = artifacts_key()
-    return _runs(root, dashboard.runs_signature(Path(root) / "runs"))
+    root = paths.runs_dir().resolve()
+    return _runs(str(root), dashboard.runs_signature(root))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _runs_table(root: str, signature: tuple) -> pd.DataFrame:
-    return dashboard.runs_table(Path(root) / "runs")
+    return dashboard.runs_table(Path(root))
 
 
 def runs_table() -> pd.DataFrame:
     """The runs overview table (cached until any run folder changes)."""
-    root = artifacts_key()
-    return _runs_table(root, dashboard.runs_signature(Path(root) / "runs"))
+    root = paths.runs_dir().resolve()
+    return _runs_table(str(root), dashboard.runs_signature(root))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

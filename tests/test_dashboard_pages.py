@@ -1,0 +1,185 @@
+"""Every dashboard page under Streamlit's AppTest, with no runs and with a finished + a failed run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import PROJECT_ROOT
+from tests.test_dashboard_fixtures import FAILED_ERROR, FAILED_ID, FINISHED_ID, small_state, write_image
+
+PAGES = {
+    "home": "streamlit_app.py",
+    "data": "pages/1_Data.py",
+    "train": "pages/2_Train.py",
+    "compare": "pages/3_Compare.py",
+    "per_image": "pages/4_Per-image_BLEU.py",
+    "attention": "pages/5_Attention.py",
+    "caption": "pages/6_Caption_an_image.py",
+}
+TITLES = {
+    "home": "medcap · medical image captioning",
+    "data": "Data",
+    "train": "Train",
+    "compare": "Compare",
+    "per_image": "Per-image BLEU",
+    "attention": "Attention",
+    "caption": "Caption an image",
+}
+
+
+def run_page(name: str) -> AppTest:
+    at = AppTest.from_file(str(PROJECT_ROOT / PAGES[name]), default_timeout=60)
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "success") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def frames(at: AppTest) -> list[pd.DataFrame]:
+    return [d.value for d in at.dataframe]
+
+
+def assert_clean(at: AppTest, name: str) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title][:1] == [TITLES[name]]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_without_runs(name: str) -> None:
+    at = run_page(name)
+    assert_clean(at, name)
+    assert not at.warning, [w.value for w in at.warning]
+    shown = texts(at)
+    expected = {
+        "home": "No runs yet",
+        "data": "press **Load dataset**",
+        "train": "No runs yet",
+        "compare": "No evaluated runs yet",
+        "per_image": "No evaluated runs yet",
+        "attention": "No evaluated runs yet",
+        "caption": "No finished run yet",
+    }[name]
+    assert expected in shown
+
+
+def test_home_without_runs_offers_the_demo_button() -> None:
+    at = run_page("home")
+    assert [b.label for b in at.button] == ["Build the demo"]
+    # the paper's Table 2 and 3 figures are shown
+    table2 = frames(at)[0]
+    assert table2.loc[table2["preset"] == "model-80", "accuracy"].item() == pytest.approx(0.4941)
+    table3 = frames(at)[1]
+    assert table3.loc[table3["preset"] == "model-70", "bleu1"].item() == pytest.approx(0.310)
+
+
+@pytest.fixture
+def small(artifacts: Path) -> Path:
+    small_state(artifacts)
+    return artifacts
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_with_a_finished_and_a_failed_run(small: Path, name: str) -> None:
+    at = run_page(name)
+    assert_clean(at, name)
+    assert not at.warning, [w.value for w in at.warning]
+
+
+def test_home_lists_runs_with_bleu_and_the_failure(small: Path) -> None:
+    at = run_page("home")
+    runs = frames(at)[0]
+    row = runs.set_index("run").loc[FINISHED_ID]
+    assert row["BLEU-1"] == pytest.approx(0.312)
+    assert row["BLEU-1 95% CI"] == "[0.281, 0.344]"
+    failed = runs.set_index("run").loc[FAILED_ID]
+    assert "failed" in failed["state"]
+    assert failed["message"] == FAILED_ERROR
+    assert "Build the demo" not in [b.label for b in at.button]
+    beside = frames(at)[-1]
+    assert list(beside["figure"]) == ["accuracy", "precision", "recall", "f1", "bleu1", "bleu2"]
+    assert beside.set_index("figure").loc["bleu1", "paper"] == pytest.approx(0.309)
+
+
+def test_train_shows_the_failed_runs_error(small: Path) -> None:
+    at = run_page("train")
+    assert FAILED_ERROR in texts(at)  # the newest run (the failed one) is selected by default
+    assert "Resume run" in [b.label for b in at.button]
+    at.selectbox(key="train_run").set_value(FINISHED_ID).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 2  # loss and accuracy curves
+
+
+def test_compare_shows_metrics_with_cis_and_the_paper(small: Path) -> None:
+    at = run_page("compare")
+    side = frames(at)[0]
+    column = f"model-80 · {FINISHED_ID}"
+    assert side.loc["BLEU-1", column] == "0.312 [0.281, 0.344]"
+    assert side.loc["BLEU-1", f"{column} · nearest neighbour baseline"] == "0.220 [0.200, 0.240]"
+    next_word = frames(at)[1]
+    assert next_word.loc["Accuracy", column] == pytest.approx(0.4567)
+    assert "Pick exactly two runs" in texts(at)
+
+
+def test_per_image_is_worst_first_and_filters(small: Path) -> None:
+    at = run_page("per_image")
+    table = frames(at)[0]
+    assert table["image_id"].iloc[0] == "img00000"
+    assert table["bleu1"].iloc[0] == 0.0
+    assert list(table["bleu1"]) == sorted(table["bleu1"])
+    at.multiselect(key="pi_mod").set_value(["MR"]).run()
+    assert set(frames(at)[0]["image_id"]) == {"img00001", "img00003", "img00005"}
+    at.toggle(key="pi_order").set_value(False).run()
+    values = list(frames(at)[0]["bleu1"])
+    assert values == sorted(values, reverse=True)
+
+
+def test_per_image_detail_opens_the_attention_page(small: Path) -> None:
+    at = run_page("per_image")
+    assert "**Prediction:** axial ct shows a small mass in the left lung" in texts(at)
+    at.button(key="to_attention").click().run()
+    assert not at.exception
+    assert at.session_state["attention_image"] == "img00000"
+
+
+def test_attention_page_draws_per_word_maps(small: Path) -> None:
+    at = run_page("attention")
+    assert "**Generated:** axial ct shows a small mass in the left lung" in texts(at)
+    assert len(at.get("plotly_chart")) == 2  # one word's map and the small multiples
+    at.select_slider(key="att_word").set_value("3. shows").run()
+    assert not at.exception
+
+
+def test_data_page_summarises_a_csv_dataset(artifacts: Path) -> None:
+    folder = artifacts / "mini"
+    rows = []
+    for i in range(12):
+        write_image(folder / f"im{i}.png", seed=i)
+        rows.append({"image_path": f"im{i}.png", "caption": f"axial ct shows lesion number {i % 3}", "group": f"g{i}"})
+    rows.append({"image_path": "missing.png", "caption": "no image here", "group": "gx"})
+    pd.DataFrame(rows).to_csv(folder / "captions.csv", index=False)
+    at = run_page("data")
+    at.text_input[0].input(f"csv:{folder / 'captions.csv'}")
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.warning, [w.value for w in at.warning]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Records read"] == "13"
+    assert metrics["Images found"] == "12"
+    dropped = frames(at)[0]
+    assert dropped["records"].sum() == 1
+    assert len(at.image) == 8  # the sample grid
+
+
+def test_a_broken_run_folder_shows_a_warning_not_a_traceback(small: Path) -> None:
+    metrics = small / "runs" / FINISHED_ID / "eval" / "test" / "predictions.csv"
+    metrics.write_text("image_id,prediction\nx,y\n")
+    at = run_page("per_image")
+    assert not at.exception
+    assert any("lacks columns" in w.value for w in at.warning)
