@@ -33,12 +33,14 @@ class RunData:
     token_ids: dict[str, list[list[int]]]  # split -> encoded captions (no start/end)
     image_ids: dict[str, list[str]]  # split -> image ids aligned with rows / token_ids
     fingerprint: str
+    max_len: int = 21  # prefix length: max_words + 1
 
     def n_pairs(self, split: str) -> int:
-        """(prefix, next word) pairs of a split: a caption of n words gives n + 1 pairs."""
-        return int(sum(len(t) + 1 for t in self.token_ids[split]))
+        """(prefix, next word) pairs of a split: a caption of n words gives n + 1 pairs (at most max_len)."""
+        return int(sum(min(len(t) + 1, self.max_len) for t in self.token_ids[split]))
 
     def steps(self, split: str, batch_size: int) -> int:
+        """Batches per epoch of a split."""
         return max(1, math.ceil(self.n_pairs(split) / batch_size))
 
 
@@ -91,7 +93,9 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData
         vocab.save(vocab_path)
     log.info("split: %s; vocabulary: %d words", {k: len(v) for k, v in split.items()}, len(vocab))
     store = _feature_store(cfg, result)
-    return _index(cfg.dataset, table, split, vocab, store, fingerprint)
+    data = _index(cfg.dataset, table, split, vocab, store, fingerprint)
+    data.max_len = cfg.max_words + 1
+    return data
 
 
 def _feature_store(cfg: RunConfig, result: Any) -> Any:

@@ -125,7 +125,7 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
                      progress=progress_fraction(epoch, 0, steps, cfg.epochs), pid=os.getpid(),
                      message=f"epoch {epoch + 1}/{cfg.epochs}")
         train_ds = _pairs(data, "train", cfg, shuffle=True, epoch=epoch)
-        fit_logs = model.fit(train_ds, epochs=1, verbose=0,
+        fit_logs = model.fit(train_ds, epochs=1, verbose=0, shuffle=False,
                              callbacks=[StatusCallback(run_dir, epoch, cfg.epochs, steps)]).history
         train_m = {k: float(v[-1]) for k, v in fit_logs.items()}
         val_m = model.evaluate(val_ds, verbose=0, return_dict=True) if val_ds is not None else {}
@@ -164,10 +164,11 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
 
 def _pairs(data: RunData, split: str, cfg: RunConfig, shuffle: bool, epoch: int) -> tf.data.Dataset:
     """The lazy (prefix, next word) dataset of one split; shuffled in an epoch-seeded order."""
-    from medcap.model import make_pairs_dataset
+    from medcap.model import store_pairs_dataset
 
-    return make_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
-                              shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1, epoch=epoch)
+    return store_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
+                               shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1,
+                               augment=cfg.augment > 0 and split == "train", epoch=epoch, num_epochs=1)
 
 
 def _accuracy(metrics: dict[str, Any]) -> float:
@@ -183,8 +184,14 @@ def _finite(x: float) -> float | None:
 
 
 def _save_weights(model: keras.Model, path: Path) -> None:
+    """Atomic `save_weights`: Keras insists on a `.weights.h5` name, so save beside the temp file first."""
     with atomic_path(path) as tmp:
-        model.save_weights(tmp)
+        keras_tmp = tmp.with_name(tmp.name + ".weights.h5")
+        try:
+            model.save_weights(keras_tmp)
+            os.replace(keras_tmp, tmp)
+        finally:
+            keras_tmp.unlink(missing_ok=True)
 
 
 def _write_history(run_dir: Path, rows: list[dict[str, float]]) -> None:
