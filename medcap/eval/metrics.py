@@ -188,29 +188,43 @@ def java_available() -> str | None:
 
 
 def meteor(refs: Refs, hyps: Hyps) -> Scored:
-    """METEOR 1.5 via pycocoevalcap (one JVM per call, closed afterwards). Skipped when Java is absent."""
-    _check(refs, hyps)
+    """METEOR 1.5 via pycocoevalcap (one JVM, closed afterwards). Skipped (with a reason) without Java."""
+    return meteor_systems(refs, {"hyp": hyps})["hyp"]
+
+
+def _meteor_clean(text: str) -> str:
+    # METEOR's '|||' field separator and newlines would break its stdin protocol.
+    return text.replace("|||", " ").replace("\n", " ")
+
+
+def meteor_systems(refs: Refs, systems: dict[str, Hyps]) -> dict[str, Scored]:
+    """METEOR of several systems on the same references with ONE JVM (spawned once, closed afterwards)."""
+    for hyps in systems.values():
+        _check(refs, hyps)
     reason = java_available()
     if reason:
-        return Scored(float("nan"), skipped=reason)
-    if not hyps:
-        return Scored(0.0)
+        return {name: Scored(float("nan"), skipped=reason) for name in systems}
+    if not refs:
+        return {name: Scored(0.0) for name in systems}
     from pycocoevalcap.meteor.meteor import Meteor
 
-    gts, res = _coco_inputs(refs, hyps)
-    # METEOR's '|||' field separator and newlines would break its stdin protocol.
-    gts = {k: [s.replace("|||", " ").replace("\n", " ") or "." for s in v] for k, v in gts.items()}
-    res = {k: [v[0].replace("|||", " ").replace("\n", " ")] for k, v in res.items()}
+    out: dict[str, Scored] = {}
     scorer = None
     try:
         scorer = Meteor()
-        value, per_image = scorer.compute_score(gts, res)
-    except (OSError, ValueError, BrokenPipeError) as exc:
-        return Scored(float("nan"), skipped=f"METEOR failed: {exc}")
+        for name, hyps in systems.items():
+            gts, res = _coco_inputs(refs, hyps)
+            gts = {k: [_meteor_clean(s) or "." for s in v] for k, v in gts.items()}
+            res = {k: [_meteor_clean(v[0])] for k, v in res.items()}
+            value, per_image = scorer.compute_score(gts, res)
+            out[name] = Scored(float(value), np.asarray(per_image, dtype=np.float64))
+    except (OSError, ValueError) as exc:
+        log.warning("METEOR failed: %s", exc)
+        return {name: Scored(float("nan"), skipped=f"METEOR failed: {exc}") for name in systems}
     finally:
         if scorer is not None:
             _close_meteor(scorer)
-    return Scored(float(value), np.asarray(per_image, dtype=np.float64))
+    return out
 
 
 def _close_meteor(scorer: Any) -> None:

@@ -1,0 +1,112 @@
+"""`evaluate` and `compare` commands (TensorFlow is imported inside the handlers only)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+METRIC_ORDER = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
+NEXT_WORD_ORDER = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
+                   "recall_weighted", "f1_weighted", "n_pairs")
+
+
+def register(subparsers: Any) -> None:
+    """Add the evaluate and compare parsers."""
+    e = subparsers.add_parser("evaluate", help="evaluate a run: metrics with 95%% CIs, baselines, predictions")
+    e.add_argument("run", help="run folder or id")
+    e.add_argument("--dataset", help="another dataset KIND[:PATH] (default: the run's own)")
+    e.add_argument("--split", default=None, choices=["train", "val", "test", "all"],
+                   help="images: the run's split (own dataset) or the dataset's own split; default test, "
+                   "or all with --dataset")
+    e.add_argument("--decode", default="greedy", help="greedy | beam:K")
+    e.add_argument("--feature-store", help="use this feature store folder for --dataset (skip extraction)")
+    e.add_argument("--no-meteor", action="store_true", help="skip METEOR (no JVM)")
+    e.add_argument("--json", action="store_true", help="print metrics.json")
+    e.set_defaults(func=cmd_evaluate)
+
+    c = subparsers.add_parser("compare", help="paired bootstrap comparison of two runs on the same images")
+    c.add_argument("run_a", help="run A folder or id")
+    c.add_argument("run_b", help="run B folder or id")
+    c.add_argument("--dataset", help="compare on this dataset KIND[:PATH] (its --split, default all)")
+    c.add_argument("--split", default=None, choices=["train", "val", "test", "all"])
+    c.add_argument("--decode", default="greedy", help="greedy | beam:K")
+    c.add_argument("--feature-store", help="feature store folder for --dataset (skip extraction)")
+    c.add_argument("--no-meteor", action="store_true", help="skip METEOR (no JVM)")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=cmd_compare)
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, int):
+        return str(x)
+    return f"{float(x):.{digits}f}"
+
+
+def _ci(ci: Any) -> str:
+    return f"[{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "-"
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """A plain-text table: metric, value and 95% CI for the model and both baselines, then next-word metrics."""
+    systems = {"model": metrics["model"], **metrics["baselines"]}
+    lines = [f"{metrics['run_id']} on {metrics['dataset']} ({metrics['images']}; n={metrics['n_images']}, "
+             f"decode {metrics['decode']})",
+             f"{'metric':<10}" + "".join(f"{name:>30}" for name in systems)]
+    for key in METRIC_ORDER:
+        cells = []
+        for sc in systems.values():
+            m = sc.get(key)
+            cells.append(f"{_fmt(m['value'])} {_ci(m['ci95'])}" if m else "skipped")
+        lines.append(f"{key:<10}" + "".join(f"{c:>30}" for c in cells))
+    lines.append("next-word (model): " + ", ".join(f"{k} {_fmt(metrics['next_word'].get(k))}" for k in NEXT_WORD_ORDER))
+    for key, why in metrics.get("skipped", {}).items():
+        lines.append(f"skipped {key}: {why}")
+    return "\n".join(lines)
+
+
+def format_compare(res: dict[str, Any]) -> str:
+    """A plain-text paired table: metric, A, B, B - A, 95% CI of B - A, share of resamples with B > A."""
+    lines = [f"A = {res['run_a']} ({res['preset_a']}), B = {res['run_b']} ({res['preset_b']})",
+             f"images: {res['images']}; n={res['n_images']}; {res['n_resamples']} paired resamples, seed {res['seed']}",
+             f"{'metric':<10}{'A':>9}{'B':>9}{'B-A':>9}{'95% CI of B-A':>24}{'P(B>A)':>9}"]
+    for key in METRIC_ORDER:
+        m = res["metrics"].get(key)
+        if m is None:
+            continue
+        lines.append(f"{key:<10}{_fmt(m['a']):>9}{_fmt(m['b']):>9}{_fmt(m['diff']):>9}{_ci(m['ci95']):>24}"
+                     f"{_fmt(m['share_b_gt_a'], 3):>9}")
+    for key, why in res.get("skipped", {}).items():
+        lines.append(f"skipped {key}: {why}")
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from medcap.eval.evaluate import evaluate_run
+    from medcap.io import read_json
+
+    split = args.split or ("all" if args.dataset else "test")
+    out = evaluate_run(args.run, dataset=args.dataset, split=split, decode=args.decode,
+                       feature_store=args.feature_store, with_meteor=not args.no_meteor)
+    metrics = read_json(out / "metrics.json")
+    if args.json:
+        sys.stdout.write(json.dumps({**metrics, "folder": str(out)}, indent=2) + "\n")
+    else:
+        print(format_metrics(metrics))
+        print(f"folder: {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from medcap.eval.compare import compare_runs
+
+    res = compare_runs(args.run_a, args.run_b, dataset=args.dataset, split=args.split, decode=args.decode,
+                       feature_store=args.feature_store, with_meteor=not args.no_meteor)
+    if args.json:
+        sys.stdout.write(json.dumps(res, indent=2) + "\n")
+    else:
+        print(format_compare(res))
+    return 0

@@ -1,0 +1,121 @@
+"""Which images an evaluation covers, their references and their features (no TensorFlow here).
+
+References: each image's own caption, tokenized by `medcap.data.tokenize` and filtered by the run's
+caption rules (max words, long-caption policy), one reference per image (images sharing a group
+are not pooled). Words outside the run's vocabulary stay as they are in the references.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medcap.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+RUN_SPLITS = ("train", "val", "test")
+SPLIT_CHOICES = (*RUN_SPLITS, "all")
+
+
+@dataclass
+class EvalSet:
+    """The evaluated images (table order), with references and features."""
+
+    spec: str  # dataset spec
+    name: str  # dataset short name
+    split: str  # train | val | test | all
+    basis: str  # in words: which images and why
+    table: pd.DataFrame  # image_id, image_path, caption, tokens (+ modality, ...), one row per image
+    global_feats: np.ndarray  # (N, D) float32
+    grid_feats: np.ndarray  # (N, 7, 7, 512) float32
+    left_out: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    @property
+    def image_ids(self) -> list[str]:
+        return self.table["image_id"].astype(str).tolist()
+
+    @property
+    def refs(self) -> list[list[list[str]]]:
+        """One reference (the image's own caption tokens) per image."""
+        return [[list(t)] for t in self.table["tokens"]]
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def prepared_table(spec: str, cfg: RunConfig) -> tuple[Any, pd.DataFrame]:
+    """Load a dataset and apply the run's caption rules; returns (LoadResult, kept table with `tokens`)."""
+    from medcap.data import load_records, prepare_captions
+
+    result = load_records(spec)
+    table, dropped = prepare_captions(result.table, max_words=cfg.max_words, long_captions=cfg.long_captions)
+    if dropped:
+        log.info("%s: captions dropped by the run's rules: %s", spec, dropped)
+    return result, table.reset_index(drop=True)
+
+
+def same_dataset(a: Any, b: Any) -> bool:
+    """Whether two LoadResults are the same dataset (same kind and root folder)."""
+    return a.kind == b.kind and a.root.resolve() == b.root.resolve() and a.name == b.name
+
+
+def select_ids(table: pd.DataFrame, split: str, run_split: dict[str, list[str]] | None) -> tuple[list[str], str]:
+    """Image ids of `split`: the run's own split (run_split given), the dataset's own split, or all images."""
+    if split not in SPLIT_CHOICES:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLIT_CHOICES}")
+    kept = table["image_id"].astype(str).tolist()
+    if split == "all":
+        return kept, "all images of the dataset with a usable caption"
+    if run_split is not None:
+        wanted = set(run_split.get(split, []))
+        ids = [i for i in kept if i in wanted]
+        if not ids:
+            raise ValueError(f"the run's '{split}' split is empty (e.g. an official split without it); "
+                             f"choose another --split")
+        return ids, f"the run's own '{split}' split"
+    values = table["split"].fillna("").astype(str)
+    ids = table.loc[values == split, "image_id"].astype(str).tolist()
+    if not ids:
+        raise ValueError(f"the dataset has no images in its own '{split}' split; use --split all")
+    return ids, f"the dataset's own '{split}' split"
+
+
+def gather(store: Any, ids: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    """Features of the ids present in the store, in the given order: (ids kept, global (N, D),
+    grid (N, 7, 7, C), number of ids without features). The memmaps are read in row order."""
+    kept: list[str] = []
+    rows_list: list[int] = []
+    for i in ids:
+        try:
+            rows_list.append(store.index_of(i))
+        except KeyError:
+            continue
+        kept.append(i)
+    rows = np.array(rows_list, dtype=np.int64)
+    order = np.argsort(rows, kind="stable")
+    g = np.empty((len(rows), store.global_dim), dtype=np.float32)  # (N, D)
+    g[order] = np.asarray(store.global_feats()[rows[order]], dtype=np.float32)
+    grid = store.grid()
+    r = np.empty((len(rows), *grid.shape[1:]), dtype=np.float32)  # (N, 7, 7, C)
+    r[order] = np.asarray(grid[rows[order]], dtype=np.float32)
+    return kept, g, r, len(ids) - len(kept)
+
+
+def build_eval_set(spec: str, table: pd.DataFrame, name: str, split: str,
+                   run_split: dict[str, list[str]] | None, store: Any) -> EvalSet:
+    """Select the images, drop those without features (counted), gather features and references."""
+    ids, basis = select_ids(table, split, run_split)
+    kept, g, r, missing = gather(store, ids)
+    if not kept:
+        raise ValueError(f"{spec}: none of the {len(ids)} selected images has features in {store.path}")
+    if missing:
+        log.warning("%s: %d of %d images have no features and are left out", spec, missing, len(ids))
+    by_id = table.set_index(table["image_id"].astype(str))
+    sub = by_id.loc[kept].reset_index(drop=True)
+    return EvalSet(spec=spec, name=name, split=split, basis=basis, table=sub, global_feats=g, grid_feats=r,
+                   left_out={"no_features": missing} if missing else {})

@@ -1,0 +1,171 @@
+"""End to end: a tiny trained run evaluated (own split and another dataset) and compared with itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from medcap.config import RunConfig
+from medcap.eval.metrics import BLEU_WEIGHTS, corpus_bleu_scores
+from medcap.io import write_json, write_text
+
+CAPTIONS = {0: "small nodule in the right upper zone", 1: "large mass in the left lower zone",
+            2: "pleural effusion at the right base"}
+
+
+def make_dataset(root: Path, n: int, seed: int, prefix: str = "im") -> tuple[str, Path]:
+    """A CSV dataset of `n` tiny images (3 caption classes) and a complete hand-made feature store
+    whose global features encode the class (so 1-NN retrieval finds the same caption)."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    rows, glob, grid = [], [], []
+    for i in range(n):
+        cls = i % 3
+        name = f"{prefix}{i:03d}"
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / "images" / f"{name}.png")
+        rows.append({"image_id": name, "image_path": f"images/{name}.png", "caption": CAPTIONS[cls],
+                     "group": f"g{name}", "modality": "CT" if cls else "MR"})
+        g = rng.normal(0, 0.1, 8)
+        g[cls] += 1.0
+        m = rng.normal(0, 0.1, (7, 7, 512))
+        m[cls * 2, cls * 2, :] += 1.0
+        glob.append(g)
+        grid.append(m)
+    write_text(root / "data.csv", pd.DataFrame(rows).to_csv(index=False))
+    store = root / "store"
+    store.mkdir()
+    np.save(store / "global.npy", np.array(glob, dtype=np.float16))
+    np.save(store / "grid.npy", np.array(grid, dtype=np.float16))
+    write_json(store / "ids.json", [r["image_id"] for r in rows])
+    write_json(store / "meta.json", {"complete": True, "global_dim": 8, "backbone": "hand-made"})
+    return f"csv:{root / 'data.csv'}", store
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from medcap.train import train_run
+
+    root = tmp_path_factory.mktemp("evalrun")
+    spec, store = make_dataset(root / "data", n=36, seed=0)
+    other_spec, other_store = make_dataset(root / "other", n=9, seed=1, prefix="ext")
+    cfg = RunConfig.from_preset("model-80", dataset=spec, epochs=1, batch_size=16, embed_dim=16, lstm_units=16,
+                                dense_units=16, attn_units=16, dropout=0.1, min_count=1, seed=3,
+                                extra={"feature_store": str(store)})
+    run = train_run(cfg, run_dir=root / "runs" / "tiny")
+    return {"run": run, "spec": spec, "other_spec": other_spec, "other_store": other_store}
+
+
+def test_evaluate_run_writes_metrics_predictions_attention(tiny_run: dict) -> None:
+    from medcap.eval.evaluate import evaluate_run
+
+    out = evaluate_run(tiny_run["run"], with_meteor=False)
+    assert out == tiny_run["run"] / "eval" / out.name
+    assert out.name.endswith("-test-greedy")
+    metrics = json.loads((out / "metrics.json").read_text())
+    split = json.loads((tiny_run["run"] / "split.json").read_text())
+    assert metrics["n_images"] == len(split["test"]) > 0
+    assert metrics["split"] == "test" and metrics["decode"] == "greedy"
+    for system in (metrics["model"], *metrics["baselines"].values()):
+        for key in (*BLEU_WEIGHTS, "rouge_l", "cider"):
+            lo, hi = system[key]["ci95"]
+            assert lo <= system[key]["value"] + 1e-9 and system[key]["value"] <= hi + 1e-9
+    # class-encoding features: 1-NN retrieval returns the test image's own caption -> every score is 1
+    nn = metrics["baselines"]["nearest_neighbour"]
+    assert [nn[k]["value"] for k in (*BLEU_WEIGHTS, "rouge_l")] == pytest.approx([1.0] * 5)
+    assert metrics["skipped"]["meteor"].startswith("not requested")
+    assert metrics["provenance"]["references_per_image"] == 1
+    assert metrics["provenance"]["bootstrap"]["resamples"] == 1000
+    nw = metrics["next_word"]
+    assert nw["n_pairs"] == sum(len(c.split()) + 1 for c in _test_captions(tiny_run, split["test"]))
+    assert 0.0 <= nw["accuracy"] <= 1.0 and nw["recall_weighted"] == pytest.approx(nw["accuracy"])
+
+    pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert list(pred.columns[:4]) == ["image_id", "image_path", "references", "prediction"]
+    assert {"bleu1", "bleu4", "rouge_l", "ref_len", "pred_len", "nn_caption", "nn_bleu1", "modality"} <= set(pred)
+    assert sorted(pred["image_id"]) == sorted(split["test"])
+    refs = [[r.split() for r in json.loads(x)] for x in pred["references"]]
+    hyps = [p.split() for p in pred["prediction"]]
+    assert metrics["model"]["bleu1"]["value"] == pytest.approx(corpus_bleu_scores(refs, hyps)["bleu1"])
+    assert (pred["nn_caption"] == [" ".join(r[0]) for r in refs]).all()
+    assert (pred["nn_bleu1"] == 1.0).all()
+
+    with np.load(out / "attention.npz") as att:
+        assert sorted(att.files) == sorted(split["test"])
+        for image_id, n_words in zip(pred["image_id"], pred["pred_len"], strict=True):
+            assert att[image_id].shape == (n_words, 7, 7) and att[image_id].dtype == np.float16
+
+
+def _test_captions(tiny_run: dict, ids: list[str]) -> list[str]:
+    table = pd.read_csv(tiny_run["spec"].removeprefix("csv:"))
+    by_id = dict(zip(table["image_id"], table["caption"], strict=True))
+    return [by_id[i] for i in ids]
+
+
+def test_evaluate_on_another_dataset_split_all(tiny_run: dict) -> None:
+    from medcap.eval.evaluate import evaluate_run
+
+    out = evaluate_run(tiny_run["run"], dataset=tiny_run["other_spec"], split="all", decode="beam:2",
+                       feature_store=tiny_run["other_store"], with_meteor=False, n_boot=200)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert out.name.endswith("-all-beam2")
+    assert metrics["n_images"] == 9 and metrics["split"] == "all"
+    # baselines come from the run's own training split: 1-NN still finds the right caption class
+    assert metrics["baselines"]["nearest_neighbour"]["bleu1"]["value"] == pytest.approx(1.0)
+    pred = pd.read_csv(out / "predictions.csv")
+    assert sorted(pred["image_id"]) == [f"ext{i:03d}" for i in range(9)]
+
+
+def test_evaluate_rejects_bad_requests(tiny_run: dict) -> None:
+    from medcap.eval.evaluate import evaluate_run
+
+    with pytest.raises(ValueError, match="unknown decode mode"):
+        evaluate_run(tiny_run["run"], decode="sample")
+    with pytest.raises(ValueError, match="no images in its own 'test' split"):
+        evaluate_run(tiny_run["run"], dataset=tiny_run["other_spec"], split="test",
+                     feature_store=tiny_run["other_store"], with_meteor=False)
+
+
+def test_compare_run_with_itself_is_exactly_zero(tiny_run: dict) -> None:
+    from medcap.eval.compare import compare_runs
+    from medcap.train import load_run
+
+    loaded = load_run(tiny_run["run"])
+    res = compare_runs(tiny_run["run"], tiny_run["run"], with_meteor=False, n_boot=300, loaded=(loaded, loaded))
+    assert res["images"] == "the runs' shared test split"
+    split = json.loads((tiny_run["run"] / "split.json").read_text())
+    assert res["n_images"] == len(split["test"])
+    assert set(res["metrics"]) == {*BLEU_WEIGHTS, "rouge_l", "cider"}
+    for m in res["metrics"].values():
+        assert m["diff"] == 0.0 and m["ci95"] == [0.0, 0.0] and m["share_b_gt_a"] == 0.0
+        assert m["a"] == m["b"]
+
+
+def test_common_images_when_test_splits_differ() -> None:
+    from medcap.eval.compare import common_images
+
+    a = {"train": ["1", "2", "3"], "val": ["4"], "test": ["5", "6"]}
+    b = {"train": ["1", "2"], "val": ["3"], "test": ["4", "5", "6"]}
+    ids, basis = common_images(a, b, ["1", "2", "3", "4", "5", "6"])
+    assert ids == ["5", "6"] and "neither run trained" in basis
+    same, basis = common_images(a, dict(a), ["1", "2", "3", "4", "5", "6"])
+    assert same == ["5", "6"] and basis == "the runs' shared test split"
+    with pytest.raises(ValueError, match="--dataset"):
+        common_images({"train": ["1"], "test": ["2"]}, {"train": ["2"], "test": ["1"]}, ["1", "2"])
+
+
+def test_next_word_pairs_match_the_training_pairs() -> None:
+    from medcap.eval.nextword import next_word_pairs
+    from medcap.model import pairs_for
+
+    token_ids = [[5, 6, 7], [8], []]
+    images, prefixes, targets = next_word_pairs(token_ids, start_id=2, end_id=3, max_len=5)
+    assert images.tolist() == [0, 0, 0, 0, 1, 1, 2]
+    assert targets.tolist() == [5, 6, 7, 3, 8, 3, 3]
+    assert prefixes[3].tolist() == [2, 5, 6, 7, 0]
+    cap, prefix, target = pairs_for(token_ids, max_len=5)
+    assert np.array_equal(cap, images) and np.array_equal(prefix, prefixes) and np.array_equal(target, targets)
