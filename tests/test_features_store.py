@@ -1,0 +1,189 @@
+"""Feature store mechanics with a tiny stand-in backbone: values, reuse, fingerprint, resume, bad images."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medcap.features import ensure_features, open_store
+from medcap.features.augment import AugmentSettings
+from medcap.features.extract import PROGRESS_FILE
+from tests.test_features_support import make_result, rgb, tiny_backbone, write_colour_images
+
+COLOURS = {
+    "e": (250, 0, 0),
+    "a": (0, 128, 0),
+    "c": (10, 20, 30),
+    "b": (255, 255, 255),
+    "d": (0, 0, 200),
+}
+
+
+def test_store_values_layout_and_reuse(tmp_path):
+    paths = write_colour_images(tmp_path / "img", COLOURS)
+    calls: list[int] = []
+    store = ensure_features(make_result(paths), backbone=tiny_backbone(calls), batch_size=2, progress=False)
+    assert store.ids == ["a", "b", "c", "d", "e"]  # sorted by id, not table order
+    assert store.reused is False
+    assert calls == [2, 2, 1]
+    glob, grid = store.global_feats(), store.grid()
+    assert glob.dtype == np.float16 and glob.shape == (5, 3)
+    assert grid.dtype == np.float16 and grid.shape == (5, 7, 7, 3)
+    assert isinstance(glob, np.memmap)
+    for image_id, colour in COLOURS.items():
+        row = store.index_of(image_id)
+        np.testing.assert_allclose(glob[row], rgb(colour), atol=1e-3)
+        np.testing.assert_allclose(grid[row, 3, 5], rgb(colour), atol=1e-3)
+    names = sorted(p.name for p in store.path.iterdir())
+    assert names == [".lock", "global.npy", "grid.npy", "ids.json", "meta.json"]
+    assert store.meta["complete"] is True and store.meta["skipped"] == []
+    assert store.meta["n_images"] == 5 and store.meta["augment"] == {"k": 0}
+    assert store.path.name.startswith("toy-tiny-")
+    assert store.aug_global() is None and store.aug_grid() is None
+
+    again = ensure_features(make_result(paths), backbone=tiny_backbone(calls), batch_size=2, progress=False)
+    assert again.reused is True
+    assert again.path == store.path
+    assert calls == [2, 2, 1]  # nothing extracted the second time
+    with pytest.raises(KeyError, match="'zz'"):
+        again.index_of("zz")
+
+
+def test_modified_image_changes_fingerprint(tmp_path):
+    paths = write_colour_images(tmp_path / "img", COLOURS)
+    first = ensure_features(make_result(paths), backbone=tiny_backbone(), progress=False)
+    Image.new("RGB", (40, 40), (100, 100, 100)).save(paths["c"])
+    st = os.stat(paths["c"])
+    os.utime(paths["c"], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    second = ensure_features(make_result(paths), backbone=tiny_backbone(), progress=False)
+    assert second.reused is False
+    assert second.path != first.path
+    np.testing.assert_allclose(second.global_feats()[second.index_of("c")], rgb((100, 100, 100)), atol=1e-3)
+    np.testing.assert_allclose(first.global_feats()[first.index_of("c")], rgb((10, 20, 30)), atol=1e-3)
+
+
+class InterruptError(Exception):
+    pass
+
+
+def test_resume_after_interruption(tmp_path):
+    paths = write_colour_images(tmp_path / "img", COLOURS)
+    result = make_result(paths)
+
+    def stop_after_first(rows_done: int) -> None:
+        raise InterruptError(rows_done)
+
+    calls: list[int] = []
+    with pytest.raises(InterruptError):
+        ensure_features(result, backbone=tiny_backbone(calls), batch_size=2, progress=False,
+                        on_batch=stop_after_first)
+    folders = list((tmp_path / "artifacts" / "features").iterdir())
+    assert len(folders) == 1
+    folder = folders[0]
+    assert not (folder / "meta.json").exists()
+    assert json_rows_done(folder) == 2
+    with pytest.raises(FileNotFoundError, match="not a finished feature store"):
+        open_store(folder)
+
+    calls.clear()
+    store = ensure_features(result, backbone=tiny_backbone(calls), batch_size=2, progress=False)
+    assert calls == [2, 1]  # only rows 2..4 extracted again
+    assert store.meta["extraction"]["resumed_from_row"] == 2
+    assert not (folder / PROGRESS_FILE).exists()
+    for image_id, colour in COLOURS.items():
+        np.testing.assert_allclose(store.global_feats()[store.index_of(image_id)], rgb(colour), atol=1e-3)
+
+
+def json_rows_done(folder) -> int:
+    from medcap import io
+
+    return int(io.read_json(folder / PROGRESS_FILE)["rows_done"])
+
+
+def test_bad_images_are_skipped_and_listed(tmp_path):
+    folder = tmp_path / "img"
+    paths = write_colour_images(folder, {"good1": (200, 0, 0), "good2": (0, 0, 90), "good3": (7, 7, 7)})
+    empty = folder / "empty.png"
+    empty.write_bytes(b"")
+    text = folder / "text.png"
+    text.write_text("not an image at all")
+    truncated = folder / "trunc.png"
+    data = paths["good1"].read_bytes()
+    big = folder / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(big)
+    truncated.write_bytes(big.read_bytes()[: len(data) // 2])
+    big.unlink()
+    missing = folder / "gone.png"
+    bad = {"empty": empty, "text": text, "trunc": truncated, "gone": missing}
+    store = ensure_features(make_result({**paths, **bad}), backbone=tiny_backbone(), batch_size=3, progress=False)
+    assert store.ids == ["good1", "good2", "good3"]
+    assert store.global_feats().shape == (3, 3)
+    skipped = {s["image_id"]: s for s in store.skipped}
+    assert sorted(skipped) == ["empty", "gone", "text", "trunc"]
+    for image_id, path in bad.items():
+        assert str(path) in skipped[image_id]["reason"]
+    assert "empty" in skipped["empty"]["reason"]
+    assert "not found" in skipped["gone"]["reason"]
+    assert store.meta["n_candidates"] == 7 and store.meta["n_images"] == 3
+    for image_id, colour in {"good1": (200, 0, 0), "good2": (0, 0, 90), "good3": (7, 7, 7)}.items():
+        np.testing.assert_allclose(store.global_feats()[store.index_of(image_id)], rgb(colour), atol=1e-3)
+    assert store.grid().shape == (3, 7, 7, 3)
+
+
+def test_sixteen_bit_and_rgba_images(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    ramp = np.tile(np.linspace(1000, 3000, 40), (40, 1)).astype(np.uint16)  # (40, 40)
+    Image.fromarray(ramp).save(folder / "deep.png")
+    rgba = np.zeros((40, 40, 4), np.uint8)
+    rgba[..., 0] = 255  # red, but fully transparent on the left half
+    rgba[:, 20:, 3] = 255
+    Image.fromarray(rgba, mode="RGBA").save(folder / "alpha.png")
+    store = ensure_features(make_result({"deep": folder / "deep.png", "alpha": folder / "alpha.png"}),
+                            backbone=tiny_backbone(), progress=False)
+    assert store.skipped == []
+    deep = store.grid()[store.index_of("deep")].astype(np.float32)  # (7, 7, 3)
+    assert deep[:, 0].mean() < 0.1 and deep[:, 6].mean() > 0.9  # range-scaled 16-bit ramp
+    alpha = store.grid()[store.index_of("alpha")].astype(np.float32)
+    np.testing.assert_allclose(alpha[:, 0], 0.0, atol=1e-3)  # transparent -> black
+    np.testing.assert_allclose(alpha[:, 6], [[1.0, 0.0, 0.0]] * 7, atol=1e-3)
+
+
+def test_augmented_views_are_seeded_and_stored(tmp_path, monkeypatch):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    paths = {}
+    for image_id in ("x", "y", "z"):
+        Image.fromarray(rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)).save(folder / f"{image_id}.png")
+        paths[image_id] = folder / f"{image_id}.png"
+    result = make_result(paths)
+    plain = ensure_features(result, backbone=tiny_backbone(), progress=False)
+    store = ensure_features(result, backbone=tiny_backbone(), augment=2, progress=False)
+    assert store.path != plain.path  # augmentation is part of the fingerprint
+    assert store.aug_global().shape == (3, 2, 3)
+    assert store.aug_grid().shape == (3, 2, 7, 7, 3)
+    assert store.meta["augment"]["k"] == 2 and store.meta["augment"]["hflip"] is False
+    np.testing.assert_array_equal(store.grid(), plain.grid())  # the plain view is unchanged
+    diff = np.abs(store.aug_grid()[:, 0].astype(np.float32) - store.grid().astype(np.float32)).mean()
+    assert diff > 0.01
+    assert not np.array_equal(store.aug_grid()[:, 0], store.aug_grid()[:, 1])
+
+    other = tmp_path / "again"
+    other.mkdir()
+    monkeypatch.setenv("MEDCAP_ARTIFACTS", str(other))
+    again = ensure_features(result, backbone=tiny_backbone(), augment=2, batch_size=1, progress=False,
+                            augment_settings=AugmentSettings())
+    assert again.reused is False
+    np.testing.assert_array_equal(again.aug_grid(), store.aug_grid())  # seeded: same views, any batch size
+
+
+def test_bad_arguments(tmp_path):
+    paths = write_colour_images(tmp_path / "img", {"a": (1, 2, 3)})
+    with pytest.raises(ValueError, match="batch_size"):
+        ensure_features(make_result(paths), backbone=tiny_backbone(), batch_size=0)
+    with pytest.raises(ValueError, match=r"unknown backbone 'alexnet'.*vgg16"):
+        ensure_features(make_result(paths), backbone="alexnet")
