@@ -63,12 +63,18 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     return make_tiny(tmp_path_factory.mktemp("tiny"))
 
 
-def test_train_run_writes_a_complete_run_folder(tiny: tuple[str, Path], artifacts: Path) -> None:
-    from medcap.train import load_run, train_run
+@pytest.fixture(scope="module")
+def tiny_run(tiny: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[RunConfig, Path]:
+    """One 3-epoch run shared by the checks below (training is the slow part)."""
+    from medcap.train import train_run
 
+    cfg = tiny_config(*tiny)
+    return cfg, train_run(cfg, run_dir=tmp_path_factory.mktemp("runs") / "tiny")
+
+
+def test_train_run_writes_a_complete_run_folder(tiny: tuple[str, Path], tiny_run: tuple[RunConfig, Path]) -> None:
     spec, store = tiny
-    run = train_run(tiny_config(spec, store, name="../tiny run"))
-    assert run.parent == artifacts / "runs" and "tiny-run" in run.name
+    _, run = tiny_run
     config = json.loads((run / "config.json").read_text())
     assert config["run"]["embed_dim"] == 16 and config["run"]["dataset"] == spec
     assert set(config["versions"]) == {"python", "tensorflow", "keras", "numpy", "medcap"}
@@ -86,11 +92,30 @@ def test_train_run_writes_a_complete_run_folder(tiny: tuple[str, Path], artifact
     assert status["state"] == "finished" and status["progress"] == 1.0 and status["epoch"] == 3
     assert status["best_val_loss"] == pytest.approx(hist["val_loss"].min(), rel=1e-6)
     assert "epoch 3/3" in (run / "train.log").read_text()
+    assert not [p.name for p in run.rglob(".*")]  # no temp files left behind
 
+
+def test_load_run_captions_from_the_store(tiny_run: tuple[RunConfig, Path]) -> None:
+    from medcap.train import load_run
+
+    _, run = tiny_run
     loaded = load_run(run)
-    caps = loaded.caption_ids(split["test"][:3])
+    test_ids = loaded.split["test"][:3]
+    caps = loaded.caption_ids(test_ids)
     assert len(caps) == 3 and all(len(c.probs) == len(c.words) for c in caps)
     assert all(w in loaded.vocab.index for c in caps for w in c.words)
+    assert all(c.attention is not None and c.attention.shape == (len(c.words), 7, 7) for c in caps)
+    # the same images in another order give the same captions in that order
+    again = loaded.caption_ids(test_ids[::-1])
+    assert [c.text for c in again] == [c.text for c in caps][::-1]
+
+
+def test_resume_state_file_is_plain_arrays(tiny_run: tuple[RunConfig, Path]) -> None:
+    _, run = tiny_run
+    with np.load(run / "weights" / "resume.npz", allow_pickle=False) as npz:
+        state = json.loads(str(npz["state_json"]))
+        assert state["epoch"] == 3 and len(state["history"]) == 3
+        assert any(k.startswith("opt_") for k in npz.files)
 
 
 def test_early_stopping_stops_and_keeps_best(tiny: tuple[str, Path]) -> None:
@@ -98,9 +123,9 @@ def test_early_stopping_stops_and_keeps_best(tiny: tuple[str, Path]) -> None:
 
     spec, store = tiny
     # lr 0 (min_lr 0): val_loss never improves after epoch 1 -> stops after 1 + patience epochs
-    run = train_run(tiny_config(spec, store, epochs=10, patience=2, learning_rate=0.0, min_lr=0.0))
+    run = train_run(tiny_config(spec, store, epochs=10, patience=1, learning_rate=0.0, min_lr=0.0))
     hist = read_history(run)
-    assert hist["epoch"].tolist() == [1, 2, 3]
+    assert hist["epoch"].tolist() == [1, 2]
     status = read_status(run)
     assert status["best_epoch"] == 1 and "early stopping" in status["message"]
 
@@ -125,14 +150,3 @@ def test_load_run_names_missing_weights(tmp_path: Path) -> None:
     write_json(run / "config.json", {"run": RunConfig().to_dict(), "feature_store": {"global_dim": 8}})
     with pytest.raises(FileNotFoundError, match=r"best\.weights\.h5"):
         load_run(run)
-
-
-def test_resume_state_file_is_plain_arrays(tiny: tuple[str, Path]) -> None:
-    from medcap.train import train_run
-
-    spec, store = tiny
-    run = train_run(tiny_config(spec, store, epochs=1))
-    with np.load(run / "weights" / "resume.npz", allow_pickle=False) as npz:
-        state = json.loads(str(npz["state_json"]))
-        assert state["epoch"] == 1 and len(state["history"]) == 1
-        assert any(k.startswith("opt_") for k in npz.files)
