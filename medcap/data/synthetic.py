@@ -69,12 +69,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump when images or captions change: older folders are regenerated
+GENERATOR_VERSION = 2  # bump when images or captions change: older folders are regenerated
 _N_FINDINGS_P = (0.25, 0.55, 0.20)  # share of images with 0, 1, 2 findings
 _SERIAL_BELOW = 200  # smaller sets are generated in-process
 # Characteristic size in px (radius; effusion: height; fracture: length) by finding and size.
 _RADIUS = {
-    "nodule": {"small": (17.0, 20.0), "large": (24.0, 28.0)},
+    "nodule": {"small": (19.0, 22.0), "large": (25.0, 29.0)},
     "mass": {"small": (30.0, 34.0), "large": (38.0, 43.0)},
     "cavity": {"small": (20.0, 23.0), "large": (28.0, 32.0)},
     "consolidation": {"small": (24.0, 28.0), "large": (34.0, 40.0)},
