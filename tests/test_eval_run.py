@@ -169,3 +169,31 @@ def test_next_word_pairs_match_the_training_pairs() -> None:
     assert prefixes[3].tolist() == [2, 5, 6, 7, 0]
     cap, prefix, target = pairs_for(token_ids, max_len=5)
     assert np.array_equal(cap, images) and np.array_equal(prefix, prefixes) and np.array_equal(target, targets)
+
+
+def test_cli_evaluate_and_compare_print_tables(tiny_run: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from medcap.cli import main
+
+    assert main(["evaluate", str(tiny_run["run"]), "--no-meteor"]) == 0
+    text = capsys.readouterr().out
+    assert "nearest_neighbour" in text and "most_frequent" in text and "folder:" in text
+    bleu1 = next(line for line in text.splitlines() if line.startswith("bleu1"))
+    assert "1.0000 [1.0000, 1.0000]" in bleu1  # the 1-NN column (class-encoding features)
+    assert main(["compare", str(tiny_run["run"]), str(tiny_run["run"]), "--no-meteor", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["metrics"]["bleu2"]["diff"] == 0.0
+    assert main(["evaluate", str(tiny_run["run"]), "--decode", "top-k"]) == 2  # clear error, no traceback
+
+
+def test_eval_images_on_real_medpix_official_split(medpix_dir: Path) -> None:
+    from medcap.eval.evalset import prepared_table, select_ids
+
+    cfg = RunConfig.from_preset("model-80", dataset=f"medpix:{medpix_dir}", protocol="official")
+    result, table = prepared_table(cfg.dataset, cfg)
+    assert result.has_official_split
+    assert table["tokens"].map(len).max() <= 20  # the paper's caption length limit
+    dev, basis = select_ids(table, "val", None)  # MedPix "dev" is the official validation split
+    assert basis == "the dataset's own 'val' split" and 0 < len(dev) < len(table)
+    assert set(table.loc[table["image_id"].isin(dev), "split"]) == {"val"}
+    with pytest.raises(ValueError, match="no images in its own 'test' split"):
+        select_ids(table, "test", None)
