@@ -89,8 +89,8 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], d
 
     store_a = _store_for(la, result, own_a, feature_store)
     store_b = _store_for(lb, result, own_b, feature_store)  # a store of the same backbone is reused
-    ids_a, _, _, _ = gather(store_a, ids)
-    have_b = set(gather(store_b, ids_a)[0])
+    ids_a = gather(store_a, ids, with_grid=False)[0]
+    have_b = set(gather(store_b, ids_a, with_grid=False)[0])
     ids = [i for i in ids_a if i in have_b]
     if not ids:
         raise ValueError(f"{result.spec}: no image to compare on (no features in both runs' stores)")

@@ -85,9 +85,9 @@ def select_ids(table: pd.DataFrame, split: str, run_split: dict[str, list[str]] 
     return ids, f"the dataset's own '{split}' split"
 
 
-def gather(store: Any, ids: list[str]) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+def gather(store: Any, ids: list[str], with_grid: bool = True) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     """Features of the ids present in the store, in the given order: (ids kept, global (N, D),
-    grid (N, 7, 7, C), number of ids without features). The memmaps are read in row order."""
+    grid (N, 7, 7, C) or (0,) without `with_grid`, number of ids without features). Memmaps are read in row order."""
     kept: list[str] = []
     rows_list: list[int] = []
     for i in ids:
@@ -100,6 +100,8 @@ def gather(store: Any, ids: list[str]) -> tuple[list[str], np.ndarray, np.ndarra
     order = np.argsort(rows, kind="stable")
     g = np.empty((len(rows), store.global_dim), dtype=np.float32)  # (N, D)
     g[order] = np.asarray(store.global_feats()[rows[order]], dtype=np.float32)
+    if not with_grid:
+        return kept, g, np.zeros(0, dtype=np.float32), len(ids) - len(kept)
     grid = store.grid()
     r = np.empty((len(rows), *grid.shape[1:]), dtype=np.float32)  # (N, 7, 7, C)
     r[order] = np.asarray(grid[rows[order]], dtype=np.float32)

@@ -74,8 +74,9 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
     cfg = loaded.cfg
     own_result, own_table = prepared_table(cfg.dataset, cfg)
     run_store = loaded.store
-    train_ids, train_g, _, _ = gather(run_store, [i for i in own_table["image_id"].astype(str)
-                                                  if i in set(loaded.split.get("train", []))])
+    in_train = set(loaded.split.get("train", []))
+    train_ids, train_g, _, _ = gather(run_store, [i for i in own_table["image_id"].astype(str) if i in in_train],
+                                      with_grid=False)
     if not train_ids:
         raise ValueError(f"{loaded.run_dir}: no training image with features (baselines need them)")
     tok = dict(zip(own_table["image_id"].astype(str), own_table["tokens"], strict=True))
