@@ -57,3 +57,13 @@ def test_nearest_neighbour_is_cosine_not_euclidean() -> None:
     assert caps == [["c"], ["a"], ["b"]]
     with pytest.raises(ValueError, match="feature dims differ"):
         baselines.nearest_neighbours(train, np.zeros((1, 3)))
+
+
+def test_dashboard_facing_eval_modules_do_not_import_tensorflow() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, medcap.eval, medcap.eval.metrics, medcap.eval.paper, medcap.eval.bootstrap; "
+            "medcap.eval.evaluate_run; medcap.eval.compare_runs; print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
