@@ -83,9 +83,14 @@ def test_item_depends_only_on_seed_and_index() -> None:
     assert not np.array_equal(first[0], render_item(sample_item(5, 8))[0])
 
 
-def test_parallel_generation_matches_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("pool", ["threads", "fork"])
+def test_parallel_generation_matches_serial(pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if pool == "fork" and not synthetic._fork_is_safe():
+        pytest.skip("fork is unsafe in this process (threads or TensorFlow loaded): generation uses threads")
     serial = _folder_bytes(ensure_synthetic(6, seed=4, root=tmp_path / "serial", workers=1))
     monkeypatch.setattr(synthetic, "_SERIAL_BELOW", 0)
+    if pool == "threads":
+        monkeypatch.setattr(synthetic, "_fork_is_safe", lambda: False)
     parallel = _folder_bytes(ensure_synthetic(6, seed=4, root=tmp_path / "parallel", workers=2))
     assert parallel == serial
 

@@ -33,8 +33,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -197,23 +196,25 @@ def _generate(folder: Path, n: int, seed: int, workers: int) -> list[dict[str, A
     (folder / "images").mkdir(parents=True, exist_ok=True)
     if workers <= 1 or n < _SERIAL_BELOW:
         return _render_chunk(str(folder), seed, list(range(n)))
-    chunk = max(25, n // (workers * 8))
+    chunk = max(1, min(50, -(-n // (workers * 4))))  # several chunks per worker, at most 50 items each
     chunks = [list(range(i, min(i + chunk, n))) for i in range(0, n, chunk)]
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-            parts = pool.map(_render_chunk, [str(folder)] * len(chunks), [seed] * len(chunks), chunks)
-            return [rec for part in parts for rec in part]
-    except BrokenProcessPool as exc:  # e.g. spawn cannot re-import an interactive __main__
-        log.warning("process pool failed (%s); generating in-process", exc)
-        return _render_chunk(str(folder), seed, list(range(n)))
+    args = ([str(folder)] * len(chunks), [seed] * len(chunks), chunks)
+    if _fork_is_safe():
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            return [rec for part in pool.map(_render_chunk, *args) for rec in part]
+    # Threads where forking is unsafe (TensorFlow or other threads running): NumPy and PIL release the GIL
+    # in their array loops and PNG encoding, and nothing here re-imports the caller's __main__ (as spawn would).
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [rec for part in pool.map(_render_chunk, *args) for rec in part]
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """fork when it is safe (no threads, no TensorFlow loaded), else spawn."""
-    forkable = "fork" in multiprocessing.get_all_start_methods()
-    if forkable and threading.active_count() == 1 and "tensorflow" not in sys.modules:
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
+def _fork_is_safe() -> bool:
+    """fork only from a single-threaded process without TensorFlow loaded (and where fork exists)."""
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
+        and "tensorflow" not in sys.modules
+    )
 
 
 def _meta(n: int, seed: int, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -285,8 +286,9 @@ def _install(tmp: Path, final: Path) -> None:
 def ensure_synthetic(n: int = 2000, seed: int = 0, root: Path | None = None, *, workers: int | None = None) -> Path:
     """Generate the synthetic set once (atomically) and return its folder; later calls return at once.
 
-    `root` defaults to `medcap.paths.datasets_dir()`. `workers` processes render in parallel
-    (default: up to 4, by CPU count); sets under 200 images are rendered in-process.
+    `root` defaults to `medcap.paths.datasets_dir()`. `workers` render in parallel (default: up to 4, by
+    CPU count): forked processes from a single-threaded caller without TensorFlow, threads otherwise;
+    sets under 200 images are rendered serially.
     """
     if n < 1:
         raise ValueError(f"synthetic set size must be >= 1, got {n}")
