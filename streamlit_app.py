@@ -138,15 +138,15 @@ def home() -> None:
 
 def main() -> None:
     """Configure the app and route to the pages."""
-    st.set_page_config(page_title="medcap dashboard", page_icon="🩻", layout="wide")
+    st.set_page_config(page_title="medcap dashboard", page_icon=":material/radiology:", layout="wide")
     pages = [
-        st.Page(home, title="Home", icon="🏠", default=True),
-        st.Page("pages/1_Data.py", title="Data", icon="🗂️"),
-        st.Page("pages/2_Train.py", title="Train", icon="🏋️"),
-        st.Page("pages/3_Compare.py", title="Compare", icon="⚖️"),
-        st.Page("pages/4_Per-image_BLEU.py", title="Per-image BLEU", icon="🔎"),
-        st.Page("pages/5_Attention.py", title="Attention", icon="🎯"),
-        st.Page("pages/6_Caption_an_image.py", title="Caption an image", icon="🖼️"),
+        st.Page(home, title="Home", icon=":material/home:", default=True),
+        st.Page("pages/1_Data.py", title="Data", icon=":material/dataset:"),
+        st.Page("pages/2_Train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/3_Compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("pages/4_Per-image_BLEU.py", title="Per-image BLEU", icon=":material/leaderboard:"),
+        st.Page("pages/5_Attention.py", title="Attention", icon=":material/visibility:"),
+        st.Page("pages/6_Caption_an_image.py", title="Caption an image", icon=":material/image:"),
     ]
     st.navigation(pages).run()
 

@@ -674,3 +674,22 @@ def paired_table(result: dict[str, Any]) -> pd.DataFrame:
 
     walk(result, "")
     return pd.DataFrame(rows)
+
+
+def synthetic_boxes(spec: str, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """image id -> true finding boxes of an already generated synthetic set (never generates one).
+
+    `spec` is `synthetic:N`; {} for other datasets or when the set is not on disk.
+    """
+    kind, _, arg = spec.partition(":")
+    if kind.strip() != "synthetic" or not arg.strip().isdigit():
+        return {}
+    folder = paths.datasets_dir() / f"synthetic-{int(arg)}-seed{seed}"
+    if not (folder / "records.jsonl").is_file():
+        return {}
+    from medcap.data import load_synthetic_folder
+
+    table = load_synthetic_folder(folder, spec=spec).table
+    if "boxes" not in table.columns:
+        return {}
+    return {str(r["image_id"]): true_boxes(r) for r in table[["image_id", "boxes"]].to_dict("records")}

@@ -10,12 +10,7 @@ from pages import _ui
 
 @st.cache_data(show_spinner="Reading the finding boxes…", max_entries=4)
 def _boxes(spec: str, root: str) -> dict[str, list]:
-    from medcap.data import load_records
-
-    table = load_records(spec).table
-    if "boxes" not in table.columns:
-        return {}
-    return {str(r["image_id"]): dashboard.true_boxes(r) for _, r in table.iterrows()}
+    return dashboard.synthetic_boxes(spec)
 
 
 def body() -> None:

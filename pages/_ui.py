@@ -21,13 +21,8 @@ from medcap import dashboard, paths, runs, viz
 log = logging.getLogger("medcap.pages")
 
 STATE_BADGES = {
-    "finished": "🟢 finished",
-    "running": "🔵 running",
-    "queued": "⚪ queued",
-    "failed": "🔴 failed",
-    "cancelled": "🟠 cancelled",
-    "interrupted": "🟠 interrupted (process gone)",
-    "unknown": "⚫ unknown (half-written?)",
+    "interrupted": "interrupted (process gone)",
+    "unknown": "unknown (half-written?)",
 }
 
 

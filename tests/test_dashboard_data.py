@@ -266,3 +266,21 @@ def test_paired_table_flattens_nested_results() -> None:
     assert list(table["metric"]) == ["metrics.bleu1"]
     assert table.loc[0, "ci95"] == "[-0.020, 0.040]"
     assert isinstance(table, pd.DataFrame)
+
+
+def test_synthetic_boxes_reads_an_existing_set_only(artifacts: Path) -> None:
+    from tests.test_dashboard_fixtures import write_image
+
+    assert dashboard.synthetic_boxes("synthetic:3") == {}  # not generated: nothing, and nothing generated
+    assert not (artifacts / "datasets" / "synthetic-3-seed0").exists()
+    folder = artifacts / "datasets" / "synthetic-3-seed0"
+    lines = []
+    for i in range(3):
+        write_image(folder / "images" / f"s{i}.png", seed=i)
+        box = {"finding": "cyst", "location": "left", "size": "small", "box": [0.1 * i, 0.1, 0.5, 0.6]}
+        lines.append(json.dumps({"image_id": f"s{i}", "file": f"images/s{i}.png", "caption": "a cyst", "group": "g",
+                                 "boxes": [box]}))  # fmt: skip
+    (folder / "records.jsonl").write_text("\n".join(lines) + "\n")
+    boxes = dashboard.synthetic_boxes("synthetic:3")
+    assert boxes["s2"][0]["box"] == pytest.approx([0.2, 0.1, 0.5, 0.6])
+    assert dashboard.synthetic_boxes("medpix:x") == {}

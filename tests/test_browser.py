@@ -1,0 +1,133 @@
+"""Drive the real dashboard in Debian's Chromium: every page renders its content with no error box.
+
+Screenshots go to `artifacts/screenshots/<page>.png` under the project root (or $MEDCAP_SCREENSHOTS).
+Set MEDCAP_BROWSER_ARTIFACTS to point the dashboard at existing artifacts (e.g. a real demo)
+instead of the hand-written fixture runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+from tests.test_dashboard_fixtures import full_state
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# url path, screenshot name, text that must be visible once the page has rendered, tables, charts
+PAGES = [
+    ("", "home", "medcap · medical image captioning", 4, 0),
+    ("Data", "data", "Load dataset", 0, 0),
+    ("Train", "train", "Launch a run", 1, 0),
+    ("Compare", "compare", "Caption metrics (95% bootstrap CI)", 3, 3),
+    ("Per-image_BLEU", "per_image_bleu", "Per-image BLEU-1", 2, 1),
+    ("Attention", "attention", "Generated:", 0, 2),
+    ("Caption_an_image", "caption_an_image", "PNG or JPEG image", 0, 0),
+]
+TABLE = '[data-testid="stDataFrame"]'
+CHART = '[data-testid="stPlotlyChart"]'
+ERROR_SELECTORS = (
+    '[data-testid="stException"], [data-testid="stAlertContentError"], [data-testid="stAlertContentWarning"]'
+)
+
+pytestmark = pytest.mark.browser
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s")
+
+
+@pytest.fixture
+def server(artifacts: Path, tmp_path: Path) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` headless on a free port, against fixture (or given) artifacts."""
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)")
+    pytest.importorskip("playwright.sync_api", reason="playwright Python package not installed")
+    root = os.environ.get("MEDCAP_BROWSER_ARTIFACTS")
+    if root:
+        artifacts = Path(root)
+    else:
+        full_state(artifacts)
+    port = _free_port()
+    env = dict(os.environ, MEDCAP_ARTIFACTS=str(artifacts))
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        _wait_http(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_every_page_renders_without_errors(server: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("MEDCAP_SCREENSHOTS") or PROJECT_ROOT / "artifacts" / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    fixture_run = not os.environ.get("MEDCAP_BROWSER_ARTIFACTS")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for path, name, text, tables, charts in PAGES:
+                page.goto(server + path, wait_until="domcontentloaded")
+                page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=30_000)
+                for selector, n in ((TABLE, tables), (CHART, charts)):
+                    if n and (fixture_run or name == "home"):
+                        page.locator(selector).nth(n - 1).wait_for(state="visible", timeout=30_000)
+                page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=30_000)  # script done
+                page.wait_for_load_state("networkidle")
+                page.wait_for_timeout(800)  # let charts finish drawing before the screenshot
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                errors = page.locator(ERROR_SELECTORS)
+                assert errors.count() == 0, f"{name}: {errors.first.inner_text()}"
+                assert "Traceback" not in page.inner_text("body"), name
+                if fixture_run and name == "home":
+                    body = page.inner_text("body")
+                    assert "Table 2" in body and "medcap beside the paper" in body
+                    assert page.locator(TABLE).count() == 4  # runs, 2 paper tables, medcap beside the paper
+        finally:
+            browser.close()
