@@ -655,24 +655,24 @@ def compare_cli(a: RunInfo, b: RunInfo, timeout: float = 600.0) -> dict[str, Any
 
 
 def paired_table(result: dict[str, Any]) -> pd.DataFrame:
-    """Rows of a compare result: every nested dict that holds numbers becomes one row (metric = its key)."""
+    """The paired comparison of `python -m medcap compare --json` as rows: metric, A, B, B - A, CI, share.
+
+    Reads `result["metrics"]` ({metric: {a, b, diff, ci95, share_b_gt_a}}); empty when absent.
+    """
     rows = []
-
-    def walk(obj: Any, prefix: str) -> None:
-        if not isinstance(obj, dict):
-            return
-        flat = {
-            k: (_ci_text(v) if isinstance(v, list | tuple) else v)
-            for k, v in obj.items()
-            if isinstance(v, int | float | str | list | tuple) and not isinstance(v, bool)
-        }
-        if any(isinstance(v, int | float) for v in flat.values()) and prefix:
-            rows.append({"metric": prefix, **flat})
-        for k, v in obj.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}.{k}" if prefix else str(k))
-
-    walk(result, "")
+    for key, item in (result.get("metrics") or {}).items():
+        if not isinstance(item, dict):
+            continue
+        rows.append(
+            {
+                "metric": METRIC_NAMES.get(key, key),
+                "A": _number(item.get("a")),
+                "B": _number(item.get("b")),
+                "B − A": _number(item.get("diff")),
+                "95% CI of B − A": _ci_text(item.get("ci95")),
+                "share of resamples B > A": _number(item.get("share_b_gt_a")),
+            }
+        )
     return pd.DataFrame(rows)
 
 

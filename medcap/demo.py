@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from medcap import paths
-from medcap.io import safe_name
+from medcap.io import read_json, safe_name
 from medcap.runs import read_status, write_status
 
 log = logging.getLogger(__name__)
@@ -202,6 +202,20 @@ def _train(runner: Runner, progress: Progress, preset: str, spec: str, opts: Dem
     return str(run)
 
 
+def _features_poll(progress: Progress, opts: DemoOptions) -> Callable[[], None]:
+    """Report the feature extraction's own progress file (rows done of rows) as the stage's progress."""
+
+    def poll() -> None:
+        for folder in paths.features_dir().glob(f"synthetic-{opts.n_images}-*"):
+            state = read_json(folder / "progress.json") if (folder / "progress.json").is_file() else None
+            if isinstance(state, dict) and state.get("n_rows"):
+                done, total = int(state.get("rows_done", 0)), int(state["n_rows"])
+                progress.update("features", done / total, f"extracting VGG16 features: {done}/{total} images")
+                return
+
+    return poll
+
+
 def _run_dir_from(stdout: str) -> Path | None:
     import json
 
@@ -257,7 +271,7 @@ def run_demo(opts: DemoOptions | None = None, runner: Runner | None = None) -> d
 
             ensure_synthetic(n=opts.n_images)
             progress.update("features", 0.0, "extracting VGG16 features")
-            runner.run(["features", "--dataset", spec, "--json", "--no-progress"])
+            runner.run(["features", "--dataset", spec, "--json", "--no-progress"], _features_poll(progress, opts))
             run_dirs = {preset: _train(runner, progress, preset, spec, opts) for preset in PRESETS}
             for preset in PRESETS:
                 progress.update(f"evaluate {preset}", 0.0, f"evaluating {preset}")

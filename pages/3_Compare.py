@@ -41,8 +41,9 @@ def paired_section(chosen: list) -> None:
     table = dashboard.paired_table(result)
     if table.empty:
         st.json(result, expanded=False)
-    else:
-        st.dataframe(table, hide_index=True, width="stretch")
+        return
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption(f"{result.get('n_images', '?')} images: {result.get('images', '')}. {result.get('notes', '')}")
 
 
 def body() -> None:

@@ -260,12 +260,17 @@ def test_demo_stage_plan_sums_to_one() -> None:
     assert sum(share for _, share in demo.stage_plan()) == pytest.approx(1.0)
 
 
-def test_paired_table_flattens_nested_results() -> None:
-    result = {"a": "x", "metrics": {"bleu1": {"diff": 0.01, "ci95": [-0.02, 0.04], "p": 0.5}}}
+def test_paired_table_reads_the_compare_output() -> None:
+    result = {
+        "n_images": 30,
+        "metrics": {"bleu1": {"a": 0.3, "b": 0.31, "diff": 0.01, "ci95": [-0.02, 0.04], "share_b_gt_a": 0.7}},
+        "corpus": {"a": {"bleu1": 0.3}},
+    }
     table = dashboard.paired_table(result)
-    assert list(table["metric"]) == ["metrics.bleu1"]
-    assert table.loc[0, "ci95"] == "[-0.020, 0.040]"
-    assert isinstance(table, pd.DataFrame)
+    assert list(table["metric"]) == ["BLEU-1"]
+    assert table.loc[0, "95% CI of B − A"] == "[-0.020, 0.040]"
+    assert table.loc[0, "B − A"] == pytest.approx(0.01)
+    assert dashboard.paired_table({"other": 1}).empty
 
 
 def test_synthetic_boxes_reads_an_existing_set_only(artifacts: Path) -> None:
@@ -284,3 +289,14 @@ def test_synthetic_boxes_reads_an_existing_set_only(artifacts: Path) -> None:
     boxes = dashboard.synthetic_boxes("synthetic:3")
     assert boxes["s2"][0]["box"] == pytest.approx([0.2, 0.1, 0.5, 0.6])
     assert dashboard.synthetic_boxes("medpix:x") == {}
+
+
+def test_demo_reports_feature_extraction_progress(artifacts: Path) -> None:
+    from medcap.io import write_json
+
+    write_json(artifacts / "features" / "synthetic-40-vgg16-abc" / "progress.json", {"n_rows": 40, "rows_done": 10})
+    progress = demo.Progress(demo.demo_dir())
+    demo._features_poll(progress, demo.DemoOptions(n_images=40))()
+    status = read_status(artifacts / "demo")
+    assert status["message"] == "extracting VGG16 features: 10/40 images"
+    assert status["progress"] == pytest.approx(0.05 + 0.25 * 10 / 40)
