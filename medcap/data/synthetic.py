@@ -68,7 +68,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2  # bump when images or captions change: older folders are regenerated
+GENERATOR_VERSION = 3  # bump when images or captions change: older folders are regenerated
 _N_FINDINGS_P = (0.25, 0.55, 0.20)  # share of images with 0, 1, 2 findings
 _SERIAL_BELOW = 200  # smaller sets are generated in-process
 # Characteristic size in px (radius; effusion: height; fracture: length) by finding and size.

@@ -66,15 +66,18 @@ class Lesion:
 
 
 def _grid() -> tuple[np.ndarray, np.ndarray]:
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)  # (H, W) each
-    return yy, xx
+    """Open pixel grids: yy (H, 1) and xx (1, W), broadcasting to (H, W)."""
+    axis = np.arange(SIZE, dtype=np.float32)
+    return axis[:, None], axis[None, :]
 
 
-def smooth_noise(rng: np.random.Generator, cells: int) -> np.ndarray:
-    """Smooth noise in about [-1, 1]: a cells x cells Gaussian field upsampled bicubically."""
-    coarse = rng.standard_normal((cells, cells)).astype(np.float32)  # (c, c)
-    img = Image.fromarray(coarse, mode="F").resize((SIZE, SIZE), Image.Resampling.BICUBIC)
-    return np.asarray(img, dtype=np.float32) / 1.5  # (H, W)
+def smooth_noise(rng: np.random.Generator, cells: int, shape: tuple[int, int] = (SIZE, SIZE)) -> np.ndarray:
+    """Smooth noise in about [-1, 1]: about `cells` Gaussian values per SIZE px, upsampled bicubically."""
+    h, w = shape
+    ch, cw = max(3, round(cells * h / SIZE)), max(3, round(cells * w / SIZE))
+    coarse = rng.standard_normal((ch, cw), dtype=np.float32)  # (ch, cw)
+    img = Image.fromarray(coarse, mode="F").resize((w, h), Image.Resampling.BICUBIC)
+    return np.asarray(img, dtype=np.float32) / 1.5  # (h, w)
 
 
 def _soft(signed: np.ndarray, edge: float) -> np.ndarray:
@@ -242,11 +245,28 @@ def _polar(xx: np.ndarray, yy: np.ndarray, lesion: Lesion) -> tuple[np.ndarray, 
     return np.hypot(xx - lesion.x, yy - lesion.y), np.arctan2(yy - lesion.y, xx - lesion.x)
 
 
-def _lesion_maps(lesion: Lesion, anatomy: Anatomy, lungs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(tissue, air, line) maps in [0, 1] for one lesion; `line` is a fracture's dark core."""
+def _lesion_window(lesion: Lesion, anatomy: Anatomy) -> tuple[float, float, float, float]:
+    """Pixel extent [x0, y0, x1, y1] that holds everything a lesion draws."""
+    r = lesion.radius
+    if lesion.finding == "effusion":
+        cx, cy, ax, ay = anatomy.lung(lesion.location.split()[0])
+        return cx - 1.1 * ax - 6, cy + ay * 0.92 - 1.8 * r - 8, cx + 1.1 * ax + 6, cy + ay + 8
+    pad = r / 2 + 12 if lesion.finding == "fracture" else 1.45 * r + 8
+    return lesion.x - pad, lesion.y - pad, lesion.x + pad, lesion.y + pad
+
+
+def _lesion_maps(
+    lesion: Lesion, anatomy: Anatomy, lungs: np.ndarray
+) -> tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Window slices and (tissue, air, line) maps in [0, 1] of one lesion; `line` is a fracture's dark core."""
     rng = np.random.default_rng(lesion.seed)
-    yy, xx = _grid()
-    zero = np.zeros((SIZE, SIZE), np.float32)
+    win = _window(*_lesion_window(lesion, anatomy))
+    if win is None:
+        return None
+    sy, sx, yy, xx = win
+    shape = (yy.shape[0], xx.shape[1])
+    lungs = lungs[sy, sx]
+    zero = np.zeros(shape, np.float32)
     tissue, air, line = zero, zero.copy(), zero.copy()
     r = lesion.radius
     d, theta = _polar(xx, yy, lesion)
@@ -255,11 +275,12 @@ def _lesion_maps(lesion: Lesion, anatomy: Anatomy, lungs: np.ndarray) -> tuple[n
     elif lesion.finding == "mass":
         p1, p2 = rng.uniform(0, 2 * np.pi, 2)
         edge = r * (1 + 0.14 * np.sin(3 * theta + p1) + 0.09 * np.sin(5 * theta + p2))  # lobulated
-        tissue = _soft(edge - d, 2.0) * (0.85 + 0.15 * smooth_noise(rng, 20))
+        tissue = _soft(edge - d, 2.0) * (0.85 + 0.15 * smooth_noise(rng, 20, shape))
         spicules = np.zeros_like(tissue)
+        ox, oy = sx.start, sy.start  # stamps draw in window coordinates
         for angle in rng.uniform(0, 2 * np.pi, 12):
-            p = (lesion.x + np.cos(angle) * r * 0.8, lesion.y + np.sin(angle) * r * 0.8)
-            q = (lesion.x + np.cos(angle) * r * 1.3, lesion.y + np.sin(angle) * r * 1.3)
+            p = (lesion.x - ox + np.cos(angle) * r * 0.8, lesion.y - oy + np.sin(angle) * r * 0.8)
+            q = (lesion.x - ox + np.cos(angle) * r * 1.3, lesion.y - oy + np.sin(angle) * r * 1.3)
             _stamp_segment(spicules, p, q, 1.6, 1.0, 1.2)
         tissue = np.maximum(tissue, 0.8 * np.clip(spicules, 0.0, 1.0))
     elif lesion.finding == "cavity":
@@ -273,12 +294,13 @@ def _lesion_maps(lesion: Lesion, anatomy: Anatomy, lungs: np.ndarray) -> tuple[n
         tilt = rng.uniform(0, np.pi)
         u = (xx - lesion.x) * np.cos(tilt) + (yy - lesion.y) * np.sin(tilt)
         v = -(xx - lesion.x) * np.sin(tilt) + (yy - lesion.y) * np.cos(tilt)
-        dn = np.hypot(u / r, v / (0.75 * r)) + 0.25 * smooth_noise(rng, 12)  # ragged outline
+        dn = np.hypot(u / r, v / (0.75 * r)) + 0.25 * smooth_noise(rng, 12, shape)  # ragged outline
         region = _soft((1.0 - dn) * r, 6.0)
-        tissue = region * np.clip(0.72 + 0.4 * smooth_noise(rng, 40), 0.3, 1.0)  # patchy
+        tissue = region * np.clip(0.72 + 0.4 * smooth_noise(rng, 40, shape), 0.3, 1.0)  # patchy
         stem = rng.uniform(0, 2 * np.pi)  # air bronchograms: a stem with two branches
-        p = (lesion.x - np.cos(stem) * r * 0.55, lesion.y - np.sin(stem) * r * 0.55)
-        q = (lesion.x + np.cos(stem) * r * 0.05, lesion.y + np.sin(stem) * r * 0.05)
+        lx, ly = lesion.x - sx.start, lesion.y - sy.start  # stamps draw in window coordinates
+        p = (lx - np.cos(stem) * r * 0.55, ly - np.sin(stem) * r * 0.55)
+        q = (lx + np.cos(stem) * r * 0.05, ly + np.sin(stem) * r * 0.05)
         tubes = [(p, q)]
         for turn in (-0.5, 0.45):
             end = (q[0] + np.cos(stem + turn) * r * 0.5, q[1] + np.sin(stem + turn) * r * 0.5)
@@ -306,7 +328,8 @@ def _lesion_maps(lesion: Lesion, anatomy: Anatomy, lungs: np.ndarray) -> tuple[n
         tissue = 0.6 * _soft(6.0 - dist, 2.0) * (1.0 - line)  # sclerotic / callus margins
     else:
         raise ValueError(f"unknown finding {lesion.finding!r}")
-    return tissue.astype(np.float32), air.astype(np.float32), line.astype(np.float32)
+    full = np.broadcast_to
+    return sy, sx, full(tissue, shape), full(air, shape), full(line, shape)
 
 
 def _apply(img: np.ndarray, kind: str, tissue: np.ndarray, air: np.ndarray, line: np.ndarray) -> np.ndarray:
@@ -317,12 +340,16 @@ def _apply(img: np.ndarray, kind: str, tissue: np.ndarray, air: np.ndarray, line
     return img * (1.0 - line)
 
 
-def _bbox(delta: np.ndarray) -> list[float]:
-    """Tight box [x0, y0, x1, y1] (fractions, pixel edges) of pixels changed by > BOX_THRESHOLD."""
+def _bbox(delta: np.ndarray, x0: int, y0: int) -> list[float]:
+    """Tight box [x0, y0, x1, y1] (fractions, pixel edges) of pixels changed by > BOX_THRESHOLD.
+
+    `delta` is a window whose top-left pixel is (x0, y0).
+    """
     ys, xs = np.nonzero(np.abs(delta) > BOX_THRESHOLD)
     if len(xs) == 0:
         return [0.0, 0.0, 0.0, 0.0]
-    return [round(float(v) / SIZE, 4) for v in (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)]
+    edges = (xs.min() + x0, ys.min() + y0, xs.max() + 1 + x0, ys.max() + 1 + y0)
+    return [round(float(v) / SIZE, 4) for v in edges]
 
 
 def render(
@@ -336,12 +363,18 @@ def render(
     img, lungs, body = (_chest if anatomy.kind == "XR" else _ct)(anatomy, rng)
     boxes: list[list[float]] = []
     for lesion in lesions:
-        tissue, air, line = _lesion_maps(lesion, anatomy, lungs)
-        new = _apply(img, anatomy.kind, tissue * body, air * body, line * body)
-        boxes.append(_bbox(new - img))
+        maps = _lesion_maps(lesion, anatomy, lungs)
+        if maps is None:
+            boxes.append([0.0, 0.0, 0.0, 0.0])
+            continue
+        sy, sx, tissue, air, line = maps
+        inside = body[sy, sx]
+        old = img[sy, sx]
+        new = _apply(old, anatomy.kind, tissue * inside, air * inside, line * inside)
+        boxes.append(_bbox(new - old, sx.start, sy.start))
         if draw_lesions:
-            img = new
+            img[sy, sx] = new
     contrast, brightness = rng.uniform(0.92, 1.08), rng.uniform(-0.03, 0.03)
     sigma = 0.018 if anatomy.kind == "XR" else 0.028
-    img = img * contrast + brightness + sigma * rng.standard_normal(img.shape).astype(np.float32)
+    img = img * contrast + brightness + sigma * rng.standard_normal(img.shape, dtype=np.float32)
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), boxes
