@@ -106,8 +106,8 @@ def find_run(run_id: str, root: Path | None = None) -> RunInfo | None:
 
 
 def run_label(info: RunInfo) -> str:
-    """Short human label: `<preset> · <run id>`."""
-    return f"{info.preset} · {info.run_id}"
+    """Short human label: `<preset> [<last 6 characters of the run id>]` (the id's random suffix)."""
+    return f"{info.preset} [{info.run_id[-6:]}]"
 
 
 def latest_eval(info: RunInfo) -> str | None:
@@ -211,7 +211,8 @@ def metrics_table(metrics_by_label: dict[str, dict[str, Any]], include_baselines
         blocks = [(label, metrics.get("model", {}))]
         if include_baselines:
             for base, values in (metrics.get("baselines") or {}).items():
-                blocks.append((f"{label} · {base.replace('_', ' ')} baseline", values))
+                short = {"most_frequent": "most-frequent", "nearest_neighbour": "1-NN"}.get(base, base)
+                blocks.append((f"{label} · {short} baseline", values))
         for series, values in blocks:
             if not isinstance(values, dict):
                 continue
@@ -243,7 +244,7 @@ def side_by_side(long: pd.DataFrame) -> pd.DataFrame:
     text = long.assign(text=long.apply(cell, axis=1))
     order = [m for m in METRIC_NAMES.values() if m in set(text["metric"])]
     table = text.pivot(index="metric", columns="series", values="text").reindex(order)
-    return table[list(dict.fromkeys(long["series"]))]
+    return table[list(dict.fromkeys(long["series"]))].fillna("—")
 
 
 def next_word_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame:

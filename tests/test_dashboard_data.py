@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from PIL import Image
 
@@ -75,7 +74,7 @@ def test_metric_tables(full: Path) -> None:
     assert (row["value"], row["lo"], row["hi"]) == pytest.approx((0.29, 0.26, 0.32))
     side = dashboard.side_by_side(long)
     assert side.loc["BLEU-1", "A"] == "0.312 [0.281, 0.344]"
-    assert pd.isna(side.loc["BLEU-4", "A · most frequent baseline"])  # the baseline reports BLEU-1/2 only
+    assert side.loc["BLEU-4", "A · most-frequent baseline"] == "—"  # the baseline reports BLEU-1/2 only
     assert list(side.index[:2]) == ["BLEU-1", "BLEU-2"]
     nw = dashboard.next_word_table(metrics)
     assert nw.loc["F1 (macro)", "A"] == pytest.approx(0.38)
