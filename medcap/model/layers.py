@@ -77,7 +77,7 @@ class GridAttention(keras.layers.Layer):
             self.position = self.add_weight(
                 name="position",
                 shape=(self.regions, self.units),
-                initializer=keras.initializers.RandomNormal(stddev=0.1),
+                initializer=keras.initializers.RandomNormal(stddev=1.0),
             )
 
     def call(self, inputs: Any, mask: Any = None) -> list[Any]:

@@ -1,0 +1,140 @@
+"""Batched greedy and beam decoding: exact results on a hand-built Markov model, and on a tiny real model."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from medcap.config import RunConfig  # noqa: E402
+from medcap.model import beam_decode, build_model, greedy_decode  # noqa: E402
+
+WORDS = ["<pad>", "<unk>", "<start>", "<end>", "a", "b", "c", "d"] + [f"w{i}" for i in range(22)]
+VOCAB = SimpleNamespace(words=WORDS, pad_id=0, unk_id=1, start_id=2, end_id=3)
+V = len(WORDS)
+
+
+class MarkovModel:
+    """Next-word probabilities depend only on the last prefix token; attention is one-hot on region = token id."""
+
+    def __init__(self, table: dict[int, dict[int, float]]) -> None:
+        probs = np.zeros((V, V), dtype=np.float32)
+        probs[:, 3] = 1.0  # default: end
+        for tok, row in table.items():
+            probs[tok] = 0.0
+            for nxt, p in row.items():
+                probs[tok, nxt] = p
+        self.table = tf.constant(probs)
+
+    def __call__(self, inputs: dict, training: bool = False) -> dict:
+        prefix = tf.convert_to_tensor(inputs["prefix"])  # (B, T)
+        last = prefix[:, -1]  # decoding prefixes carry no padding
+        att = tf.one_hot(prefix, 49, dtype=tf.float32)  # (B, T, 49)
+        return {"probs": tf.gather(self.table, last), "attention": att}
+
+
+def feats(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.random((n, 12), dtype=np.float32), rng.random((n, 7, 7, 512), dtype=np.float32)
+
+
+# start -> a .55 | b .45 ; a -> c .35 | d .35 | end .30 ; b -> end .9 | c .1 ; c, d -> end
+TRAP = {2: {4: 0.55, 5: 0.45}, 4: {6: 0.35, 7: 0.35, 3: 0.30}, 5: {3: 0.9, 6: 0.1}}
+
+
+def test_greedy_exact_caption_probs_score_and_attention() -> None:
+    g, grid = feats(3)
+    caps = greedy_decode(MarkovModel(TRAP), g, grid, VOCAB)
+    assert len(caps) == 3
+    c = caps[0]
+    assert c.words == ["a", "c"] and c.text == "a c" and c.token_ids == [4, 6]  # tie c/d: the first id
+    np.testing.assert_allclose(c.probs, [0.55, 0.35], rtol=1e-6)
+    assert c.score == pytest.approx(np.log(0.55) + np.log(0.35) + np.log(1.0), rel=1e-6)  # <end> counted
+    assert c.attention.shape == (2, 7, 7)
+    want = np.zeros((2, 49))
+    want[0, 2] = 1.0  # "a" came from prefix [<start>]
+    want[1, [2, 4]] = 0.5  # "c" from [<start>, a]: the mean of the positions' maps
+    np.testing.assert_allclose(c.attention.reshape(2, 49), want, atol=1e-6)
+
+
+def test_beam_finds_the_better_caption_greedy_misses() -> None:
+    g, grid = feats(4)
+    model = MarkovModel(TRAP)
+    greedy = greedy_decode(model, g, grid, VOCAB)
+    beam = beam_decode(model, g, grid, VOCAB, beam=2, batch_size=3)
+    assert [c.text for c in beam] == ["b"] * 4
+    assert beam[0].score == pytest.approx(np.log(0.45) + np.log(0.9), rel=1e-6)
+    assert beam[0].score > greedy[0].score
+    np.testing.assert_allclose(beam[0].probs, [0.45])
+    assert beam[0].attention.shape == (1, 7, 7) and beam[0].attention.reshape(49)[2] == 1.0
+    # beam 1 is greedy, also here
+    assert [c.token_ids for c in beam_decode(model, g, grid, VOCAB, beam=1)] == [c.token_ids for c in greedy]
+
+
+def test_special_tokens_are_never_generated_and_length_is_capped() -> None:
+    g, grid = feats(2)
+    # <unk> and <pad> are the most likely tokens, but are masked; "a" repeats and never ends
+    model = MarkovModel({2: {1: 0.6, 0: 0.2, 4: 0.2}, 4: {1: 0.5, 2: 0.3, 4: 0.2}})
+    for caps in (
+        greedy_decode(model, g, grid, VOCAB, max_words=5),
+        beam_decode(model, g, grid, VOCAB, beam=3, max_words=5),
+    ):
+        assert [c.words for c in caps] == [["a"] * 5] * 2
+        assert caps[0].score == pytest.approx(np.log(0.2) * 5, rel=1e-5)  # no <end> reached
+
+
+def test_stop_at_end_false_forces_max_words() -> None:
+    g, grid = feats(2)
+    caps = greedy_decode(MarkovModel(TRAP), g, grid, VOCAB, max_words=6, stop_at_end=False)
+    assert all(len(c.words) == 6 for c in caps)
+    assert "<end>" not in caps[0].words
+
+
+def tiny(attention: str = "grid") -> object:
+    cfg = RunConfig(embed_dim=16, lstm_units=16, dense_units=16, attn_units=8, attention=attention)
+    tf.keras.utils.set_random_seed(1)
+    return build_model(cfg, V, 12)
+
+
+def test_real_model_greedy_equals_beam_one_and_beam_scores_at_least_greedy() -> None:
+    model = tiny()
+    g, grid = feats(9, seed=2)
+    greedy = greedy_decode(model, g, grid, VOCAB, max_words=8, batch_size=4)
+    one = beam_decode(model, g, grid, VOCAB, beam=1, max_words=8, batch_size=5)
+    three = beam_decode(model, g, grid, VOCAB, beam=3, max_words=8)
+    for a, b, c in zip(greedy, one, three, strict=True):
+        assert a.token_ids == b.token_ids
+        np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5)
+        np.testing.assert_allclose(a.attention, b.attention, atol=1e-6)
+        assert a.score == pytest.approx(b.score, rel=1e-5)
+        assert c.score >= a.score - 1e-6
+        assert a.attention.shape == (len(a.words), 7, 7)
+        np.testing.assert_allclose(a.attention.sum(axis=(1, 2)), 1.0, atol=1e-5)
+        assert not set(a.token_ids) & {0, 1, 2, 3}
+        words_logp = float(np.log(a.probs).sum())
+        if len(a.words) == 8:  # cut at max_words: the score is the words' log-probs
+            assert a.score == pytest.approx(words_logp, rel=1e-5)
+        else:  # ended: the <end> token's log-prob is included too
+            assert a.score < words_logp - 1e-6
+    # batched = one image at a time
+    solo = greedy_decode(model, g[3:4], grid[3:4], VOCAB, max_words=8, batch_size=1)[0]
+    assert solo.token_ids == greedy[3].token_ids
+
+
+def test_self_attention_model_has_no_maps() -> None:
+    model = tiny("self")
+    g, _ = feats(3)
+    caps = greedy_decode(model, g, None, VOCAB, max_words=4)
+    assert all(c.attention is None for c in caps)
+    assert [c.token_ids for c in beam_decode(model, g, None, VOCAB, beam=1, max_words=4)] == [c.token_ids for c in caps]
+
+
+def test_bad_feature_shapes_are_reported() -> None:
+    g, grid = feats(2)
+    with pytest.raises(ValueError, match="grid features"):
+        greedy_decode(MarkovModel(TRAP), g, grid[:1], VOCAB)
+    with pytest.raises(ValueError, match="beam"):
+        beam_decode(MarkovModel(TRAP), g, grid, VOCAB, beam=0)
