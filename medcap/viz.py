@@ -93,8 +93,11 @@ def attention_figure(
     width, height = base.size
     grid = np.asarray(att, dtype=np.float32)  # (7, 7)
     gh, gw = grid.shape
+    top = float(vmax) if vmax else float(grid.max()) if grid.size else 1.0
     fig = go.Figure()
-    fig.add_trace(go.Image(z=np.asarray(base), hoverinfo="skip"))
+    # The blend is computed here (exact colormap); the heatmap above it is transparent and only
+    # carries the colour bar (the legend) and the hover values of the 7x7 regions.
+    fig.add_trace(go.Image(z=np.asarray(attention_overlay(base, grid, alpha=opacity, vmax=top)), hoverinfo="skip"))
     fig.add_trace(
         go.Heatmap(
             z=grid,
@@ -103,12 +106,12 @@ def attention_figure(
             y0=height / gh / 2,
             dy=height / gh,
             zmin=0.0,
-            zmax=float(vmax) if vmax else float(grid.max()) if grid.size else 1.0,
+            zmax=top or 1.0,
             colorscale=ATTENTION_COLORSCALE,
-            opacity=opacity,
-            zsmooth="best",
+            opacity=0.0,
+            showscale=True,
             colorbar={"title": {"text": ATTENTION_LABEL, "side": "right"}},
-            hovertemplate="region row %{y:.0f}px, col %{x:.0f}px<br>attention %{z:.3f}<extra></extra>",
+            hovertemplate="region centre x=%{x:.0f}px, y=%{y:.0f}px<br>attention %{z:.3f}<extra></extra>",
         )
     )
     for box in boxes or []:

@@ -58,10 +58,10 @@ def body() -> None:
     k = labels.index(pick)
     fig = viz.attention_figure(image, att[k], title=f"Attention for “{words[k]}” (word {k + 1} of {n})", boxes=boxes)
     left, _ = st.columns([3, 2])
-    left.plotly_chart(fig, width="stretch")
+    left.plotly_chart(fig, width="stretch", theme=None)
     if boxes:
         st.caption("Dashed boxes: the true findings of this synthetic image.")
-    st.plotly_chart(viz.attention_strip(image, att[:n], words[:n]), width="stretch")
+    st.plotly_chart(viz.attention_strip(image, att[:n], words[:n]), width="stretch", theme=None)
 
 
 _ui.guard(body, "the Attention page")

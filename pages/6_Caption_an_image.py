@@ -61,9 +61,11 @@ def body() -> None:
     pick = st.select_slider("Word", labels, key="cap_word")
     k = labels.index(pick)
     st.plotly_chart(
-        viz.attention_figure(image, caption.attention[k], title=f"Attention for “{caption.words[k]}”"), width="stretch"
+        viz.attention_figure(image, caption.attention[k], title=f"Attention for “{caption.words[k]}”"),
+        width="stretch",
+        theme=None,
     )
-    st.plotly_chart(viz.attention_strip(image, caption.attention[:n], caption.words[:n]), width="stretch")
+    st.plotly_chart(viz.attention_strip(image, caption.attention[:n], caption.words[:n]), width="stretch", theme=None)
 
 
 _ui.guard(body, "the Caption page")

@@ -111,7 +111,7 @@ def test_every_page_renders_without_errors(server: str) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1400, "height": 2200})
             for path, name, text, tables, charts in PAGES:
                 page.goto(server + path, wait_until="domcontentloaded")
                 page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=30_000)
