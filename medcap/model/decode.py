@@ -63,19 +63,26 @@ def _forward_fn(model: Any) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple
     return forward
 
 
-def _as_inputs(global_feats: Any, grid_feats: Any) -> tuple[np.ndarray, np.ndarray]:
-    g = np.asarray(global_feats, dtype=np.float32)  # (N, D)
-    if g.ndim != 2:
-        raise ValueError(f"global features must be (N, D), got shape {g.shape}")
-    n = len(g)
+def _check_inputs(global_feats: Any, grid_feats: Any) -> int:
+    """Validate shapes (arrays or memmaps stay unread); return N."""
+    shape = tuple(np.shape(global_feats))
+    if len(shape) != 2:
+        raise ValueError(f"global features must be (N, D), got shape {shape}")
+    n = shape[0]
+    if grid_feats is not None:
+        gshape = tuple(np.shape(grid_feats))
+        if gshape[1:] not in ((7, 7, GRID_CHANNELS), (GRID_REGIONS, GRID_CHANNELS)) or gshape[0] != n:
+            raise ValueError(f"grid features must be (N={n}, 7, 7, 512), got shape {gshape}")
+    return n
+
+
+def _batch(global_feats: Any, grid_feats: Any, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows lo:hi as float32 (only this batch is converted): (b, D), (b, 49, 512)."""
+    g = np.asarray(global_feats[lo:hi], dtype=np.float32)  # (b, D)
     if grid_feats is None:
-        grid = np.zeros((n, GRID_REGIONS, GRID_CHANNELS), dtype=np.float32)  # (N, 49, 512)
-    else:
-        grid = np.asarray(grid_feats, dtype=np.float32)
-        if grid.shape[1:] not in ((7, 7, GRID_CHANNELS), (GRID_REGIONS, GRID_CHANNELS)) or len(grid) != n:
-            raise ValueError(f"grid features must be (N={n}, 7, 7, 512), got shape {grid.shape}")
-        grid = grid.reshape(n, GRID_REGIONS, GRID_CHANNELS)  # (N, 49, 512)
-    return g, grid
+        return g, np.zeros((len(g), GRID_REGIONS, GRID_CHANNELS), dtype=np.float32)  # (b, 49, 512)
+    grid = np.asarray(grid_feats[lo:hi], dtype=np.float32).reshape(len(g), GRID_REGIONS, GRID_CHANNELS)
+    return g, grid  # (b, D), (b, 49, 512)
 
 
 def _banned(vocab: Any) -> list[int]:
@@ -103,14 +110,14 @@ def greedy_decode(
 
     `stop_at_end=False` forbids `<end>` and always generates `max_words` words (benchmarks).
     """
-    g_all, grid_all = _as_inputs(global_feats, grid_feats)
+    n_images = _check_inputs(global_feats, grid_feats)
     forward = _forward_fn(model)
     with_maps = has_grid_attention(model)
     banned = _banned(vocab) + ([] if stop_at_end else [int(vocab.end_id)])
     end_id = int(vocab.end_id)
     out: list[Caption] = []
-    for lo in range(0, len(g_all), batch_size):
-        g, grid = g_all[lo : lo + batch_size], grid_all[lo : lo + batch_size]  # (b, D), (b, 49, 512)
+    for lo in range(0, n_images, batch_size):
+        g, grid = _batch(global_feats, grid_feats, lo, lo + batch_size)  # (b, D), (b, 49, 512)
         b = len(g)
         prefix = np.zeros((b, max_words + 1), dtype=np.int32)  # (b, W + 1)
         prefix[:, 0] = vocab.start_id
@@ -165,14 +172,14 @@ def beam_decode(
     """
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
-    g_all, grid_all = _as_inputs(global_feats, grid_feats)
+    n_images = _check_inputs(global_feats, grid_feats)
     forward = _forward_fn(model)
     with_maps = has_grid_attention(model)
     banned = _banned(vocab)
     end_id, pad_id = int(vocab.end_id), int(vocab.pad_id)
     out: list[Caption] = []
-    for lo in range(0, len(g_all), batch_size):
-        g, grid = g_all[lo : lo + batch_size], grid_all[lo : lo + batch_size]  # (b, D), (b, 49, 512)
+    for lo in range(0, n_images, batch_size):
+        g, grid = _batch(global_feats, grid_feats, lo, lo + batch_size)  # (b, D), (b, 49, 512)
         b, k = len(g), beam
         seqs = np.zeros((b, k, max_words + 1), dtype=np.int32)  # (b, k, W + 1) incl. <start>
         seqs[:, :, 0] = vocab.start_id
