@@ -150,3 +150,64 @@ def test_load_run_names_missing_weights(tmp_path: Path) -> None:
     write_json(run / "config.json", {"run": RunConfig().to_dict(), "feature_store": {"global_dim": 8}})
     with pytest.raises(FileNotFoundError, match=r"best\.weights\.h5"):
         load_run(run)
+
+
+class _FakeFeaturizer:
+    """Maps an image to the features of its class (the file name's index mod 3), like the tiny store."""
+
+    def __call__(self, image: object) -> tuple[np.ndarray, np.ndarray]:
+        cls = int(Path(str(image)).stem[2:]) % 3
+        g = np.zeros(8, np.float32)
+        g[cls] = 1.0
+        grid = np.zeros((7, 7, 512), np.float32)
+        grid[cls * 2, cls * 2, :] = 1.0
+        return g, grid
+
+
+def test_caption_command_prints_json_with_word_probabilities(
+    tiny: tuple[str, Path], tiny_run: tuple[RunConfig, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from medcap.cli import main
+    from medcap.features.featurizer import ImageFeaturizer
+
+    monkeypatch.setattr(ImageFeaturizer, "from_meta", classmethod(lambda cls, meta: _FakeFeaturizer()))
+    spec, _ = tiny
+    images = [str(Path(spec[4:]).parent / "images" / f"im{i:03d}.png") for i in (0, 1)]
+    assert main(["caption", str(tiny_run[1]), *images, "--json", "--beam", "2"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["beam"] == 2 and [c["image"] for c in out["captions"]] == images
+    for cap in out["captions"]:
+        assert len(cap["probs"]) == len(cap["words"]) == len(cap["caption"].split())
+        assert all(0.0 < p <= 1.0 for p in cap["probs"])
+    assert main(["caption", str(tiny_run[1]), images[0], "no-such.png"]) == 2  # named missing file, exit 2
+
+
+def test_cli_flags_override_the_preset() -> None:
+    from medcap.cli import build_parser
+    from medcap.cli.train_cmd import config_from_args
+
+    args = build_parser().parse_args(["train", "--preset", "model-70", "--dataset", "synthetic", "--epochs", "7",
+                                      "--lr", "5e-4", "--layers", "2", "--attention", "self", "--strategy",
+                                      "mirrored", "--mixed-precision", "--name", "x"])
+    cfg = config_from_args(args)
+    assert (cfg.protocol, cfg.batch_size, cfg.epochs, cfg.learning_rate, cfg.layers) == ("model-70", 128, 7, 5e-4, 2)
+    assert cfg.attention == "self" and cfg.strategy == "mirrored" and cfg.mixed_precision and cfg.name == "x"
+    plain = config_from_args(build_parser().parse_args(["train", "--dataset", "synthetic"]))
+    assert plain == RunConfig.from_preset("model-80", dataset="synthetic")
+
+
+def test_grid_writes_a_table_per_combination_and_beam(tiny: tuple[str, Path], artifacts: Path) -> None:
+    from medcap.train.grid import run_grid
+
+    spec, store = tiny
+    grid = run_grid(tiny_config(spec, store, epochs=1), lrs=[5e-3], layers=[1, 0], beams=[1, 2])
+    assert grid.parent == artifacts / "grids"
+    table = pd.read_csv(grid / "results.csv")
+    assert len(table) == 4 and table["beam"].tolist() == [1, 2, 1, 2]
+    ok, bad = table.iloc[:2], table.iloc[2:]
+    assert (ok["state"] == "finished").all() and ok["val_loss"].notna().all() and ok["n_val_images"].eq(3).all()
+    assert ok["bleu1"].between(0, 1).all()
+    # layers=0 is an invalid model: recorded as failed, and the search still wrote the table
+    assert (bad["state"] == "failed").all() and bad["error"].str.contains("layers=0").all()
+    assert json.loads((grid / "results.json").read_text())[0]["lr"] == 5e-3

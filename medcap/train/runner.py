@@ -39,12 +39,24 @@ class RunCancelled(Exception):  # noqa: N818 (a state, not an error)
 
 def train_run(cfg: RunConfig, run_dir: Path | None = None) -> Path:
     """Train a new run (or fill the given empty folder) and return its folder."""
+    validate_config(cfg)
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.name, cfg.preset)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_status(run_dir, "queued", epoch=0, epochs=cfg.epochs, step=0, steps=0, progress=0.0,
                  message="queued", error=None, pid=os.getpid())
     write_json(run_dir / "config.json", _config_json(cfg, None, None))
     return _execute(run_dir, cfg, resume=False)
+
+
+def validate_config(cfg: RunConfig) -> None:
+    """ValueError naming the first setting that cannot train."""
+    checks = {"epochs": cfg.epochs >= 1, "batch_size": cfg.batch_size >= 1, "layers": cfg.layers >= 1,
+              "max_words": cfg.max_words >= 1, "patience": cfg.patience >= 1, "lr_patience": cfg.lr_patience >= 1,
+              "learning_rate": cfg.learning_rate >= 0, "dropout": 0 <= cfg.dropout < 1,
+              "lr_factor": 0 < cfg.lr_factor <= 1, "strategy": cfg.strategy in ("default", "mirrored")}
+    bad = [k for k, ok in checks.items() if not ok]
+    if bad:
+        raise ValueError(f"invalid run setting {bad[0]}={getattr(cfg, bad[0])!r}")
 
 
 def resume_run(run_dir: Path) -> Path:
