@@ -24,6 +24,8 @@ def _demo_progress(status: dict) -> None:
 def _live_demo() -> None:
     status = dashboard.demo_status()
     _demo_progress(status)
+    with st.expander("Demo log (last lines)"):
+        st.code(dashboard.tail(dashboard.demo_dir() / "demo.log", 2000) or "(starting…)", language="text")
     if status["state"] not in ACTIVE:
         st.rerun()  # the demo ended: redraw the whole page with its runs
     if st.button("Cancel the demo", key="cancel_demo"):
@@ -48,6 +50,8 @@ def demo_section(n_runs: int) -> None:
         return
     if state == "failed":
         st.markdown(f":red[**The demo failed**] at stage *{status.get('stage', '?')}*: {status.get('error') or ''}")
+        with st.expander("Demo log (last lines)"):
+            st.code(dashboard.tail(dashboard.demo_dir() / "demo.log") or "(empty)", language="text")
     elif state in ("interrupted", "cancelled"):
         st.markdown(f":orange[**The demo was {state}**] at stage *{status.get('stage', '?')}*.")
     elif state == "finished" and n_runs:

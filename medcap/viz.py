@@ -69,6 +69,25 @@ def attention_overlay(
     return Image.fromarray(mixed.clip(0, 255).astype(np.uint8))
 
 
+def _colorbar_trace(vmax: float) -> go.Scatter:
+    """An invisible marker trace whose colour bar is the attention legend (drawn at full opacity)."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        showlegend=False,
+        hoverinfo="skip",
+        marker={
+            "color": [0.0],
+            "colorscale": ATTENTION_COLORSCALE,
+            "cmin": 0.0,
+            "cmax": vmax or 1.0,
+            "showscale": True,
+            "colorbar": {"title": {"text": ATTENTION_LABEL, "side": "right"}},
+        },
+    )
+
+
 def _image_axes(fig: go.Figure, row: int | None = None, col: int | None = None) -> None:
     kwargs: dict[str, Any] = {"showticklabels": False, "showgrid": False, "zeroline": False}
     if row is not None:
@@ -109,11 +128,11 @@ def attention_figure(
             zmax=top or 1.0,
             colorscale=ATTENTION_COLORSCALE,
             opacity=0.0,
-            showscale=True,
-            colorbar={"title": {"text": ATTENTION_LABEL, "side": "right"}},
+            showscale=False,
             hovertemplate="region centre x=%{x:.0f}px, y=%{y:.0f}px<br>attention %{z:.3f}<extra></extra>",
         )
     )
+    fig.add_trace(_colorbar_trace(top))
     for box in boxes or []:
         try:
             x0, y0, x1, y1 = (float(v) for v in box["box"])
@@ -173,21 +192,8 @@ def attention_strip(
         over = attention_overlay(small, maps[i], vmax=vmax)
         fig.add_trace(go.Image(z=np.asarray(over), hoverinfo="skip"), row=r, col=c)
         _image_axes(fig, row=r, col=c)
-    # An invisible heatmap carries the shared colour bar (the legend of every panel).
-    fig.add_trace(
-        go.Heatmap(
-            z=[[0.0, vmax]],
-            colorscale=ATTENTION_COLORSCALE,
-            zmin=0.0,
-            zmax=vmax,
-            opacity=0.0,
-            showscale=True,
-            hoverinfo="skip",
-            colorbar={"title": {"text": ATTENTION_LABEL, "side": "right"}},
-        ),
-        row=1,
-        col=1,
-    )
+    # An invisible marker trace carries the shared colour bar (the legend of every panel).
+    fig.add_trace(_colorbar_trace(vmax), row=1, col=1)
     fig.update_layout(
         title="Attention per generated word (shared scale)",
         height=60 + 190 * rows,

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,6 +103,18 @@ def server(artifacts: Path, tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+def _upload_a_bad_file(page: Any, shots: Path) -> None:
+    """A PNG that is not an image gets a clear error box naming the file, never a traceback."""
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "not-an-image.png", "mimeType": "image/png", "buffer": b"this is not a PNG"}]
+    )
+    error = page.locator('[data-testid="stAlertContentError"]')
+    error.wait_for(state="visible", timeout=30_000)
+    assert "not-an-image.png: not a readable PNG or JPEG image" in error.inner_text()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "caption_an_image_bad_file.png"), full_page=True)
+
+
 def test_every_page_renders_without_errors(server: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -125,6 +138,8 @@ def test_every_page_renders_without_errors(server: str) -> None:
                 errors = page.locator(ERROR_SELECTORS)
                 assert errors.count() == 0, f"{name}: {errors.first.inner_text()}"
                 assert "Traceback" not in page.inner_text("body"), name
+                if name == "caption_an_image":
+                    _upload_a_bad_file(page, shots)
                 if fixture_run and name == "home":
                     body = page.inner_text("body")
                     assert "Table 2" in body and "medcap beside the paper" in body

@@ -47,10 +47,12 @@ def test_attention_figure_has_a_colour_bar_and_scaled_boxes() -> None:
     att = np.random.default_rng(0).random((7, 7))
     boxes = [{"finding": "nodule", "box": [0.1, 0.2, 0.5, 0.6]}, {"finding": "bad"}]
     fig = viz.attention_figure(Image.new("RGB", (200, 100)), att, title="t", boxes=boxes)
-    image, heat = fig.data
+    image, heat, legend = fig.data
     assert image.type == "image" and heat.type == "heatmap"
-    assert heat.colorbar.title.text == "attention weight"
-    assert heat.zmax == pytest.approx(float(att.max()))
+    assert legend.marker.colorbar.title.text == "attention weight"
+    assert legend.marker.cmax == pytest.approx(float(att.max()))
+    expected = np.asarray(viz.attention_overlay(Image.new("RGB", (200, 100)), att, alpha=0.55))
+    assert np.array_equal(np.asarray(image.z), expected)  # exact colormap blend
     assert heat.dx == pytest.approx(200 / 7) and heat.dy == pytest.approx(100 / 7)
     (shape,) = fig.layout.shapes  # the malformed box is skipped
     assert (shape.x0, shape.y0, shape.x1, shape.y1) == pytest.approx((20, 20, 100, 60))
@@ -61,7 +63,8 @@ def test_attention_strip_one_panel_per_word_and_one_colour_bar() -> None:
     maps = np.random.default_rng(1).random((4, 7, 7))
     fig = viz.attention_strip(Image.new("RGB", (64, 64)), maps, ["a", "small", "lesion", "here"], cols=3)
     kinds = [t.type for t in fig.data]
-    assert kinds.count("image") == 4 and kinds.count("heatmap") == 1
+    assert kinds.count("image") == 4 and kinds.count("scatter") == 1
+    assert fig.data[-1].marker.showscale
     assert [a.text for a in fig.layout.annotations] == ["1. a", "2. small", "3. lesion", "4. here"]
     with pytest.raises(ValueError):
         viz.attention_strip(Image.new("RGB", (8, 8)), np.zeros((0, 7, 7)), [])
