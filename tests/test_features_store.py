@@ -187,3 +187,22 @@ def test_bad_arguments(tmp_path):
         ensure_features(make_result(paths), backbone=tiny_backbone(), batch_size=0)
     with pytest.raises(ValueError, match=r"unknown backbone 'alexnet'.*vgg16"):
         ensure_features(make_result(paths), backbone="alexnet")
+
+
+def test_damaged_work_file_restarts_cleanly(tmp_path):
+    paths = write_colour_images(tmp_path / "img", COLOURS)
+    result = make_result(paths)
+
+    def stop(rows_done: int) -> None:
+        raise InterruptError(rows_done)
+
+    with pytest.raises(InterruptError):
+        ensure_features(result, backbone=tiny_backbone(), batch_size=2, progress=False, on_batch=stop)
+    folder = next((tmp_path / "artifacts" / "features").iterdir())
+    (folder / "work_grid.npy").write_bytes(b"\x93NUMPY garbage")
+    calls: list[int] = []
+    store = ensure_features(result, backbone=tiny_backbone(calls), batch_size=2, progress=False)
+    assert calls == [2, 2, 1]  # started over from row 0
+    assert store.meta["extraction"]["resumed_from_row"] == 0
+    for image_id, colour in COLOURS.items():
+        np.testing.assert_allclose(store.grid()[store.index_of(image_id), 0, 0], rgb(colour), atol=1e-3)

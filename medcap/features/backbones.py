@@ -57,6 +57,13 @@ class Backbone:
     grid_layer: str
     preprocess: str
     build: Callable[[], FeatureFn] = field(repr=False)  # builds the compiled function (slow: call once)
+    _fn: FeatureFn | None = field(default=None, repr=False, compare=False)
+
+    def feature_fn(self) -> FeatureFn:
+        """The compiled feature function, built on first use and kept (one model per Backbone)."""
+        if self._fn is None:
+            self._fn = self.build()
+        return self._fn
 
     def describe(self) -> dict:
         """JSON-ready description (goes into meta.json and the fingerprint)."""

@@ -32,7 +32,7 @@ from medcap import io, paths
 from medcap.data.records import LoadResult
 from medcap.features import decode
 from medcap.features.augment import AugmentSettings, augmented_views
-from medcap.features.backbones import Backbone, get_backbone
+from medcap.features.backbones import Backbone, FeatureFn, get_backbone
 from medcap.features.store import IDS_FILE, META_FILE, STORE_FORMAT, FeatureStore, fingerprint, is_complete, open_store
 
 log = logging.getLogger(__name__)
@@ -73,25 +73,33 @@ class _Work:
         self.rows_done = 0
         self.failed: dict[int, str] = {}
         folder.mkdir(parents=True, exist_ok=True)
-        progress = folder / PROGRESS_FILE
-        state = self._read(progress)
-        resume = state is not None and all((folder / f"work_{n}.npy").is_file() for n in shapes)
-        mode = "r+" if resume else "w+"
-        self.arrays = {
-            name: np.lib.format.open_memmap(folder / f"work_{name}.npy", mode=mode, dtype=np.float16, shape=shape)
-            for name, shape in shapes.items()
-        }
-        if resume and all(self.arrays[n].shape == s for n, s in shapes.items()):
+        state = self._read(folder / PROGRESS_FILE)
+        arrays = self._open_existing(shapes) if state is not None else None
+        if arrays is not None and state is not None:
+            self.arrays = arrays
             self.rows_done = int(state["rows_done"])
             self.failed = {int(r): str(why) for r, why in state.get("failed", {}).items()}
         else:
-            if resume:  # shapes changed: start over
-                self.arrays = {
-                    name: np.lib.format.open_memmap(folder / f"work_{name}.npy", mode="w+", dtype=np.float16,
-                                                    shape=shape)
-                    for name, shape in shapes.items()
-                }
+            self.arrays = {
+                name: np.lib.format.open_memmap(folder / f"work_{name}.npy", mode="w+", dtype=np.float16, shape=shape)
+                for name, shape in shapes.items()
+            }
             self.commit()
+
+    def _open_existing(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.memmap] | None:
+        """Reopen the work arrays of an interrupted extraction; None when absent or not as expected."""
+        arrays = {}
+        for name, shape in shapes.items():
+            file = self.folder / f"work_{name}.npy"
+            try:
+                arr = np.lib.format.open_memmap(file, mode="r+")
+            except (OSError, ValueError) as exc:
+                log.warning("cannot resume from %s (%s): starting over", file, exc)
+                return None
+            if arr.shape != shape or arr.dtype != np.float16:
+                return None
+            arrays[name] = arr
+        return arrays
 
     def _read(self, progress: Path) -> dict | None:
         if not progress.is_file():
@@ -294,10 +302,12 @@ def _extract_store(result: LoadResult, bb: Backbone, cands: list[tuple[str, str]
     else:
         log.info("extracting %d images with %s (%s) into %s", len(cands), bb.name, bb.weights_source, folder)
 
-    t0 = time.perf_counter()
+    seconds = 0.0
     if start < len(cands):
-        _run_extraction(bb, cands, work, start, batch_size, augment, settings, progress, on_batch)
-    seconds = time.perf_counter() - t0
+        feature_fn = bb.feature_fn()  # model build is not counted in images/s
+        t0 = time.perf_counter()
+        _run_extraction(bb, feature_fn, cands, work, start, batch_size, augment, settings, progress, on_batch)
+        seconds = time.perf_counter() - t0
     work.close()
 
     keep = np.ones(len(cands), dtype=bool)
@@ -338,12 +348,11 @@ def _extract_store(result: LoadResult, bb: Backbone, cands: list[tuple[str, str]
     log.info("feature store complete: %d images, %d skipped, %s", meta["n_images"], len(skipped), folder)
 
 
-def _run_extraction(bb: Backbone, cands: list[tuple[str, str]], work: _Work, start: int, batch_size: int,
-                    k: int, settings: AugmentSettings, progress: bool,
+def _run_extraction(bb: Backbone, feature_fn: FeatureFn, cands: list[tuple[str, str]], work: _Work, start: int,
+                    batch_size: int, k: int, settings: AugmentSettings, progress: bool,
                     on_batch: Callable[[int], None] | None) -> None:
     """Run the pipeline from row `start`, handing batches to the writer thread."""
     size = bb.input_size
-    feature_fn = bb.build()
     ds = make_image_dataset(cands, start, size, batch_size, k, settings)
     writer = _Writer(work)
     writer.start()

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from medcap.features import decode
-from medcap.features.backbones import Backbone, FeatureFn, get_backbone
+from medcap.features.backbones import Backbone, get_backbone
 
 
 class ImageFeaturizer:
@@ -16,7 +16,6 @@ class ImageFeaturizer:
 
     def __init__(self, backbone: Backbone) -> None:
         self.backbone = backbone
-        self._fn: FeatureFn | None = None
 
     @classmethod
     def from_meta(cls, meta: dict) -> ImageFeaturizer:
@@ -37,8 +36,6 @@ class ImageFeaturizer:
 
     def __call__(self, image: Image.Image | str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         """Global (D,) float32 and grid (7, 7, C) float32 of one image (PIL image or file path)."""
-        if self._fn is None:
-            self._fn = self.backbone.build()
         pixels = decode.load_array(image, self.backbone.input_size)  # (S, S, 3) uint8
-        glob, grid = self._fn(pixels[None])  # (1, D), (1, 7, 7, C)
+        glob, grid = self.backbone.feature_fn()(pixels[None])  # (1, D), (1, 7, 7, C)
         return glob.numpy()[0].astype(np.float32), grid.numpy()[0].astype(np.float32)
