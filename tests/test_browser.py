@@ -115,6 +115,26 @@ def _upload_a_bad_file(page: Any, shots: Path) -> None:
     page.screenshot(path=str(shots / "caption_an_image_bad_file.png"), full_page=True)
 
 
+def _caption_an_image(page: Any, shots: Path) -> None:
+    """Upload a valid PNG to a real run: the caption, word probabilities and attention appear."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (256, 256), 20)
+    ImageDraw.Draw(img).ellipse((60, 60, 200, 200), fill=180)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "phantom.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
+    )
+    page.get_by_text("log-probability", exact=False).first.wait_for(state="visible", timeout=240_000)
+    page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=60_000)
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(shots / "caption_an_image_result.png"), full_page=True)
+    assert page.locator(ERROR_SELECTORS).count() == 0
+
+
 def test_every_page_renders_without_errors(server: str) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -140,6 +160,8 @@ def test_every_page_renders_without_errors(server: str) -> None:
                 assert "Traceback" not in page.inner_text("body"), name
                 if name == "caption_an_image":
                     _upload_a_bad_file(page, shots)
+                    if not fixture_run:  # a real run: caption a real image end to end
+                        _caption_an_image(page, shots)
                 if fixture_run and name == "home":
                     body = page.inner_text("body")
                     assert "Table 2" in body and "medcap beside the paper" in body
