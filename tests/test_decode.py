@@ -138,3 +138,21 @@ def test_bad_feature_shapes_are_reported() -> None:
         greedy_decode(MarkovModel(TRAP), g, grid[:1], VOCAB)
     with pytest.raises(ValueError, match="beam"):
         beam_decode(MarkovModel(TRAP), g, grid, VOCAB, beam=0)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_split_inference_passes_match_the_full_model(layers: int) -> None:
+    from medcap.model.decode import _split_passes
+
+    cfg = RunConfig(embed_dim=16, lstm_units=16, dense_units=16, attn_units=8, layers=layers)
+    model = build_model(cfg, V, 12)
+    g, grid = feats(5, seed=4)
+    grid = grid.reshape(5, 49, 512)
+    prefix = np.array([[2, 4, 9], [2, 5, 5], [2, 30 - 1, 6], [2, 7, 8], [2, 4, 4]], dtype=np.int32)
+    passes = _split_passes(model)
+    assert passes is not None
+    probs, pooled = passes.step(*passes.encode(g, grid), prefix)
+    out = model({"global": g, "grid": grid, "prefix": prefix}, training=False)
+    np.testing.assert_allclose(probs.numpy(), np.asarray(out["probs"]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(pooled.numpy(), np.asarray(out["attention"]).mean(axis=1), rtol=1e-5, atol=1e-7)
+    assert _split_passes(tiny("self")) is None  # the self-attention path runs the whole model

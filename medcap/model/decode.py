@@ -1,7 +1,8 @@
 """Batched greedy and beam-search caption decoding with per-word attention maps.
 
-Many images are decoded at once: each step runs one compiled forward pass over every unfinished
-caption (beam) of a batch. `<pad>`, `<start>` and `<unk>` are never generated. A caption stops at
+Many images are decoded at once: the image side (global encoding, projected grid regions) is
+computed once per image, then each step runs one compiled pass of the prefix side over every
+unfinished caption (beam) of a batch. `<pad>`, `<start>` and `<unk>` are never generated. A caption stops at
 `<end>` or after `max_words` words. Per generated word the attention over the 7x7 grid is the mean,
 over the prefix positions that produced it, of the positions' weights.
 Scores are sums of log-probabilities of every generated token, `<end>` included.
@@ -19,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from medcap.model.build import has_grid_attention
-from medcap.model.layers import GRID_CHANNELS, GRID_REGIONS
+from medcap.model.layers import GRID_CHANNELS, GRID_REGIONS, GridAttention
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,16 @@ class Caption:
     score: float  # sum log-prob of the generated tokens (<end> included when reached)
 
 
-def _forward_fn(model: Any) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    """A compiled inference pass; the signature has free batch and prefix sizes, so it traces once."""
-    cached = getattr(model, "_medcap_forward", None)
-    if cached is not None:
-        return cached
+@dataclass
+class _Passes:
+    """Compiled inference passes: `encode` once per image batch, `step` once per generated word."""
+
+    encode: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]]
+    step: Callable[..., tuple[tf.Tensor, tf.Tensor]]  # (*encoded rows, prefix) -> probs (B, V), pooled (B, 49)
+
+
+def _generic_passes(model: Any) -> _Passes:
+    """Any model taking the input dict: the whole model runs at every step."""
 
     @tf.function(
         input_signature=[
@@ -51,16 +57,77 @@ def _forward_fn(model: Any) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple
             tf.TensorSpec([None, None], tf.int32),
         ]
     )
-    def forward(g: tf.Tensor, grid: tf.Tensor, prefix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def step(g: tf.Tensor, grid: tf.Tensor, prefix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         out = model({"global": g, "grid": grid, "prefix": prefix}, training=False)
         probs = tf.cast(out["probs"], tf.float32)  # (B, V)
         att = tf.cast(out["attention"], tf.float32)  # (B, T, 49)
-        pooled = tf.reduce_mean(att, axis=1)  # (B, 49): decoding prefixes carry no padding
-        return probs, pooled
+        return probs, tf.reduce_mean(att, axis=1)  # (B, V), (B, 49): decoding prefixes carry no padding
 
+    return _Passes(encode=lambda g, grid: (g, grid), step=step)
+
+
+def _split_passes(model: Any) -> _Passes | None:
+    """For `build_model`'s grid models: image encoding and region keys once per image, then per step
+    only the prefix side. Same layers and weights as the model; None when the layers are not found."""
+    try:
+        image_dense = model.get_layer("image_dense")
+        embedding = model.get_layer("embedding")
+        attention = model.get_layer("grid_attention")
+        pool = model.get_layer("context_pool")
+        merge, decoder, probs_layer = (
+            model.get_layer("merge"),
+            model.get_layer("decoder_dense"),
+            model.get_layer("probs"),
+        )
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(attention, GridAttention):
+        return None
+    names = {layer.name for layer in model.layers}
+    lstms = [model.get_layer(f"bilstm_{i}") for i in range(len(names)) if f"bilstm_{i}" in names]
+    proj = model.get_layer("context_proj") if "context_proj" in names else None
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32),
+            tf.TensorSpec([None, GRID_REGIONS, GRID_CHANNELS], tf.float32),
+        ]
+    )
+    def encode_tf(g: tf.Tensor, grid: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        img = image_dense(g, training=False)  # (B, H); dropout is the identity at inference
+        keys = attention.project_regions(tf.cast(grid, attention.compute_dtype))  # (B, 49, A)
+        return img, keys
+
+    @tf.function(reduce_retracing=True)
+    def step(img: tf.Tensor, keys: tf.Tensor, prefix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        mask = tf.not_equal(prefix, 0)  # (B, T)
+        seq = embedding(prefix)  # (B, T, E)
+        for lstm in lstms:
+            seq = lstm(seq, mask=mask, training=False)  # (B, T, 2U)
+        context, weights = attention.attend(seq, keys)  # (B, T, A), (B, T, 49)
+        pooled = pool(context, mask=mask)  # (B, A)
+        if proj is not None:
+            pooled = proj(pooled)  # (B, H)
+        x = decoder(merge([img, pooled]))  # (B, H)
+        probs = tf.cast(probs_layer(x), tf.float32)  # (B, V)
+        return probs, tf.reduce_mean(tf.cast(weights, tf.float32), axis=1)  # (B, V), (B, 49)
+
+    def encode(g: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, ...]:
+        img, keys = encode_tf(g, grid)
+        return img.numpy(), keys.numpy()
+
+    return _Passes(encode=encode, step=step)
+
+
+def _passes(model: Any) -> _Passes:
+    """The model's inference passes (built once and kept on the model)."""
+    cached = getattr(model, "_medcap_passes", None)
+    if cached is not None:
+        return cached
+    passes = _split_passes(model) or _generic_passes(model)
     with contextlib.suppress(AttributeError):  # objects that refuse new attributes: no caching
-        model._medcap_forward = forward
-    return forward
+        model._medcap_passes = passes
+    return passes
 
 
 def _check_inputs(global_feats: Any, grid_feats: Any) -> int:
@@ -111,14 +178,14 @@ def greedy_decode(
     `stop_at_end=False` forbids `<end>` and always generates `max_words` words (benchmarks).
     """
     n_images = _check_inputs(global_feats, grid_feats)
-    forward = _forward_fn(model)
+    passes = _passes(model)
     with_maps = has_grid_attention(model)
     banned = _banned(vocab) + ([] if stop_at_end else [int(vocab.end_id)])
     end_id = int(vocab.end_id)
     out: list[Caption] = []
     for lo in range(0, n_images, batch_size):
-        g, grid = _batch(global_feats, grid_feats, lo, lo + batch_size)  # (b, D), (b, 49, 512)
-        b = len(g)
+        enc = passes.encode(*_batch(global_feats, grid_feats, lo, lo + batch_size))  # per-image arrays (b, ...)
+        b = len(enc[0])
         prefix = np.zeros((b, max_words + 1), dtype=np.int32)  # (b, W + 1)
         prefix[:, 0] = vocab.start_id
         ids = np.zeros((b, max_words), dtype=np.int32)  # (b, W)
@@ -128,7 +195,7 @@ def greedy_decode(
         score = np.zeros(b, dtype=np.float64)  # (b,)
         active = np.arange(b)
         for step in range(max_words):
-            probs, pooled = forward(g[active], grid[active], prefix[active, : step + 1])
+            probs, pooled = passes.step(*(e[active] for e in enc), prefix[active, : step + 1])
             probs, pooled = probs.numpy(), pooled.numpy()  # (a, V), (a, 49)
             masked = probs.copy()
             masked[:, banned] = -1.0
@@ -173,14 +240,14 @@ def beam_decode(
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
     n_images = _check_inputs(global_feats, grid_feats)
-    forward = _forward_fn(model)
+    passes = _passes(model)
     with_maps = has_grid_attention(model)
     banned = _banned(vocab)
     end_id, pad_id = int(vocab.end_id), int(vocab.pad_id)
     out: list[Caption] = []
     for lo in range(0, n_images, batch_size):
-        g, grid = _batch(global_feats, grid_feats, lo, lo + batch_size)  # (b, D), (b, 49, 512)
-        b, k = len(g), beam
+        enc = passes.encode(*_batch(global_feats, grid_feats, lo, lo + batch_size))  # per-image arrays (b, ...)
+        b, k = len(enc[0]), beam
         seqs = np.zeros((b, k, max_words + 1), dtype=np.int32)  # (b, k, W + 1) incl. <start>
         seqs[:, :, 0] = vocab.start_id
         word_p = np.zeros((b, k, max_words), dtype=np.float32)  # (b, k, W)
@@ -193,10 +260,9 @@ def beam_decode(
         active = np.arange(b)
         for step in range(max_words):
             a = len(active)
-            flat_g = np.repeat(g[active], k, axis=0)  # (a*k, D)
-            flat_grid = np.repeat(grid[active], k, axis=0)  # (a*k, 49, 512)
+            flat_enc = [np.repeat(e[active], k, axis=0) for e in enc]  # per beam (a*k, ...)
             flat_prefix = seqs[active, :, : step + 1].reshape(a * k, step + 1)  # (a*k, s+1)
-            probs, pooled = forward(flat_g, flat_grid, flat_prefix)
+            probs, pooled = passes.step(*flat_enc, flat_prefix)
             probs = probs.numpy().reshape(a, k, -1)  # (a, k, V)
             pooled = pooled.numpy().reshape(a, k, GRID_REGIONS)  # (a, k, 49)
             vsize = probs.shape[-1]

@@ -83,9 +83,17 @@ class GridAttention(keras.layers.Layer):
     def call(self, inputs: Any, mask: Any = None) -> list[Any]:
         # Padded positions still get (ignored) weights: the pooling downstream masks them.
         states, regions = inputs  # (B, T, Q), (B, R, C)
+        return self.attend(states, self.project_regions(regions))
+
+    def project_regions(self, regions: Any) -> Any:
+        """Keys (= values) of the regions: (B, R, C) -> (B, R, A). Decoding computes them once per image."""
         keys = self.region_proj(regions)  # (B, R, A)
         if self.region_positions:
             keys = keys + ops.cast(self.position, keys.dtype)[None]  # (B, R, A)
+        return keys
+
+    def attend(self, states: Any, keys: Any) -> list[Any]:
+        """[context (B, T, A), weights (B, T, R) float32] of states (B, T, Q) over projected regions (B, R, A)."""
         query = self.query_proj(states)  # (B, T, A)
         if self.score == "additive":
             hidden = ops.tanh(query[:, :, None, :] + keys[:, None, :, :])  # (B, T, R, A)
