@@ -213,3 +213,19 @@ def test_home_shows_a_failed_demo_and_offers_a_retry(artifacts: Path) -> None:
     assert not at.exception
     assert "StepFailedError: train exited with code 1" in texts(at)
     assert [b.label for b in at.button] == ["Build the demo again"]
+
+
+def test_train_shows_killed_and_half_written_runs(artifacts: Path) -> None:
+    from tests.test_dashboard_fixtures import HALF_ID, KILLED_ID, full_state
+
+    full_state(artifacts)
+    at = run_page("train")
+    assert not at.exception
+    assert "This folder is incomplete" in texts(at)  # the newest folder has no status.json
+    at.selectbox(key="train_run").set_value(KILLED_ID).run()
+    assert "**Interrupted:**" in texts(at)
+    assert "Resume run" in [b.label for b in at.button]
+    assert "Cancel run" not in [b.label for b in at.button]  # its process is gone
+    states = frames(at)[0].set_index("run")["state"]
+    assert states[KILLED_ID] == "interrupted (process gone)"
+    assert states[HALF_ID] == "unknown (half-written?)"
