@@ -556,11 +556,26 @@ def demo_status() -> dict[str, Any]:
 
 
 def start_demo(extra_args: Iterable[str] = ()) -> Launch:
-    """Start `python -m medcap demo` in the background unless one is already running."""
+    """Start `python -m medcap demo` in the background unless one is already running.
+
+    status.json says 'queued' (with the child's pid) before the child writes its own status, so a
+    second click during start-up is refused.
+    """
+    from medcap.runs import write_status
+
     status = demo_status()
     if status["state"] in ACTIVE_STATES:
         raise ValueError("the demo is already running")
-    return spawn(["demo", *extra_args], demo_dir() / "demo.log")
+    folder = demo_dir()
+    write_status(folder, "queued", stage="starting", progress=0.0, message="starting", error=None, pid=None, runs={})
+    try:
+        launch = spawn(["demo", *extra_args], folder / "demo.log")
+    except OSError as exc:
+        write_status(folder, "failed", error=f"could not start the demo: {exc}")
+        raise
+    if read_status(folder).get("state") == "queued":
+        write_status(folder, "queued", pid=launch.pid)
+    return launch
 
 
 def cancel_demo() -> int:

@@ -299,3 +299,22 @@ def test_demo_reports_feature_extraction_progress(artifacts: Path) -> None:
     status = read_status(artifacts / "demo")
     assert status["message"] == "extracting VGG16 features: 10/40 images"
     assert status["progress"] == pytest.approx(0.05 + 0.25 * 10 / 40)
+
+
+def test_start_demo_marks_it_queued_and_refuses_a_second_start(
+    artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launched = []
+
+    def fake_spawn(args: list[str], log_path: Path) -> dashboard.Launch:
+        launched.append(args)
+        return dashboard.Launch(pid=__import__("os").getpid(), log_path=log_path, command=args)
+
+    monkeypatch.setattr(dashboard, "spawn", fake_spawn)
+    dashboard.start_demo(["--epochs", "1"])
+    assert launched == [["demo", "--epochs", "1"]]
+    status = dashboard.demo_status()
+    assert status["state"] == "queued" and status["stage"] == "starting"
+    with pytest.raises(ValueError, match="already running"):
+        dashboard.start_demo()
+    assert len(launched) == 1
