@@ -27,8 +27,8 @@ def toy_dataset(tmp_path, monkeypatch):
         seen.append(spec)
         return make_result(paths)
 
-    def fake_get_backbone(name: str):
-        assert name == "vgg16"
+    def fake_get_backbone(name: str, precision: str = "float32"):
+        assert (name, precision) == ("vgg16", "float32")
         return tiny_backbone()
 
     monkeypatch.setattr(medcap.data, "load_records", fake_load_records)

@@ -104,3 +104,17 @@ def test_keras_full_vgg16_file_selects_fc2(tmp_path, monkeypatch):
     assert bb.weights_sha256 == vgg_weights.sha256_file(models / backbones.VGG16_FULL_FILE)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
     assert backbones.get_backbone("vgg16").global_dim == 512
+
+
+def test_bfloat16_precision_is_close_and_recorded():
+    with pytest.raises(ValueError, match="unknown precision 'float64'"):
+        backbones.get_backbone("vgg16", precision="float64")
+    fp32 = backbones.get_backbone("vgg16")
+    bf16 = backbones.get_backbone("vgg16", precision="bfloat16")
+    assert bf16.describe()["precision"] == "bfloat16" and fp32.describe()["precision"] == "float32"
+    image = np.random.default_rng(5).integers(0, 255, (1, 224, 224, 3), dtype=np.uint8)  # (1, 224, 224, 3)
+    g32, grid32 = (np.asarray(t) for t in fp32.feature_fn()(image))
+    g16, grid16 = (np.asarray(t) for t in bf16.feature_fn()(image))
+    assert g16.dtype == np.float32 and grid16.shape == (1, 7, 7, 512)
+    assert np.abs(grid16 - grid32).mean() <= 0.03 * np.abs(grid32).mean()
+    assert np.abs(g16 - g32).max() <= 0.03 * np.abs(g32).max()

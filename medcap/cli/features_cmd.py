@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(the latter need their weights file in the Keras cache)")
     p.add_argument("--batch-size", type=int, default=32, help="images per backbone call (default 32)")
     p.add_argument("--augment", type=int, default=0, metavar="K", help="also store K augmented views per image")
+    p.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                   help="backbone arithmetic: float32 (default); bfloat16 is ~2-3x faster on CPUs with "
+                        "AVX512-BF16/AMX (features differ by ~1%%); float16 for GPUs")
     p.add_argument("--export", type=Path, metavar="FILE.npz", help="also write ids, grid and global to one .npz")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -47,6 +50,7 @@ def summary(store, seconds: float) -> dict:  # store: FeatureStore
         "weights_sha256": meta.get("weights_sha256"),
         "global_dim": store.global_dim,
         "global_from": meta.get("global_from"),
+        "precision": meta.get("precision", "float32"),
         "grid_shape": meta.get("grid_shape"),
         "augment": meta.get("augment", {}).get("k", 0),
         "images_per_s": extraction.get("images_per_s"),
@@ -75,7 +79,7 @@ def _text(info: dict) -> str:
         f"reused:         {'yes' if info['reused'] else 'no'}",
         f"images:         {info['count']} of {info['candidates']} ({info['skipped']} skipped)",
         f"backbone:       {info['backbone']} ({info['weights_source']})",
-        f"global dim:     {info['global_dim']} ({info['global_from']})",
+        f"global dim:     {info['global_dim']} ({info['global_from']}, {info['precision']})",
         f"grid:           {' x '.join(str(d) for d in info['grid_shape'])}",
         f"augment views:  {info['augment']}",
         f"images/s:       {info['images_per_s']} on {info['device']}"
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = load_records(args.dataset)
     store = ensure_features(result, backbone=args.backbone, batch_size=args.batch_size, augment=args.augment,
-                            progress=not args.no_progress)
+                            precision=args.precision, progress=not args.no_progress)
     info = summary(store, time.perf_counter() - t0)
     if args.export:
         export_npz(store, args.export)

@@ -258,18 +258,20 @@ def ensure_features(
     progress: bool = True,
     *,
     augment_settings: AugmentSettings | None = None,
+    precision: str = "float32",
     on_batch: Callable[[int], None] | None = None,
 ) -> FeatureStore:
     """Extract the dataset's features into a store, or reuse the complete one with the same fingerprint.
 
-    `backbone` is a registry name or a ready `Backbone` (tests inject small ones). `on_batch(rows)`
+    `backbone` is a registry name or a ready `Backbone` (tests inject small ones); `precision`
+    ("float32", "bfloat16", "float16") applies to a name and is part of the fingerprint. `on_batch(rows)`
     is called after each batch is handed to the writer (tests use it to simulate an interruption).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if augment < 0:
         raise ValueError(f"augment must be >= 0, got {augment}")
-    bb = backbone if isinstance(backbone, Backbone) else get_backbone(backbone)
+    bb = backbone if isinstance(backbone, Backbone) else get_backbone(backbone, precision)
     settings = augment_settings or AugmentSettings()
     aug_meta = {"k": augment, **settings.to_dict()} if augment else {"k": 0}
     cands = candidates(result)

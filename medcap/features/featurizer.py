@@ -23,7 +23,7 @@ class ImageFeaturizer:
         name = meta.get("backbone")
         if not name:
             raise ValueError("feature store metadata names no backbone")
-        backbone = get_backbone(str(name))
+        backbone = get_backbone(str(name), str(meta.get("precision", "float32")))
         want = meta.get("weights_sha256")
         if want and backbone.weights_sha256 != want:
             raise ValueError(
