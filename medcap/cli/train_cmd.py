@@ -27,6 +27,7 @@ def _add_run_options(p: argparse.ArgumentParser, with_lr_layers: bool = True) ->
     p.add_argument("--attention", choices=["grid", "self"])
     p.add_argument("--mixed-precision", action="store_true", default=None, help="mixed_float16 (for GPUs)")
     p.add_argument("--strategy", choices=["default", "mirrored"])
+    p.add_argument("--feature-store", help="train on this pre-extracted feature store folder (skip extraction)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -61,6 +62,9 @@ def config_from_args(args: argparse.Namespace, exclude: tuple[str, ...] = ()) ->
     from medcap.config import RunConfig
 
     values = {k: getattr(args, k, None) for k in _OVERRIDES if k not in exclude}
+    store = getattr(args, "feature_store", None)
+    if store:
+        values["extra"] = {"feature_store": str(Path(store).resolve())}
     cfg = RunConfig.from_preset(args.preset, **values)
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.layers < 1:
         raise ValueError("--epochs, --batch-size and --layers must be >= 1")

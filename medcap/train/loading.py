@@ -60,11 +60,16 @@ class LoadedRun:
         return self._featurizer
 
     def decode(self, global_feats: np.ndarray, grid_feats: np.ndarray, beam: int = 1) -> list[Any]:
-        """Captions for feature arrays: global (N, D), grid (N, 7, 7, 512) or (N, 49, 512)."""
+        """Captions for raw store features: global (N, D), grid (N, 7, 7, 512) or (N, 49, 512).
+
+        The run's `feature_scale` (config.json) is applied here, as in training.
+        """
         from medcap.model import beam_decode, greedy_decode
 
-        g = np.asarray(global_feats, dtype=np.float32)  # (N, D)
+        scale = self.config.get("feature_scale") or {}
+        g = np.asarray(global_feats, dtype=np.float32) * np.float32(scale.get("global", 1.0))  # (N, D)
         r = np.asarray(grid_feats, dtype=np.float32).reshape(len(g), 49, -1)  # (N, 49, 512)
+        r = r * np.float32(scale.get("grid", 1.0))  # (N, 49, 512)
         if beam <= 1:
             return greedy_decode(self.model, g, r, self.vocab, max_words=self.cfg.max_words)
         return beam_decode(self.model, g, r, self.vocab, max_words=self.cfg.max_words, beam=beam)

@@ -34,6 +34,22 @@ class RunData:
     image_ids: dict[str, list[str]]  # split -> image ids aligned with rows / token_ids
     fingerprint: str
     max_len: int = 21  # prefix length: max_words + 1
+    feature_scale: dict[str, float] | None = None  # {"global": s, "grid": s}: multiply features by these
+
+    def compute_feature_scale(self, sample: int = 512, seed: int = 0) -> dict[str, float]:
+        """1 / RMS of the training images' global and grid features (a seeded sample of rows).
+
+        Raw VGG activations reach the hundreds; unit-RMS inputs keep the dense layers and the
+        attention's tanh out of saturation. Saved in config.json and applied again when decoding.
+        """
+        rows = np.unique(self.rows["train"])
+        if len(rows) > sample:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, size=sample, replace=False))
+        g = np.asarray(self.store.global_feats()[rows], dtype=np.float64)  # (S, D)
+        r = np.asarray(self.store.grid()[rows], dtype=np.float64)  # (S, 7, 7, C)
+        rms_g, rms_r = float(np.sqrt((g**2).mean())), float(np.sqrt((r**2).mean()))
+        self.feature_scale = {"global": 1.0 / rms_g if rms_g > 0 else 1.0, "grid": 1.0 / rms_r if rms_r > 0 else 1.0}
+        return self.feature_scale
 
     def n_pairs(self, split: str) -> int:
         """(prefix, next word) pairs of a split: a caption of n words gives n + 1 pairs (at most max_len)."""

@@ -81,7 +81,10 @@ def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: 
             if resume and expected_fingerprint and expected_fingerprint != data.fingerprint:
                 raise ValueError(f"{cfg.dataset}: dataset changed since the run started (fingerprint "
                                  f"{data.fingerprint} != {expected_fingerprint}); cannot resume")
-            if not resume:
+            if resume:
+                data.feature_scale = read_config(run_dir).get("feature_scale") or {"global": 1.0, "grid": 1.0}
+            else:
+                data.compute_feature_scale(seed=cfg.seed)
                 write_json(run_dir / "config.json", _config_json(cfg, data, len(data.vocab)))
             state = _fit(run_dir, cfg, data, resume)
         except RunCancelled:
@@ -178,9 +181,16 @@ def _pairs(data: RunData, split: str, cfg: RunConfig, shuffle: bool, epoch: int)
     """The lazy (prefix, next word) dataset of one split; shuffled in an epoch-seeded order."""
     from medcap.model import store_pairs_dataset
 
-    return store_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
-                               shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1,
-                               augment=cfg.augment > 0 and split == "train", epoch=epoch, num_epochs=1)
+    ds = store_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
+                             shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1,
+                             augment=cfg.augment > 0 and split == "train", epoch=epoch, num_epochs=1)
+    scale = data.feature_scale or {"global": 1.0, "grid": 1.0}
+    sg, sr = float(scale["global"]), float(scale["grid"])
+
+    def rescale(x: dict[str, tf.Tensor], y: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        return {**x, "global": x["global"] * sg, "grid": x["grid"] * sr}, y  # (B, D), (B, 49, 512)
+
+    return ds.map(rescale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _accuracy(metrics: dict[str, Any]) -> float:
@@ -224,6 +234,7 @@ def _config_json(cfg: RunConfig, data: RunData | None, vocab_size: int | None) -
         "run": cfg.to_dict(),
         "dataset_fingerprint": data.fingerprint if data else None,
         "feature_store": feature_store_summary(data.store) if data else None,
+        "feature_scale": data.feature_scale if data else None,
         "vocab_size": vocab_size,
         "n_images": {k: len(v) for k, v in data.image_ids.items()} if data else None,
         "n_pairs": {k: data.n_pairs(k) for k in data.token_ids} if data else None,
