@@ -131,3 +131,32 @@ def test_memmap_store_is_read_not_copied(tmp_path: object) -> None:
     _, gr, _, _ = collect(ds)
     cap, _, _ = pairs_for(CAPTIONS, max_len=6)
     np.testing.assert_allclose(gr[:, 0, 0], ROWS[cap], atol=0.01)
+
+
+def test_store_pairs_dataset_reads_the_store_and_its_augmented_views() -> None:
+    from types import SimpleNamespace
+
+    from medcap.model import store_pairs_dataset
+
+    glob, grid = store()
+    aug_g, aug_grid = (glob + 10)[:, None], (grid + 10)[:, None]  # (N, 1, D), (N, 1, 7, 7, 512)
+    fake = SimpleNamespace(
+        path="fake-store",
+        global_feats=lambda: glob,
+        grid=lambda: grid,
+        aug_global=lambda: aug_g,
+        aug_grid=lambda: aug_grid,
+    )
+    rows, caps = np.arange(N), [[5]] * N
+    plain = collect(store_pairs_dataset(fake, rows, caps, 16, shuffle=False, max_len=6))
+    np.testing.assert_array_equal(plain[0][:, 0], np.repeat(rows, 2))
+    seen = set()
+    for epoch in range(4):
+        g, _, _, _ = collect(
+            store_pairs_dataset(fake, rows, caps, 16, shuffle=False, max_len=6, augment=True, epoch=epoch)
+        )
+        seen |= set(np.round(g[:, 0] - np.repeat(rows, 2)).astype(int).tolist())
+    assert seen == {0, 10}  # original and augmented views both used
+    no_aug = SimpleNamespace(**{**vars(fake), "aug_global": lambda: None, "aug_grid": lambda: None})
+    g, _, _, _ = collect(store_pairs_dataset(no_aug, rows, caps, 16, shuffle=False, max_len=6, augment=True))
+    np.testing.assert_array_equal(g[:, 0], np.repeat(rows, 2))
