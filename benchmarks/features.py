@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--dataset", default=None, help="dataset spec (default: medpix-dev if present, else synthetic)")
     parser.add_argument("--backbone", default="vgg16")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="precision of (a) and (b); the naive loop (c) always runs plain float32")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     result.name = f"bench-{result.name}"
     n = len(table)
     paths = list(table["image_path"])
-    bb = get_backbone(args.backbone)
+    bb = get_backbone(args.backbone, args.precision)
     size = bb.input_size
     fn = bb.feature_fn()
     warm = np.stack([decode.load_array(p, size) for p in paths[: args.batch_size]])  # (B, S, S, 3)
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "images": n,
         "batch_size": args.batch_size,
         "backbone": f"{bb.name} ({bb.weights_source}, global {bb.global_dim})",
+        "precision_a_b": args.precision,
         "a_pipeline_img_s": round(a, 2),
         "b_bare_model_img_s": round(b, 2),
         "c_per_image_loop_img_s": round(c, 2),
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=2))
     else:
         m = figures["machine"]
-        print(f"images: {n} from {spec}, batch {args.batch_size}, backbone {figures['backbone']}")
+        print(f"images: {n} from {spec}, batch {args.batch_size}, backbone {figures['backbone']}, "
+              f"precision (a)/(b) {args.precision}, (c) float32")
         print(f"machine: {m['cpu']}, {m['cores']} cores, GPUs: {m['gpus'] or 'none'}, TF {m['tensorflow']}, "
               f"load avg at end {m['load_avg_1m_at_end']}")
         print(f"(a) medcap pipeline end to end: {a:8.2f} img/s")

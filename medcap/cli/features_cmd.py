@@ -45,6 +45,7 @@ def summary(store, seconds: float) -> dict:  # store: FeatureStore
         "candidates": meta.get("n_candidates"),
         "skipped": len(store.skipped),
         "skipped_images": store.skipped,
+        "loader_skipped": meta.get("dataset", {}).get("loader_skipped", {}),
         "backbone": meta.get("backbone"),
         "weights_source": meta.get("weights_source"),
         "weights_sha256": meta.get("weights_sha256"),
@@ -87,6 +88,9 @@ def _text(info: dict) -> str:
         f"time:           {info['seconds_this_run']} s",
     ]
     lines += [f"skipped:        {s['image_id']}: {s['reason']}" for s in info["skipped_images"][:20]]
+    if info["loader_skipped"]:
+        counts = ", ".join(f"{why} {n}" for why, n in sorted(info["loader_skipped"].items()))
+        lines.append(f"loader skipped: {counts} (records without a usable image)")
     if "export" in info:
         lines.append(f"exported:       {info['export']}")
     return "\n".join(lines)
