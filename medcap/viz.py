@@ -69,6 +69,12 @@ def attention_overlay(
     return Image.fromarray(mixed.clip(0, 255).astype(np.uint8))
 
 
+def explicit_colorscale(name: str = ATTENTION_COLORSCALE, n: int = 11) -> list[list[Any]]:
+    """A named colorscale as explicit `[position, "rgb(r, g, b)"]` stops (renders the same everywhere)."""
+    positions = list(np.linspace(0.0, 1.0, n))
+    return [[float(p), c] for p, c in zip(positions, sample_colorscale(name, positions), strict=True)]
+
+
 def _colorbar_trace(vmax: float) -> go.Scatter:
     """An invisible marker trace whose colour bar is the attention legend (drawn at full opacity)."""
     return go.Scatter(
@@ -79,7 +85,7 @@ def _colorbar_trace(vmax: float) -> go.Scatter:
         hoverinfo="skip",
         marker={
             "color": [0.0],
-            "colorscale": ATTENTION_COLORSCALE,
+            "colorscale": explicit_colorscale(),
             "cmin": 0.0,
             "cmax": vmax or 1.0,
             "showscale": True,

@@ -149,7 +149,7 @@ def test_every_page_renders_without_errors(server: str) -> None:
                 page.goto(server + path, wait_until="domcontentloaded")
                 page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=30_000)
                 for selector, n in ((TABLE, tables), (CHART, charts)):
-                    if n and (fixture_run or name == "home"):
+                    if n:
                         page.locator(selector).nth(n - 1).wait_for(state="visible", timeout=30_000)
                 page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=30_000)  # script done
                 page.wait_for_load_state("networkidle")
