@@ -255,7 +255,11 @@ def metric_bars(table: pd.DataFrame, title: str = "Metrics with 95% confidence i
             )
         )
     fig.update_layout(
-        title=title, barmode="group", xaxis_title="metric", yaxis_title="score (0-1)", legend_title="model"
+        title=title,
+        barmode="group",
+        xaxis_title="metric",
+        yaxis_title="score (BLEU, ROUGE-L, METEOR: 0-1; CIDEr: 0-10)",
+        legend_title="model",
     )
     return fig
 

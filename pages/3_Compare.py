@@ -56,7 +56,8 @@ def body() -> None:
     picked = st.multiselect(
         "Runs (default: the latest Model-80 and Model-70)", ids, default=dashboard.default_compare(infos), key="cmp"
     )
-    chosen = [i for i in infos if i.run_id in picked]
+    by_id = {i.run_id: i for i in infos}
+    chosen = [by_id[rid] for rid in picked if rid in by_id]  # in the order picked: A first
     if not chosen:
         st.info("Pick at least one evaluated run.")
         return

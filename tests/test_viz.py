@@ -87,7 +87,7 @@ def test_metric_bars_error_bars_are_asymmetric() -> None:
     (bar,) = fig.data
     assert list(bar.error_y.array) == pytest.approx([0.1])
     assert list(bar.error_y.arrayminus) == pytest.approx([0.05])
-    assert fig.layout.yaxis.title.text == "score (0-1)"
+    assert fig.layout.yaxis.title.text.startswith("score (BLEU")
 
 
 def test_small_figures_have_titles_and_units() -> None:
