@@ -42,7 +42,13 @@ def paired_section(chosen: list) -> None:
     if table.empty:
         st.json(result, expanded=False)
         return
-    st.dataframe(table, hide_index=True, width="stretch")
+    number = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"A": number, "B": number, "B − A": number, "share of resamples B > A": number},
+    )
     st.caption(f"{result.get('n_images', '?')} images: {result.get('images', '')}. {result.get('notes', '')}")
 
 
