@@ -229,3 +229,26 @@ def test_train_shows_killed_and_half_written_runs(artifacts: Path) -> None:
     states = frames(at)[0].set_index("run")["state"]
     assert states[KILLED_ID] == "interrupted (process gone)"
     assert states[HALF_ID] == "unknown (half-written?)"
+
+
+def test_compare_paired_difference_on_demand(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medcap import dashboard
+    from tests.test_dashboard_fixtures import FINISHED70_ID, full_state
+
+    full_state(artifacts)
+    calls = []
+
+    def fake_compare(a, b, timeout=600.0):  # the real one runs `python -m medcap compare` in a child
+        calls.append((a.run_id, b.run_id))
+        diff = {"a": 0.312, "b": 0.29, "diff": -0.022, "ci95": [-0.05, 0.01], "share_b_gt_a": 0.1}
+        return {"n_images": 6, "images": "shared test images", "metrics": {"bleu1": diff}}
+
+    monkeypatch.setattr(dashboard, "compare_cli", fake_compare)
+    at = run_page("compare")
+    assert calls == []  # nothing heavy until asked
+    at.button(key="paired_btn").click().run()
+    assert not at.exception
+    assert calls == [(FINISHED_ID, FINISHED70_ID)]  # A = the Model-80 run, B = the Model-70 run
+    paired = next(d.value for d in at.dataframe if "B − A" in d.value.columns)
+    assert paired.loc[0, "metric"] == "BLEU-1"
+    assert paired.loc[0, "95% CI of B − A"] == "[-0.050, 0.010]"
