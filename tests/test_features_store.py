@@ -206,3 +206,14 @@ def test_damaged_work_file_restarts_cleanly(tmp_path):
     assert store.meta["extraction"]["resumed_from_row"] == 0
     for image_id, colour in COLOURS.items():
         np.testing.assert_allclose(store.grid()[store.index_of(image_id), 0, 0], rgb(colour), atol=1e-3)
+
+
+def test_precision_is_part_of_the_fingerprint(tmp_path):
+    import dataclasses
+
+    paths = write_colour_images(tmp_path / "img", {"a": (9, 9, 9), "b": (90, 90, 90)})
+    plain = ensure_features(make_result(paths), backbone=tiny_backbone(), progress=False)
+    half = ensure_features(make_result(paths), backbone=dataclasses.replace(tiny_backbone(), precision="bfloat16"),
+                           progress=False)
+    assert half.path != plain.path and half.reused is False
+    assert plain.meta["precision"] == "float32" and half.meta["precision"] == "bfloat16"

@@ -277,7 +277,10 @@ def ensure_features(
     cands = candidates(result)
     if not cands:
         raise ValueError(f"{result.spec}: the dataset has no images to extract")
-    fp = fingerprint(bb.describe(), cands, aug_meta if augment else None)
+    facts = bb.describe()
+    if facts.get("precision") == "float32":
+        del facts["precision"]  # float32 stores keep the fingerprint they had before precision existed
+    fp = fingerprint(facts, cands, aug_meta if augment else None)
     folder = store_dir(result, bb.name, fp)
     if not is_complete(folder):
         folder.mkdir(parents=True, exist_ok=True)
