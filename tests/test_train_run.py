@@ -211,3 +211,24 @@ def test_grid_writes_a_table_per_combination_and_beam(tiny: tuple[str, Path], ar
     # layers=0 is an invalid model: recorded as failed, and the search still wrote the table
     assert (bad["state"] == "failed").all() and bad["error"].str.contains("layers=0").all()
     assert json.loads((grid / "results.json").read_text())[0]["lr"] == 5e-3
+
+
+def test_grid_command_parses_value_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import medcap.train.grid as grid_mod
+    from medcap.cli import main
+
+    seen = {}
+
+    def fake_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[int]) -> Path:
+        seen.update(base=base, lrs=lrs, layers=layers, beams=beams)
+        write_json(tmp_path / "results.json", [])
+        return tmp_path
+
+    monkeypatch.setattr(grid_mod, "run_grid", fake_grid)
+    assert main(["grid", "--preset", "model-70", "--dataset", "synthetic", "--lr", "1e-3,5e-4", "--layers", "1,2",
+                 "--beam", "1,3", "--epochs", "2"]) == 0
+    assert seen["lrs"] == [1e-3, 5e-4] and seen["layers"] == [1, 2] and seen["beams"] == [1, 3]
+    assert seen["base"].epochs == 2 and seen["base"].batch_size == 128 and seen["base"].layers == 1
+    assert capsys.readouterr().out.strip() == str(tmp_path)
+    assert main(["grid", "--dataset", "synthetic", "--lr", "fast"]) == 2  # clear error, exit 2
