@@ -18,11 +18,12 @@ import numpy as np
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed over `path` atomically.
 
-    The temporary name keeps the final suffix (Keras and NumPy check extensions).
+    The temporary name ends with the whole target name (`.tmpXXXX-best.weights.h5`), so every
+    extension check (Keras wants `.weights.h5`, NumPy `.npz`) sees the real one.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp", suffix=f"-{target.name}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -44,6 +45,13 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write UTF-8 text atomically."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def save_weights(model: Any, path: str | os.PathLike[str]) -> None:
+    """Atomic `model.save_weights(path)` for a Keras model (`path` must end in `.weights.h5`)."""
+    with atomic_path(path) as tmp:
+        tmp.unlink()  # Keras/h5py create the file themselves
+        model.save_weights(str(tmp))
 
 
 def _json_default(obj: Any) -> Any:

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 import medcap
 from medcap.config import RunConfig
-from medcap.io import atomic_path, write_json, write_text
+from medcap.io import save_weights, write_json, write_text
 from medcap.runs import new_run_dir, read_config, read_status, write_status
 from medcap.train.callbacks import StatusCallback, progress_fraction
 from medcap.train.prep import RunData, feature_store_summary, prepare_data
@@ -161,10 +161,10 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
                  row["epoch"], cfg.epochs, row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"],
                  row["lr"], row["seconds"], " *best*" if improved else "")
         if improved:
-            _save_weights(model, weights / "best.weights.h5")
+            save_weights(model, weights / "best.weights.h5")
         save_resume(weights, state, model.variables, model.optimizer.variables)
         _write_history(run_dir, state.history)
-        _save_weights(model, weights / "last.weights.h5")
+        save_weights(model, weights / "last.weights.h5")
         write_status(run_dir, "running", epoch=state.epoch, epochs=cfg.epochs, step=steps, steps=steps,
                      progress=progress_fraction(state.epoch, 0, steps, cfg.epochs), pid=os.getpid(),
                      best_val_loss=_finite(state.best_val_loss), best_epoch=state.best_epoch,
@@ -173,7 +173,7 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
             log.info("early stopping after epoch %d (no improvement for %d epochs)", state.epoch, cfg.patience)
             break
     if not (weights / "best.weights.h5").is_file():
-        _save_weights(model, weights / "best.weights.h5")
+        save_weights(model, weights / "best.weights.h5")
     return state
 
 
@@ -203,17 +203,6 @@ def _accuracy(metrics: dict[str, Any]) -> float:
 
 def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
-
-
-def _save_weights(model: keras.Model, path: Path) -> None:
-    """Atomic `save_weights`: Keras insists on a `.weights.h5` name, so save beside the temp file first."""
-    with atomic_path(path) as tmp:
-        keras_tmp = tmp.with_name(tmp.name + ".weights.h5")
-        try:
-            model.save_weights(keras_tmp)
-            os.replace(keras_tmp, tmp)
-        finally:
-            keras_tmp.unlink(missing_ok=True)
 
 
 def _write_history(run_dir: Path, rows: list[dict[str, float]]) -> None:
