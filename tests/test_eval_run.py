@@ -197,3 +197,18 @@ def test_eval_images_on_real_medpix_official_split(medpix_dir: Path) -> None:
     assert set(table.loc[table["image_id"].isin(dev), "split"]) == {"val"}
     with pytest.raises(ValueError, match="no images in its own 'test' split"):
         select_ids(table, "test", None)
+
+
+def test_next_word_accuracy_matches_training_val_accuracy(tiny_run: dict) -> None:
+    """Next-word metrics feed the model exactly what training fed it (feature scaling included):
+    on the val split, evaluation's accuracy equals Keras' val_accuracy of the kept (best) epoch."""
+    from medcap.eval.evaluate import evaluate_run
+    from medcap.runs import read_history
+
+    config = json.loads((tiny_run["run"] / "config.json").read_text())
+    assert config["feature_scale"]["grid"] != pytest.approx(1.0)  # the case that once went unscaled
+    out = evaluate_run(tiny_run["run"], split="val", with_meteor=False, n_boot=50)
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = read_history(tiny_run["run"])
+    best = history.loc[history["val_loss"].idxmin()]
+    assert metrics["next_word"]["accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)

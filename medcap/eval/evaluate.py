@@ -131,7 +131,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
 
     vocab = loaded.vocab
     token_ids = [vocab.encode(r[0]) for r in refs]
-    next_word = next_word_metrics(loaded.model, ev.global_feats, ev.grid_feats, token_ids, vocab.start_id,
+    model_global, model_grid = loaded.model_inputs(ev.global_feats, ev.grid_feats)  # scaled as in training
+    next_word = next_word_metrics(loaded.model, model_global, model_grid, token_ids, vocab.start_id,
                                   vocab.end_id, max_len=loaded.cfg.max_words + 1)
 
     name = eval_name(ev.name, split, decode)

@@ -59,6 +59,16 @@ class LoadedRun:
             self._featurizer = ImageFeaturizer.from_meta(meta)
         return self._featurizer
 
+    def model_inputs(self, global_feats: np.ndarray, grid_feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw store features -> what the model was trained on: the run's `feature_scale` applied.
+
+        Every caller that feeds `self.model` (decoding, next-word metrics) must go through here.
+        """
+        scale = self.config.get("feature_scale") or {}
+        g = np.asarray(global_feats, dtype=np.float32) * np.float32(scale.get("global", 1.0))  # (N, D)
+        r = np.asarray(grid_feats, dtype=np.float32).reshape(len(g), 49, -1)  # (N, 49, 512)
+        return g, r * np.float32(scale.get("grid", 1.0))  # (N, D), (N, 49, 512)
+
     def decode(self, global_feats: np.ndarray, grid_feats: np.ndarray, beam: int = 1) -> list[Any]:
         """Captions for raw store features: global (N, D), grid (N, 7, 7, 512) or (N, 49, 512).
 
@@ -66,10 +76,7 @@ class LoadedRun:
         """
         from medcap.model import beam_decode, greedy_decode
 
-        scale = self.config.get("feature_scale") or {}
-        g = np.asarray(global_feats, dtype=np.float32) * np.float32(scale.get("global", 1.0))  # (N, D)
-        r = np.asarray(grid_feats, dtype=np.float32).reshape(len(g), 49, -1)  # (N, 49, 512)
-        r = r * np.float32(scale.get("grid", 1.0))  # (N, 49, 512)
+        g, r = self.model_inputs(global_feats, grid_feats)
         if beam <= 1:
             return greedy_decode(self.model, g, r, self.vocab, max_words=self.cfg.max_words)
         return beam_decode(self.model, g, r, self.vocab, max_words=self.cfg.max_words, beam=beam)
