@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -128,17 +127,6 @@ def ensure_converted() -> Path:
     return cache
 
 
-def save_weights_atomic(model, target: Path) -> None:
-    """`model.save_weights` through `medcap.io.atomic_path` (Keras insists on a `.weights.h5` name)."""
-    with io.atomic_path(target) as tmp:
-        keras_tmp = tmp.with_name(tmp.name + ".weights.h5")
-        try:
-            model.save_weights(str(keras_tmp))
-            os.replace(keras_tmp, tmp)
-        finally:
-            keras_tmp.unlink(missing_ok=True)
-
-
 def convert_to_cache(cache: Path) -> None:
     """Convert the ONNX conv weights into a Keras VGG16 (no top) and save them atomically."""
     import keras
@@ -153,5 +141,5 @@ def convert_to_cache(cache: Path) -> None:
         if kernel.shape != expected:
             raise ValueError(f"{onnx_path}: {name} kernel has shape {kernel.shape}, Keras expects {expected}")
         layer.set_weights([kernel, bias])
-    save_weights_atomic(model, cache)
+    io.save_weights(model, cache)
     log.info("cached converted VGG16 weights at %s", cache)
