@@ -140,11 +140,12 @@ def test_bad_feature_shapes_are_reported() -> None:
         beam_decode(MarkovModel(TRAP), g, grid, VOCAB, beam=0)
 
 
-@pytest.mark.parametrize("layers", [1, 2])
-def test_split_inference_passes_match_the_full_model(layers: int) -> None:
+@pytest.mark.parametrize(("layers", "state"), [(1, "none"), (2, "none"), (1, "last"), (1, "last_context"),
+                                               (2, "last_context")])
+def test_split_inference_passes_match_the_full_model(layers: int, state: str) -> None:
     from medcap.model.decode import _split_passes
 
-    cfg = RunConfig(embed_dim=16, lstm_units=16, dense_units=16, attn_units=8, layers=layers)
+    cfg = RunConfig(embed_dim=16, lstm_units=16, dense_units=16, attn_units=8, layers=layers, decoder_state=state)
     model = build_model(cfg, V, 12)
     g, grid = feats(5, seed=4)
     grid = grid.reshape(5, 49, 512)

@@ -119,7 +119,7 @@ def test_custom_layers_config_round_trip() -> None:
     ser = keras.saving.serialize_keras_object(layer)
     assert ser["registered_name"] == "medcap>GridAttention"
     assert isinstance(keras.saving.deserialize_keras_object(ser), GridAttention)
-    assert set(custom_objects()) == {"GridAttention", "PaddingMask", "ZeroAttention"}
+    assert set(custom_objects()) == {"GridAttention", "LastState", "PaddingMask", "ZeroAttention"}
     with pytest.raises(ValueError, match="score"):
         GridAttention(8, score="cosine")
 
@@ -149,3 +149,28 @@ def test_mixed_precision_keeps_float32_outputs() -> None:
     out = model(inputs(PREFIX[:2]), training=False)
     assert out["probs"].dtype == "float32" and out["attention"].dtype == "float32"
     np.testing.assert_allclose(np.asarray(out["probs"]).sum(axis=1), 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("state", ["last", "last_context"])
+def test_decoder_state_uses_the_last_real_position(state: str) -> None:
+    """decoder_state last/last_context: state paths reach the decoder; padding changes nothing; "none" has none."""
+    with_state = build_model(tiny_cfg(decoder_state=state), V, D)
+    without = build_model(tiny_cfg(decoder_state="none"), V, D)
+    names = {layer.name for layer in with_state.layers}
+    assert {"last_state", "state_proj"} <= names
+    assert ("last_context" in names) == (state == "last_context")
+    assert "last_state" not in {layer.name for layer in without.layers}
+    padded = np.array([[2, 5, 6, 0, 0]])
+    trimmed = padded[:, :3]
+    a = np.asarray(with_state(inputs(padded), training=False)["probs"])
+    b = np.asarray(with_state(inputs(trimmed), training=False)["probs"])
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="decoder_state"):
+        build_model(tiny_cfg(decoder_state="mean"), V, D)
+
+
+def test_configs_without_decoder_state_load_as_none() -> None:
+    """Runs saved before the field existed rebuild their original model (no state path)."""
+    assert RunConfig().decoder_state == "last_context"
+    assert RunConfig.from_dict({"name": "old"}).decoder_state == "none"
+    assert RunConfig.from_dict(RunConfig().to_dict()).decoder_state == "last_context"

@@ -25,6 +25,9 @@ def _add_run_options(p: argparse.ArgumentParser, with_lr_layers: bool = True) ->
     p.add_argument("--batch-size", type=int)
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
     p.add_argument("--attention", choices=["grid", "self"])
+    p.add_argument("--decoder-state", choices=["last_context", "last", "none"],
+                   help="last prefix position's BiLSTM state (+ attended context) into the decoder")
+    p.add_argument("--dropout", type=float)
     p.add_argument("--mixed-precision", action="store_true", default=None, help="mixed_float16 (for GPUs)")
     p.add_argument("--strategy", choices=["default", "mirrored"])
     p.add_argument("--feature-store", help="train on this pre-extracted feature store folder (skip extraction)")
@@ -54,7 +57,7 @@ def register(subparsers: Any) -> None:
 
 
 _OVERRIDES = ("dataset", "protocol", "epochs", "seed", "name", "learning_rate", "layers", "batch_size",
-              "patience", "attention", "mixed_precision", "strategy")
+              "patience", "attention", "decoder_state", "dropout", "mixed_precision", "strategy")
 
 
 def config_from_args(args: argparse.Namespace, exclude: tuple[str, ...] = ()) -> Any:

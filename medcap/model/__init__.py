@@ -2,13 +2,14 @@
 
 from medcap.model.build import CaptionModel, build_model, compile_model, has_grid_attention
 from medcap.model.decode import Caption, beam_decode, greedy_decode
-from medcap.model.layers import GridAttention, PaddingMask, ZeroAttention, custom_objects
+from medcap.model.layers import GridAttention, LastState, PaddingMask, ZeroAttention, custom_objects
 from medcap.model.pipeline import make_pairs_dataset, num_pairs, pairs_for, store_pairs_dataset
 
 __all__ = [
     "Caption",
     "CaptionModel",
     "GridAttention",
+    "LastState",
     "PaddingMask",
     "ZeroAttention",
     "beam_decode",

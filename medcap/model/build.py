@@ -8,11 +8,12 @@ from typing import Any
 import keras
 
 from medcap.config import RunConfig
-from medcap.model.layers import GRID_CHANNELS, GRID_REGIONS, GridAttention, PaddingMask, ZeroAttention
+from medcap.model.layers import GRID_CHANNELS, GRID_REGIONS, GridAttention, LastState, PaddingMask, ZeroAttention
 
 log = logging.getLogger(__name__)
 
 ATTENTION_KINDS = ("grid", "self")
+DECODER_STATES = ("none", "last", "last_context")
 
 
 @keras.saving.register_keras_serializable(package="medcap")
@@ -95,8 +96,17 @@ def build_model(cfg: RunConfig, vocab_size: int, global_dim: int, max_len: int =
     if ctx_units != cfg.dense_units:
         pooled = dense(cfg.dense_units, "context_proj", activation=None)(pooled)  # (B, H)
 
-    # decoder
-    x = keras.layers.Add(name="merge", dtype=policy)([img, pooled])  # (B, H)
+    # decoder: image + attended context (+ the BiLSTM state at the last prefix position)
+    merged = [img, pooled]
+    if cfg.decoder_state not in DECODER_STATES:
+        raise ValueError(f"unknown decoder_state {cfg.decoder_state!r}; choose one of {DECODER_STATES}")
+    if cfg.decoder_state in ("last", "last_context"):
+        last = LastState(name="last_state", dtype=policy)(seq, mask)  # (B, 2U)
+        merged.append(dense(cfg.dense_units, "state_proj", activation=None)(last))  # (B, H)
+    if cfg.decoder_state == "last_context":  # where the last position looks now (the mean blurs it)
+        last_ctx = LastState(name="last_context", dtype=policy)(context, mask)  # (B, A)
+        merged.append(dense(cfg.dense_units, "last_context_proj", activation=None)(last_ctx))  # (B, H)
+    x = keras.layers.Add(name="merge", dtype=policy)(merged)  # (B, H)
     x = dense(cfg.dense_units, "decoder_dense")(x)  # (B, H)
     x = keras.layers.Dropout(cfg.dropout, name="decoder_dropout", dtype=policy)(x)  # (B, H)
     probs = keras.layers.Dense(vocab_size, activation="softmax", kernel_regularizer=reg, name="probs", dtype="float32")(

@@ -86,6 +86,10 @@ def _split_passes(model: Any) -> _Passes | None:
     names = {layer.name for layer in model.layers}
     lstms = [model.get_layer(f"bilstm_{i}") for i in range(len(names)) if f"bilstm_{i}" in names]
     proj = model.get_layer("context_proj") if "context_proj" in names else None
+    last_state = model.get_layer("last_state") if "last_state" in names else None
+    state_proj = model.get_layer("state_proj") if "state_proj" in names else None
+    last_context = model.get_layer("last_context") if "last_context" in names else None
+    last_context_proj = model.get_layer("last_context_proj") if "last_context_proj" in names else None
 
     @tf.function(
         input_signature=[
@@ -108,7 +112,12 @@ def _split_passes(model: Any) -> _Passes | None:
         pooled = pool(context, mask=mask)  # (B, A)
         if proj is not None:
             pooled = proj(pooled)  # (B, H)
-        x = decoder(merge([img, pooled]))  # (B, H)
+        merged = [img, pooled]
+        if last_state is not None and state_proj is not None:
+            merged.append(state_proj(last_state(seq, mask)))  # (B, H)
+        if last_context is not None and last_context_proj is not None:
+            merged.append(last_context_proj(last_context(context, mask)))  # (B, H)
+        x = decoder(merge(merged))  # (B, H)
         probs = tf.cast(probs_layer(x), tf.float32)  # (B, V)
         return probs, tf.reduce_mean(tf.cast(weights, tf.float32), axis=1)  # (B, V), (B, 49)
 

@@ -31,6 +31,21 @@ class PaddingMask(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class LastState(keras.layers.Layer):
+    """The state at the last real (unpadded) position of a right-padded sequence: (B, T, F), mask (B, T) -> (B, F)."""
+
+    def call(self, states: Any, mask: Any) -> Any:
+        last = ops.maximum(ops.sum(ops.cast(mask, "int32"), axis=1) - 1, 0)  # (B,)
+        return ops.take_along_axis(states, last[:, None, None], axis=1)[:, 0, :]  # (B, F)
+
+    def compute_mask(self, states: Any, mask: Any = None) -> None:
+        return None
+
+    def compute_output_shape(self, states_shape: Any, mask_shape: Any = None) -> tuple:
+        return (states_shape[0], states_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class GridAttention(keras.layers.Layer):
     """Prefix states attend over the 49 image regions (Bahdanau additive or scaled dot-product).
 
@@ -153,4 +168,4 @@ class ZeroAttention(keras.layers.Layer):
 
 def custom_objects() -> dict[str, type]:
     """The custom layers by name (for `keras.saving` APIs that ask for them)."""
-    return {cls.__name__: cls for cls in (PaddingMask, GridAttention, ZeroAttention)}
+    return {cls.__name__: cls for cls in (PaddingMask, GridAttention, LastState, ZeroAttention)}

@@ -53,7 +53,8 @@ def validate_config(cfg: RunConfig) -> None:
     checks = {"epochs": cfg.epochs >= 1, "batch_size": cfg.batch_size >= 1, "layers": cfg.layers >= 1,
               "max_words": cfg.max_words >= 1, "patience": cfg.patience >= 1, "lr_patience": cfg.lr_patience >= 1,
               "learning_rate": cfg.learning_rate >= 0, "dropout": 0 <= cfg.dropout < 1,
-              "lr_factor": 0 < cfg.lr_factor <= 1, "strategy": cfg.strategy in ("default", "mirrored")}
+              "lr_factor": 0 < cfg.lr_factor <= 1, "strategy": cfg.strategy in ("default", "mirrored"),
+              "decoder_state": cfg.decoder_state in ("last_context", "last", "none")}
     bad = [k for k, ok in checks.items() if not ok]
     if bad:
         raise ValueError(f"invalid run setting {bad[0]}={getattr(cfg, bad[0])!r}")
