@@ -32,23 +32,29 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+def new_unique_dir(root: Path, label: str) -> Path:
+    """Create a fresh folder `<root>/<utc-timestamp>-<label>-<random>` (label sanitised).
+
+    `mkdir(exist_ok=False)` guarantees that two callers at the same moment never share a folder.
+    """
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    label = safe_name(label, max_len=40)
+    for _ in range(100):
+        path = root / f"{stamp}-{label}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a unique folder under {root}")
+
+
 def new_run_dir(name: str = "", preset: str = "run", root: Path | None = None) -> Path:
     """Create a fresh, uniquely named run folder: `<utc-timestamp>-<name|preset>-<random>`.
 
-    The user's name is sanitised (no separators, no `..`); `mkdir(exist_ok=False)` guarantees that
-    two runs started at the same moment never share a folder.
+    The user's name is sanitised (no separators, no `..`).
     """
-    root = root or paths.runs_dir()
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    label = safe_name(name or preset, max_len=40)
-    for _ in range(100):
-        run = root / f"{stamp}-{label}-{secrets.token_hex(3)}"
-        try:
-            run.mkdir(parents=True, exist_ok=False)
-            return run
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"could not create a unique run folder under {root}")
+    return new_unique_dir(root or paths.runs_dir(), name or preset)
 
 
 def resolve_run(run: str | os.PathLike[str], root: Path | None = None) -> Path:

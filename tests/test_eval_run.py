@@ -8,42 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from medcap.config import RunConfig
 from medcap.eval.metrics import BLEU_WEIGHTS, corpus_bleu_scores
-from medcap.io import write_json, write_text
-
-CAPTIONS = {0: "small nodule in the right upper zone", 1: "large mass in the left lower zone",
-            2: "pleural effusion at the right base"}
-
-
-def make_dataset(root: Path, n: int, seed: int, prefix: str = "im") -> tuple[str, Path]:
-    """A CSV dataset of `n` tiny images (3 caption classes) and a complete hand-made feature store
-    whose global features encode the class (so 1-NN retrieval finds the same caption)."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
-    rows, glob, grid = [], [], []
-    for i in range(n):
-        cls = i % 3
-        name = f"{prefix}{i:03d}"
-        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(root / "images" / f"{name}.png")
-        rows.append({"image_id": name, "image_path": f"images/{name}.png", "caption": CAPTIONS[cls],
-                     "group": f"g{name}", "modality": "CT" if cls else "MR"})
-        g = rng.normal(0, 0.1, 8)
-        g[cls] += 1.0
-        m = rng.normal(0, 0.1, (7, 7, 512))
-        m[cls * 2, cls * 2, :] += 1.0
-        glob.append(g)
-        grid.append(m)
-    write_text(root / "data.csv", pd.DataFrame(rows).to_csv(index=False))
-    store = root / "store"
-    store.mkdir()
-    np.save(store / "global.npy", np.array(glob, dtype=np.float16))
-    np.save(store / "grid.npy", np.array(grid, dtype=np.float16))
-    write_json(store / "ids.json", [r["image_id"] for r in rows])
-    write_json(store / "meta.json", {"complete": True, "global_dim": 8, "backbone": "hand-made"})
-    return f"csv:{root / 'data.csv'}", store
+from tests.test_train_run import make_tiny
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +19,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from medcap.train import train_run
 
     root = tmp_path_factory.mktemp("evalrun")
-    spec, store = make_dataset(root / "data", n=36, seed=0)
-    other_spec, other_store = make_dataset(root / "other", n=9, seed=1, prefix="ext")
+    spec, store = make_tiny(root / "data", n=36, seed=0)
+    other_spec, other_store = make_tiny(root / "other", n=9, seed=1, prefix="ext")
     cfg = RunConfig.from_preset("model-80", dataset=spec, epochs=1, batch_size=16, embed_dim=16, lstm_units=16,
                                 dense_units=16, attn_units=16, dropout=0.1, min_count=1, seed=3,
                                 extra={"feature_store": str(store)})

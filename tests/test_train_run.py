@@ -18,7 +18,7 @@ WORDS = {0: "small nodule in the right upper zone", 1: "large mass in the left l
          2: "pleural effusion at the right base"}
 
 
-def make_tiny(root: Path, n: int = 36, seed: int = 0) -> tuple[str, Path]:
+def make_tiny(root: Path, n: int = 36, seed: int = 0, prefix: str = "im") -> tuple[str, Path]:
     """A CSV dataset of `n` tiny images (3 caption classes) and a matching complete feature store.
 
     The store's features encode the class (global one-hot-ish, grid bright in one region), so a tiny
@@ -30,9 +30,10 @@ def make_tiny(root: Path, n: int = 36, seed: int = 0) -> tuple[str, Path]:
     rows, glob, grid = [], [], []
     for i in range(n):
         cls = i % 3
-        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(img_dir / f"im{i:03d}.png")
-        rows.append({"image_id": f"im{i:03d}", "image_path": f"images/im{i:03d}.png", "caption": WORDS[cls],
-                     "group": f"g{i:03d}"})
+        name = f"{prefix}{i:03d}"
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(img_dir / f"{name}.png")
+        rows.append({"image_id": name, "image_path": f"images/{name}.png", "caption": WORDS[cls],
+                     "group": f"g{name}", "modality": "CT" if cls else "MR"})
         g = rng.normal(0, 0.1, 8)
         g[cls] += 1.0
         m = rng.normal(0, 0.1, (7, 7, 512))

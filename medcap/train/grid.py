@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import itertools
 import logging
 import math
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,8 @@ import pandas as pd
 
 from medcap import paths
 from medcap.config import RunConfig
-from medcap.io import safe_name, write_json, write_text
-from medcap.runs import read_history
+from medcap.io import write_json, write_text
+from medcap.runs import new_unique_dir, read_history
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +24,7 @@ GRID_COLUMNS = ("lr", "layers", "beam", "run_id", "state", "epochs_run", "best_e
 
 def new_grid_dir(label: str, root: Path | None = None) -> Path:
     """A fresh, uniquely named folder under artifacts/grids/."""
-    root = root or paths.artifacts_dir() / "grids"
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    for _ in range(100):
-        path = root / f"{stamp}-{safe_name(label, max_len=40)}-{secrets.token_hex(3)}"
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-            return path
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"could not create a unique grid folder under {root}")
+    return new_unique_dir(root or paths.artifacts_dir() / "grids", label)
 
 
 def bleu_on_split(loaded: Any, split: str, beam: int) -> tuple[dict[str, float], int]:
