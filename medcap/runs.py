@@ -1,14 +1,6 @@
-"""Run folders: ids, status, history and listing. No TensorFlow here (the dashboard imports it).
+"""Run folders: ids, listing and lookup. No TensorFlow here (the dashboard imports it).
 
-Layout of `artifacts/runs/<run-id>/`:
-    config.json   RunConfig + provenance (dataset fingerprint, versions, git commit)
-    vocab.json    the vocabulary
-    split.json    {"train": [image ids], "val": [...], "test": [...]}
-    history.csv   epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds
-    status.json   state, epoch, epochs, step, progress, message, error, pid, updated
-    weights/      best.weights.h5, last.weights.h5, resume state
-    train.log     the run's log
-    eval/<name>/  metrics.json, predictions.csv, attention.npz
+The folder layout, its file names and the run states belong to `medcap.rundir` (`RunDir`, `EvalDir`).
 """
 
 from __future__ import annotations
@@ -23,13 +15,24 @@ from typing import Any
 import pandas as pd
 
 from medcap import paths
-from medcap.io import read_json, safe_name, write_json
+from medcap.io import safe_name
+from medcap.rundir import STATES, RunDir, effective_state, pid_alive
 
-STATES = ("queued", "running", "finished", "failed", "cancelled")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+__all__ = [
+    "STATES",
+    "RunInfo",
+    "effective_state",
+    "list_evals",
+    "list_runs",
+    "new_run_dir",
+    "new_unique_dir",
+    "pid_alive",
+    "read_config",
+    "read_history",
+    "read_status",
+    "resolve_run",
+    "write_status",
+]
 
 
 def new_unique_dir(root: Path, label: str) -> Path:
@@ -70,72 +73,23 @@ def resolve_run(run: str | os.PathLike[str], root: Path | None = None) -> Path:
 
 
 def write_status(run_dir: Path, state: str, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into status.json (atomically) and stamp the update time."""
-    if state not in STATES:
-        raise ValueError(f"unknown run state {state!r}")
-    status = read_status(run_dir)
-    status.pop("problem", None)
-    status.update(fields)
-    status["state"] = state
-    status["updated"] = _now()
-    write_json(run_dir / "status.json", status)
-    return status
+    """Merge `fields` into the run's status.json (atomically) and stamp the update time."""
+    return RunDir(run_dir).write_status(state, **fields)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """Read status.json; a missing or broken file gives a dict with `state` 'unknown' and a `problem`."""
-    path = Path(run_dir) / "status.json"
-    if not path.exists():
-        return {"state": "unknown", "problem": "status.json missing (half-written run?)"}
-    try:
-        status = read_json(path)
-    except (ValueError, OSError) as exc:
-        return {"state": "unknown", "problem": str(exc)}
-    if not isinstance(status, dict):
-        return {"state": "unknown", "problem": f"{path}: not a JSON object"}
-    return status
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid exists on this machine."""
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def effective_state(status: dict[str, Any]) -> str:
-    """The state to show: a 'running' run whose process is gone was killed ('interrupted')."""
-    state = str(status.get("state", "unknown"))
-    if state in ("running", "queued") and status.get("pid") and not pid_alive(status.get("pid")):
-        return "interrupted"
-    return state
+    """The run's status.json; a missing or broken file gives `state` 'unknown' and a `problem`."""
+    return RunDir(run_dir).read_status()
 
 
 def read_history(run_dir: Path) -> pd.DataFrame:
     """history.csv as a DataFrame (empty when absent or unreadable)."""
-    path = Path(run_dir) / "history.csv"
-    if not path.exists():
-        return pd.DataFrame()
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, UnicodeDecodeError):
-        return pd.DataFrame()
+    return RunDir(run_dir).read_history()
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """config.json as a dict ({} when absent or malformed)."""
-    path = Path(run_dir) / "config.json"
-    try:
-        data = read_json(path)
-    except (ValueError, OSError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return RunDir(run_dir).read_config()
 
 
 @dataclass
@@ -157,13 +111,15 @@ class RunInfo:
     def dataset(self) -> str:
         return str(self.config.get("run", self.config).get("dataset", "?"))
 
+    @property
+    def dir(self) -> RunDir:
+        """The run folder's files."""
+        return RunDir(self.path)
+
 
 def list_evals(run_dir: Path) -> list[str]:
     """Names of the evaluations of a run that have a metrics.json."""
-    eval_root = Path(run_dir) / "eval"
-    if not eval_root.is_dir():
-        return []
-    return sorted(p.name for p in eval_root.iterdir() if (p / "metrics.json").is_file())
+    return [e.name for e in RunDir(run_dir).evals()]
 
 
 def list_runs(root: Path | None = None) -> list[RunInfo]:

@@ -1,0 +1,236 @@
+"""The one owner of run-folder and evaluation-folder file names, run states and split names.
+
+No TensorFlow here (the dashboard imports it). Nothing else in medcap joins a run-folder file name:
+code asks a `RunDir` or `EvalDir` for the path.
+
+Layout of `artifacts/runs/<run-id>/`:
+    config.json   RunConfig + provenance (dataset fingerprint, feature store, feature scale, versions)
+    vocab.json    the vocabulary
+    split.json    {"train": [image ids], "val": [...], "test": [...]}
+    history.csv   epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds
+    status.json   state, epoch, epochs, step, progress, message, error, pid, updated
+    weights/      best.weights.h5, last.weights.h5, resume.npz
+    train.log     the run's log (evaluate.log for evaluations launched from the dashboard)
+    eval/<name>/  metrics.json, predictions.csv, attention.npz
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import pandas as pd
+
+from medcap.io import read_json, safe_name, write_json
+
+RunState = Literal["queued", "running", "finished", "failed", "cancelled"]
+STATES: tuple[str, ...] = get_args(RunState)
+ACTIVE_STATES: tuple[str, ...] = ("running", "queued")  # a process is (or should be) working on the run
+SplitName = Literal["train", "val", "test"]
+SPLITS: tuple[str, ...] = get_args(SplitName)
+
+
+def now_iso() -> str:
+    """UTC time stamp, to the second, as written into status files."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid exists on this machine."""
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, OverflowError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def read_status_file(path: Path) -> dict[str, Any]:
+    """A status.json as a dict; a missing or broken file gives `state` 'unknown' and a `problem`."""
+    if not path.exists():
+        return {"state": "unknown", "problem": f"{path.name} missing (half-written folder?)"}
+    try:
+        status = read_json(path)
+    except (ValueError, OSError) as exc:
+        return {"state": "unknown", "problem": str(exc)}
+    if not isinstance(status, dict):
+        return {"state": "unknown", "problem": f"{path}: not a JSON object"}
+    return status
+
+
+def write_status_file(path: Path, state: str, **fields: Any) -> dict[str, Any]:
+    """Merge `fields` into a status.json (atomically), set `state` and stamp the update time."""
+    if state not in STATES:
+        raise ValueError(f"unknown run state {state!r}; choose one of {STATES}")
+    status = read_status_file(path)
+    status.pop("problem", None)
+    status.update(fields)
+    status["state"] = state
+    status["updated"] = now_iso()
+    write_json(path, status)
+    return status
+
+
+def effective_state(status: dict[str, Any]) -> str:
+    """The state to show: a 'running'/'queued' job whose process is gone was killed ('interrupted')."""
+    state = str(status.get("state", "unknown"))
+    if state in ACTIVE_STATES and status.get("pid") and not pid_alive(status.get("pid")):
+        return "interrupted"
+    return state
+
+
+@dataclass(frozen=True)
+class EvalDir:
+    """One evaluation of a run: `<run>/eval/<name>/`."""
+
+    path: Path
+
+    METRICS = "metrics.json"
+    PREDICTIONS = "predictions.csv"
+    ATTENTION = "attention.npz"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / self.PREDICTIONS
+
+    @property
+    def attention(self) -> Path:
+        return self.path / self.ATTENTION
+
+    def is_complete(self) -> bool:
+        """An evaluation counts once its metrics.json exists (written last)."""
+        return self.metrics.is_file()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One training run folder; owns every file name in it (see the module docstring)."""
+
+    path: Path
+
+    CONFIG = "config.json"
+    VOCAB = "vocab.json"
+    SPLIT = "split.json"
+    HISTORY = "history.csv"
+    STATUS = "status.json"
+    LOG = "train.log"
+    EVAL_LOG = "evaluate.log"
+    WEIGHTS = "weights"
+    BEST = "best.weights.h5"
+    LAST = "last.weights.h5"
+    RESUME = "resume.npz"
+    EVAL = "eval"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    # files
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def vocab(self) -> Path:
+        return self.path / self.VOCAB
+
+    @property
+    def split(self) -> Path:
+        return self.path / self.SPLIT
+
+    @property
+    def history(self) -> Path:
+        return self.path / self.HISTORY
+
+    @property
+    def status(self) -> Path:
+        return self.path / self.STATUS
+
+    @property
+    def log(self) -> Path:
+        return self.path / self.LOG
+
+    @property
+    def eval_log(self) -> Path:
+        return self.path / self.EVAL_LOG
+
+    @property
+    def weights_dir(self) -> Path:
+        return self.path / self.WEIGHTS
+
+    @property
+    def best_weights(self) -> Path:
+        return self.weights_dir / self.BEST
+
+    @property
+    def last_weights(self) -> Path:
+        return self.weights_dir / self.LAST
+
+    @property
+    def resume_state(self) -> Path:
+        return self.weights_dir / self.RESUME
+
+    @property
+    def eval_root(self) -> Path:
+        return self.path / self.EVAL
+
+    # evaluations
+    def eval_dir(self, name: str) -> EvalDir:
+        """The evaluation folder called `name` (sanitised; it may not exist yet)."""
+        return EvalDir(self.eval_root / safe_name(name, max_len=200))
+
+    def evals(self) -> list[EvalDir]:
+        """Complete evaluations (those with a metrics.json), by name."""
+        if not self.eval_root.is_dir():
+            return []
+        found = (EvalDir(p) for p in self.eval_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted((e for e in found if e.is_complete()), key=lambda e: e.name)
+
+    # readers and writers
+    def read_status(self) -> dict[str, Any]:
+        return read_status_file(self.status)
+
+    def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        return write_status_file(self.status, state, **fields)
+
+    def read_config(self) -> dict[str, Any]:
+        """config.json as a dict ({} when absent or malformed)."""
+        try:
+            data = read_json(self.config)
+        except (ValueError, OSError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def read_split(self) -> dict[str, list[str]]:
+        """split.json ({} when absent or malformed)."""
+        try:
+            data = read_json(self.split)
+        except (ValueError, OSError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def read_history(self) -> pd.DataFrame:
+        """history.csv as a DataFrame (empty when absent or unreadable)."""
+        if not self.history.exists():
+            return pd.DataFrame()
+        try:
+            return pd.read_csv(self.history)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, UnicodeDecodeError):
+            return pd.DataFrame()
