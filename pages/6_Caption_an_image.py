@@ -15,7 +15,7 @@ MAX_BYTES = 10 * 1024 * 1024
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…", max_entries=2)
 def _model(run_path: str, weights_mtime: float) -> Any:
-    from medcap.train import load_run  # imports TensorFlow lazily, in medcap
+    from medcap.inference import load_run  # imports TensorFlow lazily, in medcap
 
     return load_run(Path(run_path))
 

@@ -140,20 +140,28 @@ def test_bad_feature_shapes_are_reported() -> None:
         beam_decode(MarkovModel(TRAP), g, grid, VOCAB, beam=0)
 
 
-@pytest.mark.parametrize(("layers", "state"), [(1, "none"), (2, "none"), (1, "last"), (1, "last_context"),
-                                               (2, "last_context")])
-def test_split_inference_passes_match_the_full_model(layers: int, state: str) -> None:
-    from medcap.model.decode import _split_passes
-
-    cfg = RunConfig(embed_dim=16, lstm_units=16, dense_units=16, attn_units=8, layers=layers, decoder_state=state)
-    model = build_model(cfg, V, 12)
+@pytest.mark.parametrize(("attention", "layers", "state"), [("grid", 2, "last_context"), ("self", 1, "last")])
+def test_decoding_with_the_model_passes_equals_decoding_with_the_whole_model(attention: str, layers: int,
+                                                                              state: str) -> None:
+    """The model's encode/step passes decode exactly what running the whole model at every step decodes."""
+    cfg = RunConfig(embed_dim=16, lstm_units=16, dense_units=16, attn_units=8, layers=layers, decoder_state=state,
+                    attention=attention)
+    tf.keras.utils.set_random_seed(4)
+    model = build_model(cfg, V, 12, {"global": 0.5, "grid": 2.0})
     g, grid = feats(5, seed=4)
-    grid = grid.reshape(5, 49, 512)
-    prefix = np.array([[2, 4, 9], [2, 5, 5], [2, 30 - 1, 6], [2, 7, 8], [2, 4, 4]], dtype=np.int32)
-    passes = _split_passes(model)
-    assert passes is not None
-    probs, pooled = passes.step(*passes.encode(g, grid), prefix)
-    out = model({"global": g, "grid": grid, "prefix": prefix}, training=False)
-    np.testing.assert_allclose(probs.numpy(), np.asarray(out["probs"]), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(pooled.numpy(), np.asarray(out["attention"]).mean(axis=1), rtol=1e-5, atol=1e-7)
-    assert _split_passes(tiny("self")) is None  # the self-attention path runs the whole model
+
+    def whole(inputs: dict, training: bool = False) -> dict:  # a plain callable: no passes
+        return model(inputs, training=training)
+
+    for fast, slow in ((greedy_decode(model, g, grid, VOCAB, max_words=6), greedy_decode(whole, g, grid, VOCAB,
+                                                                                           max_words=6)),
+                       (beam_decode(model, g, grid, VOCAB, beam=2, max_words=6),
+                        beam_decode(whole, g, grid, VOCAB, beam=2, max_words=6))):
+        for a, b in zip(fast, slow, strict=True):
+            assert a.token_ids == b.token_ids
+            np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5)
+            assert a.score == pytest.approx(b.score, rel=1e-5)
+            if attention == "grid":
+                np.testing.assert_allclose(a.attention, b.attention, atol=1e-6)
+            else:
+                assert a.attention is None

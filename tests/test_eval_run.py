@@ -100,7 +100,7 @@ def test_evaluate_rejects_bad_requests(tiny_run: dict) -> None:
 
 def test_compare_run_with_itself_is_exactly_zero(tiny_run: dict) -> None:
     from medcap.eval.compare import compare_runs
-    from medcap.train import load_run
+    from medcap.inference import load_run
 
     loaded = load_run(tiny_run["run"])
     res = compare_runs(tiny_run["run"], tiny_run["run"], with_meteor=False, n_boot=300, loaded=(loaded, loaded))

@@ -119,7 +119,7 @@ def test_custom_layers_config_round_trip() -> None:
     ser = keras.saving.serialize_keras_object(layer)
     assert ser["registered_name"] == "medcap>GridAttention"
     assert isinstance(keras.saving.deserialize_keras_object(ser), GridAttention)
-    assert set(custom_objects()) == {"GridAttention", "LastState", "PaddingMask", "ZeroAttention"}
+    assert set(custom_objects()) == {"FeatureScale", "GridAttention", "LastState", "PaddingMask", "ZeroAttention"}
     with pytest.raises(ValueError, match="score"):
         GridAttention(8, score="cosine")
 

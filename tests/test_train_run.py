@@ -97,7 +97,7 @@ def test_train_run_writes_a_complete_run_folder(tiny: tuple[str, Path], tiny_run
 
 
 def test_load_run_captions_from_the_store(tiny_run: tuple[RunConfig, Path]) -> None:
-    from medcap.train import load_run
+    from medcap.inference import load_run
 
     _, run = tiny_run
     loaded = load_run(run)
@@ -144,7 +144,7 @@ def test_failure_is_recorded_in_status(tiny: tuple[str, Path], tmp_path: Path) -
 
 
 def test_load_run_names_missing_weights(tmp_path: Path) -> None:
-    from medcap.train import load_run
+    from medcap.inference import load_run
 
     run = tmp_path / "r"
     (run / "weights").mkdir(parents=True)

@@ -155,7 +155,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"caption: no such image file(s): {', '.join(missing)}")
-    from medcap.train.loading import load_run
+    from medcap.inference import load_run
 
     loaded = load_run(args.run)
     results = []

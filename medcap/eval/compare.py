@@ -61,7 +61,7 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], d
     """
     beam = parse_decode(decode)
     if loaded is None:
-        from medcap.train import load_run
+        from medcap.inference import load_run
 
         loaded = (load_run(run_a), load_run(run_b))
     la, lb = loaded

@@ -54,7 +54,7 @@ def eval_name(dataset_name: str, split: str, decode: str) -> str:
 class Prepared:
     """A loaded run and the images to evaluate it on."""
 
-    loaded: Any  # medcap.train.LoadedRun
+    loaded: Any  # medcap.inference.LoadedRun
     evalset: EvalSet
     train_tokens: list[list[str]]
     train_global: np.ndarray  # (Ntr, D) float32
@@ -68,7 +68,7 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
     from medcap.features import ensure_features, open_store
 
     if loaded is None:
-        from medcap.train import load_run
+        from medcap.inference import load_run
 
         loaded = load_run(run_dir)
     cfg = loaded.cfg
@@ -131,9 +131,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
 
     vocab = loaded.vocab
     token_ids = [vocab.encode(r[0]) for r in refs]
-    model_global, model_grid = loaded.model_inputs(ev.global_feats, ev.grid_feats)  # scaled as in training
-    next_word = next_word_metrics(loaded.model, model_global, model_grid, token_ids, vocab.start_id,
-                                  vocab.end_id, max_len=loaded.cfg.max_words + 1)
+    next_word = next_word_metrics(loaded.model, ev.global_feats, ev.grid_feats, token_ids, vocab.start_id,
+                                  vocab.end_id, max_len=loaded.cfg.max_words + 1)  # raw features, as in training
 
     name = eval_name(ev.name, split, decode)
     out_dir = Path(loaded.run_dir) / "eval" / name

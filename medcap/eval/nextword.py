@@ -3,8 +3,9 @@
 A caption of n words (ids w1..wn, no markers) gives n + 1 pairs: prefix `<start> w1..wk`
 (right-padded with 0 to `max_len`) and target w(k+1), the last target being `<end>`; these are
 the pairs the model is trained on. Reference words outside the run's vocabulary are `<unk>` here.
-The model is any callable taking {"global", "grid", "prefix"} and returning {"probs": (B, V)}
-(a Keras model); TensorFlow is not imported by this module.
+The model is any callable taking {"global", "grid", "prefix"} (raw store features: a run's model
+applies its own feature scale) and returning {"probs": (B, V)} (a Keras model); TensorFlow is not
+imported by this module.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from medcap import io, paths
 from medcap.data.records import LoadResult
-from medcap.features import decode
+from medcap.features import imageload
 from medcap.features.augment import AugmentSettings, augmented_views
 from medcap.features.backbones import Backbone, FeatureFn, get_backbone
 from medcap.features.store import IDS_FILE, META_FILE, STORE_FORMAT, FeatureStore, fingerprint, is_complete, open_store
@@ -177,12 +177,12 @@ def make_image_dataset(cands: list[tuple[str, str]], start: int, size: int, batc
     def load(row: np.int64) -> tuple[np.ndarray, np.bool_, bytes]:
         image_id, path = cands[int(row)]
         try:
-            img = decode.open_rgb(path)
-            stack = [decode.resize_array(img, size)]
-            stack += [decode.resize_array(v, size) for v in augmented_views(img, image_id, k, settings)]
+            img = imageload.open_rgb(path)
+            stack = [imageload.resize_array(img, size)]
+            stack += [imageload.resize_array(v, size) for v in augmented_views(img, image_id, k, settings)]
             return np.stack(stack), np.bool_(True), b""  # (1+K, S, S, 3)
         except Exception as exc:  # one bad image never stops the batch
-            reason = str(exc) if isinstance(exc, decode.ImageDecodeError) else f"{path}: {type(exc).__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, imageload.ImageDecodeError) else f"{path}: {type(exc).__name__}: {exc}"
             return np.zeros((views, size, size, 3), np.uint8), np.bool_(False), reason.encode("utf-8")
 
     def load_tf(row: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from medcap.model.build import has_grid_attention
-from medcap.model.layers import GRID_CHANNELS, GRID_REGIONS, GridAttention
+from medcap.model.build import InferencePasses, has_grid_attention
+from medcap.model.layers import GRID_CHANNELS, GRID_REGIONS
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,35 @@ class _Passes:
     step: Callable[..., tuple[tf.Tensor, tf.Tensor]]  # (*encoded rows, prefix) -> probs (B, V), pooled (B, 49)
 
 
-def _generic_passes(model: Any) -> _Passes:
-    """Any model taking the input dict: the whole model runs at every step."""
+def _compiled_passes(passes: InferencePasses) -> _Passes:
+    """A `build_model` model's own encode / step sub-models, compiled once."""
+    encode_model, step_model = passes.encode, passes.step
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.float32),
+            tf.TensorSpec([None, GRID_REGIONS, GRID_CHANNELS], tf.float32),
+        ]
+    )
+    def encode_tf(g: tf.Tensor, grid: tf.Tensor) -> list[tf.Tensor]:
+        out = encode_model([g, grid], training=False)  # [image (B, H), keys (B, 49, A)] or [image (B, H)]
+        return list(out) if isinstance(out, list | tuple) else [out]
+
+    @tf.function(reduce_retracing=True)
+    def step(*args: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        out = step_model(list(args), training=False)
+        probs = tf.cast(out["probs"], tf.float32)  # (B, V)
+        att = tf.cast(out["attention"], tf.float32)  # (B, T, 49)
+        return probs, tf.reduce_mean(att, axis=1)  # (B, V), (B, 49): decoding prefixes carry no padding
+
+    def encode(g: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(t.numpy() for t in encode_tf(g, grid))  # per-image arrays (b, ...)
+
+    return _Passes(encode=encode, step=step)
+
+
+def _callable_passes(model: Callable[..., Any]) -> _Passes:
+    """A plain callable taking the input dict (hand-written test models): the whole model runs at every step."""
 
     @tf.function(
         input_signature=[
@@ -61,81 +89,31 @@ def _generic_passes(model: Any) -> _Passes:
         out = model({"global": g, "grid": grid, "prefix": prefix}, training=False)
         probs = tf.cast(out["probs"], tf.float32)  # (B, V)
         att = tf.cast(out["attention"], tf.float32)  # (B, T, 49)
-        return probs, tf.reduce_mean(att, axis=1)  # (B, V), (B, 49): decoding prefixes carry no padding
+        return probs, tf.reduce_mean(att, axis=1)  # (B, V), (B, 49)
 
     return _Passes(encode=lambda g, grid: (g, grid), step=step)
 
 
-def _split_passes(model: Any) -> _Passes | None:
-    """For `build_model`'s grid models: image encoding and region keys once per image, then per step
-    only the prefix side. Same layers and weights as the model; None when the layers are not found."""
-    try:
-        image_dense = model.get_layer("image_dense")
-        embedding = model.get_layer("embedding")
-        attention = model.get_layer("grid_attention")
-        pool = model.get_layer("context_pool")
-        merge, decoder, probs_layer = (
-            model.get_layer("merge"),
-            model.get_layer("decoder_dense"),
-            model.get_layer("probs"),
-        )
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(attention, GridAttention):
-        return None
-    names = {layer.name for layer in model.layers}
-    lstms = [model.get_layer(f"bilstm_{i}") for i in range(len(names)) if f"bilstm_{i}" in names]
-    proj = model.get_layer("context_proj") if "context_proj" in names else None
-    last_state = model.get_layer("last_state") if "last_state" in names else None
-    state_proj = model.get_layer("state_proj") if "state_proj" in names else None
-    last_context = model.get_layer("last_context") if "last_context" in names else None
-    last_context_proj = model.get_layer("last_context_proj") if "last_context_proj" in names else None
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None], tf.float32),
-            tf.TensorSpec([None, GRID_REGIONS, GRID_CHANNELS], tf.float32),
-        ]
-    )
-    def encode_tf(g: tf.Tensor, grid: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        img = image_dense(g, training=False)  # (B, H); dropout is the identity at inference
-        keys = attention.project_regions(tf.cast(grid, attention.compute_dtype))  # (B, 49, A)
-        return img, keys
-
-    @tf.function(reduce_retracing=True)
-    def step(img: tf.Tensor, keys: tf.Tensor, prefix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        mask = tf.not_equal(prefix, 0)  # (B, T)
-        seq = embedding(prefix)  # (B, T, E)
-        for lstm in lstms:
-            seq = lstm(seq, mask=mask, training=False)  # (B, T, 2U)
-        context, weights = attention.attend(seq, keys)  # (B, T, A), (B, T, 49)
-        pooled = pool(context, mask=mask)  # (B, A)
-        if proj is not None:
-            pooled = proj(pooled)  # (B, H)
-        merged = [img, pooled]
-        if last_state is not None and state_proj is not None:
-            merged.append(state_proj(last_state(seq, mask)))  # (B, H)
-        if last_context is not None and last_context_proj is not None:
-            merged.append(last_context_proj(last_context(context, mask)))  # (B, H)
-        x = decoder(merge(merged))  # (B, H)
-        probs = tf.cast(probs_layer(x), tf.float32)  # (B, V)
-        return probs, tf.reduce_mean(tf.cast(weights, tf.float32), axis=1)  # (B, V), (B, 49)
-
-    def encode(g: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, ...]:
-        img, keys = encode_tf(g, grid)
-        return img.numpy(), keys.numpy()
-
-    return _Passes(encode=encode, step=step)
-
-
 def _passes(model: Any) -> _Passes:
-    """The model's inference passes (built once and kept on the model)."""
-    cached = getattr(model, "_medcap_passes", None)
+    """The model's compiled inference passes (built once and kept on the model).
+
+    A Keras model must come from `build_model` (it carries its `passes`); any other callable taking
+    {"global", "grid", "prefix"} and returning {"probs", "attention"} runs whole at every step.
+    """
+    cached = getattr(model, "_medcap_compiled_passes", None)
     if cached is not None:
         return cached
-    passes = _split_passes(model) or _generic_passes(model)
+    own = getattr(model, "passes", None)
+    if isinstance(own, InferencePasses):
+        passes = _compiled_passes(own)
+    elif isinstance(model, keras.Model):
+        raise TypeError(f"model {model.name!r} has no inference passes: build it with medcap.model.build_model")
+    elif callable(model):
+        passes = _callable_passes(model)
+    else:
+        raise TypeError(f"cannot decode with a {type(model).__name__}: not a model")
     with contextlib.suppress(AttributeError):  # objects that refuse new attributes: no caching
-        model._medcap_passes = passes
+        model._medcap_compiled_passes = passes
     return passes
 
 

@@ -53,7 +53,7 @@ def run_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[i
     updated after each combination so a long search shows partial results. One failed combination is
     recorded with its error and the search goes on.
     """
-    from medcap.train.loading import load_run
+    from medcap.inference import load_run
     from medcap.train.runner import RunCancelled, train_run
 
     grid_dir = grid_dir or new_grid_dir(base.name or f"grid-{base.preset}")

@@ -34,13 +34,13 @@ class RunData:
     image_ids: dict[str, list[str]]  # split -> image ids aligned with rows / token_ids
     fingerprint: str
     max_len: int = 21  # prefix length: max_words + 1
-    feature_scale: dict[str, float] | None = None  # {"global": s, "grid": s}: multiply features by these
+    feature_scale: dict[str, float] | None = None  # {"global": s, "grid": s}: the model multiplies features by these
 
     def compute_feature_scale(self, sample: int = 512, seed: int = 0) -> dict[str, float]:
         """1 / RMS of the training images' global and grid features (a seeded sample of rows).
 
         Raw VGG activations reach the hundreds; unit-RMS inputs keep the dense layers and the
-        attention's tanh out of saturation. Saved in config.json and applied again when decoding.
+        attention's tanh out of saturation. Saved in config.json; the model applies it (`build_model`).
         """
         rows = np.unique(self.rows["train"])
         if len(rows) > sample:

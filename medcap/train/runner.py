@@ -118,7 +118,7 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
     with strategy.scope():
         with _precision(cfg.mixed_precision):
             model = build_model(cfg, vocab_size=len(data.vocab), global_dim=int(data.store.global_dim),
-                                max_len=cfg.max_words + 1)
+                                feature_scale=data.feature_scale)
         compile_model(model, cfg)
         model.optimizer.build(model.trainable_variables)
         state = saved or ResumeState(lr=cfg.learning_rate, seed=cfg.seed)
@@ -179,19 +179,13 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
 
 
 def _pairs(data: RunData, split: str, cfg: RunConfig, shuffle: bool, epoch: int) -> tf.data.Dataset:
-    """The lazy (prefix, next word) dataset of one split; shuffled in an epoch-seeded order."""
+    """The lazy (prefix, next word) dataset of one split (raw store features: the model scales them);
+    shuffled in an epoch-seeded order."""
     from medcap.model import store_pairs_dataset
 
-    ds = store_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
-                             shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1,
-                             augment=cfg.augment > 0 and split == "train", epoch=epoch, num_epochs=1)
-    scale = data.feature_scale or {"global": 1.0, "grid": 1.0}
-    sg, sr = float(scale["global"]), float(scale["grid"])
-
-    def rescale(x: dict[str, tf.Tensor], y: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        return {**x, "global": x["global"] * sg, "grid": x["grid"] * sr}, y  # (B, D), (B, 49, 512)
-
-    return ds.map(rescale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return store_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
+                               shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1,
+                               augment=cfg.augment > 0 and split == "train", epoch=epoch, num_epochs=1)
 
 
 def _accuracy(metrics: dict[str, Any]) -> float:

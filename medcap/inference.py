@@ -1,4 +1,10 @@
-"""Reopen a trained run from its own files and caption images with it."""
+"""Reopen a trained run from its own files and caption images with it.
+
+`load_run(run)` rebuilds the model from the run folder (config, vocabulary, best weights); the model
+takes RAW store features (its `feature_scale` is built in), so nothing here rescales. This layer
+sits under `medcap.train`, `medcap.eval` and `medcap.cli` and imports only model, features, data and
+the run-folder helpers (TensorFlow is imported by `load_run`, not by importing this module).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from PIL import Image
 
 from medcap.config import RunConfig
-from medcap.io import read_json
-from medcap.runs import read_config, resolve_run
+from medcap.rundir import RunDir
+from medcap.runs import resolve_run
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +30,7 @@ class LoadedRun:
     run_dir: Path
     cfg: RunConfig
     vocab: Any  # medcap.data.vocab.Vocabulary
-    model: keras.Model
+    model: Any  # medcap.model.CaptionModel (raw features in, feature scale built in)
     split: dict[str, list[str]]
     config: dict[str, Any]
     _store: Any = field(default=None, repr=False)
@@ -39,7 +44,7 @@ class LoadedRun:
 
             info = self.config.get("feature_store") or {}
             if not info.get("path"):
-                raise FileNotFoundError(f"{self.run_dir / 'config.json'}: names no feature store")
+                raise FileNotFoundError(f"{RunDir(self.run_dir).config}: names no feature store")
             path = Path(info["path"])
             if not path.exists():
                 raise FileNotFoundError(f"{self.run_dir}: feature store {path} is missing (re-extract it with "
@@ -59,27 +64,13 @@ class LoadedRun:
             self._featurizer = ImageFeaturizer.from_meta(meta)
         return self._featurizer
 
-    def model_inputs(self, global_feats: np.ndarray, grid_feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Raw store features -> what the model was trained on: the run's `feature_scale` applied.
-
-        Every caller that feeds `self.model` (decoding, next-word metrics) must go through here.
-        """
-        scale = self.config.get("feature_scale") or {}
-        g = np.asarray(global_feats, dtype=np.float32) * np.float32(scale.get("global", 1.0))  # (N, D)
-        r = np.asarray(grid_feats, dtype=np.float32).reshape(len(g), 49, -1)  # (N, 49, 512)
-        return g, r * np.float32(scale.get("grid", 1.0))  # (N, D), (N, 49, 512)
-
     def decode(self, global_feats: np.ndarray, grid_feats: np.ndarray, beam: int = 1) -> list[Any]:
-        """Captions for raw store features: global (N, D), grid (N, 7, 7, 512) or (N, 49, 512).
-
-        The run's `feature_scale` (config.json) is applied here, as in training.
-        """
+        """Captions for raw store features: global (N, D), grid (N, 7, 7, 512) or (N, 49, 512)."""
         from medcap.model import beam_decode, greedy_decode
 
-        g, r = self.model_inputs(global_feats, grid_feats)
         if beam <= 1:
-            return greedy_decode(self.model, g, r, self.vocab, max_words=self.cfg.max_words)
-        return beam_decode(self.model, g, r, self.vocab, max_words=self.cfg.max_words, beam=beam)
+            return greedy_decode(self.model, global_feats, grid_feats, self.vocab, max_words=self.cfg.max_words)
+        return beam_decode(self.model, global_feats, grid_feats, self.vocab, max_words=self.cfg.max_words, beam=beam)
 
     def caption_ids(self, image_ids: list[str], beam: int = 1) -> list[Any]:
         """Captions for images of the run's feature store, by image id."""
@@ -107,25 +98,26 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild a run's model from config.json, vocab.json and weights/best.weights.h5."""
+    """Rebuild a run's model from config.json, vocab.json and weights/best.weights.h5.
+
+    The model gets the run's `feature_scale` (config.json; 1 for runs saved without one).
+    """
     from medcap.data.vocab import Vocabulary
     from medcap.model import build_model
 
-    run_dir = resolve_run(run_dir)
-    config = read_config(run_dir)
+    run = RunDir(resolve_run(run_dir))
+    config = run.read_config()
     if "run" not in config:
-        raise ValueError(f"{run_dir / 'config.json'}: missing or malformed")
+        raise ValueError(f"{run.config}: missing or malformed")
     cfg = RunConfig.from_dict(config["run"])
-    weights = run_dir / "weights" / "best.weights.h5"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights}: no trained weights (run unfinished or failed?)")
-    vocab = Vocabulary.load(run_dir / "vocab.json")
+    if not run.best_weights.is_file():
+        raise FileNotFoundError(f"{run.best_weights}: no trained weights (run unfinished or failed?)")
+    vocab = Vocabulary.load(run.vocab)
     store_info = config.get("feature_store") or {}
     global_dim = store_info.get("global_dim")
     if not global_dim:
-        raise ValueError(f"{run_dir / 'config.json'}: feature_store.global_dim missing")
-    model = build_model(cfg, vocab_size=len(vocab), global_dim=int(global_dim), max_len=cfg.max_words + 1)
-    model.load_weights(weights)
-    split_path = run_dir / "split.json"
-    split = read_json(split_path) if split_path.is_file() else {}
-    return LoadedRun(run_dir=run_dir, cfg=cfg, vocab=vocab, model=model, split=split, config=config)
+        raise ValueError(f"{run.config}: feature_store.global_dim missing")
+    model = build_model(cfg, vocab_size=len(vocab), global_dim=int(global_dim),
+                        feature_scale=config.get("feature_scale"))
+    model.load_weights(run.best_weights)
+    return LoadedRun(run_dir=run.path, cfg=cfg, vocab=vocab, model=model, split=run.read_split(), config=config)
