@@ -67,7 +67,6 @@ class CaptionModel(keras.Model):
 class _Layers:
     """Every layer of the model, created once and wired by the full model and the inference passes."""
 
-    cfg: RunConfig
     global_scale: FeatureScale
     grid_scale: FeatureScale
     global_dropout: keras.layers.Layer
@@ -119,7 +118,6 @@ def _make_layers(cfg: RunConfig, vocab_size: int, feature_scale: Mapping[str, fl
     else:
         attention = keras.layers.AdditiveAttention(name="self_attention", dtype=policy)
     return _Layers(
-        cfg=cfg,
         global_scale=FeatureScale(_scale_of(feature_scale, "global"), name="global_scale"),
         grid_scale=FeatureScale(_scale_of(feature_scale, "grid"), name="grid_scale"),
         global_dropout=keras.layers.Dropout(cfg.dropout, name="global_dropout", dtype=policy),
