@@ -31,6 +31,7 @@ STATES: tuple[str, ...] = get_args(RunState)
 ACTIVE_STATES: tuple[str, ...] = ("running", "queued")  # a process is (or should be) working on the run
 SplitName = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = get_args(SplitName)
+EVAL_SPLITS: tuple[str, ...] = (*SPLITS, "all")  # what an evaluation may cover: a run split or every image
 
 
 def now_iso() -> str:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from medcap.data.text import tokenize
+from medcap.rundir import SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,6 @@ PROTOCOLS: dict[str, tuple[float, float, float]] = {
     "model-80": (0.8, 0.1, 0.1),
     "model-70": (0.7, 0.15, 0.15),
 }
-SPLIT_NAMES = ("train", "val", "test")
 SPLIT_BY = ("group", "image")
 
 
@@ -70,9 +70,9 @@ def make_split(
     counts = pd.Series(units).value_counts()
     assignment = _assign_units([int(counts[u]) for u in order], PROTOCOLS[protocol])
     unit_split = dict(zip(order, assignment, strict=True))
-    split: dict[str, list[str]] = {name: [] for name in SPLIT_NAMES}
+    split: dict[str, list[str]] = {name: [] for name in SPLITS}
     for image_id, unit in zip(ids, units, strict=True):
-        split[SPLIT_NAMES[unit_split[unit]]].append(image_id)
+        split[SPLITS[unit_split[unit]]].append(image_id)
     return split
 
 
@@ -80,11 +80,11 @@ def _official_split(table: pd.DataFrame) -> dict[str, list[str]]:
     values = table["split"].fillna("").astype(str)
     if not (values != "").any():
         raise ValueError("this dataset has no official split; use protocol model-80 or model-70")
-    split = {name: table.loc[values == name, "image_id"].astype(str).tolist() for name in SPLIT_NAMES}
-    unlabelled = int((~values.isin(SPLIT_NAMES)).sum())
+    split = {name: table.loc[values == name, "image_id"].astype(str).tolist() for name in SPLITS}
+    unlabelled = int((~values.isin(SPLITS)).sum())
     if unlabelled:
         log.warning("official split: %d images have no split label and are left out", unlabelled)
-    for name in SPLIT_NAMES:
+    for name in SPLITS:
         if not split[name]:
             log.warning("official split: the dataset's '%s' split is empty here", name)
     return split
@@ -107,7 +107,7 @@ def leakage_report(table: pd.DataFrame, split: dict[str, list[str]]) -> dict:
     """
     groups = pd.Series(table["group"].astype(str).to_numpy(), index=table["image_id"].astype(str).to_numpy())
     captions = _caption_keys(table)
-    group_sets = {name: set(groups.reindex(split.get(name, [])).dropna()) for name in SPLIT_NAMES}
+    group_sets = {name: set(groups.reindex(split.get(name, [])).dropna()) for name in SPLITS}
     train_caps = set(captions.reindex(split.get("train", [])).dropna())
 
     def in_train_fraction(name: str) -> float:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from medcap.config import RunConfig
 from medcap.io import read_json
+from medcap.rundir import RunDir
 from medcap.runs import read_config, resolve_run
 
 log = logging.getLogger(__name__)
@@ -107,25 +108,25 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild a run's model from config.json, vocab.json and weights/best.weights.h5."""
+    """Rebuild a run's model from its config, vocabulary and best weights (`RunDir`)."""
     from medcap.data.vocab import Vocabulary
     from medcap.model import build_model
 
     run_dir = resolve_run(run_dir)
     config = read_config(run_dir)
     if "run" not in config:
-        raise ValueError(f"{run_dir / 'config.json'}: missing or malformed")
+        raise ValueError(f"{RunDir(run_dir).config}: missing or malformed")
     cfg = RunConfig.from_dict(config["run"])
-    weights = run_dir / "weights" / "best.weights.h5"
+    weights = RunDir(run_dir).best_weights
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: no trained weights (run unfinished or failed?)")
-    vocab = Vocabulary.load(run_dir / "vocab.json")
+    vocab = Vocabulary.load(RunDir(run_dir).vocab)
     store_info = config.get("feature_store") or {}
     global_dim = store_info.get("global_dim")
     if not global_dim:
-        raise ValueError(f"{run_dir / 'config.json'}: feature_store.global_dim missing")
+        raise ValueError(f"{RunDir(run_dir).config}: feature_store.global_dim missing")
     model = build_model(cfg, vocab_size=len(vocab), global_dim=int(global_dim), max_len=cfg.max_words + 1)
     model.load_weights(weights)
-    split_path = run_dir / "split.json"
+    split_path = RunDir(run_dir).split
     split = read_json(split_path) if split_path.is_file() else {}
     return LoadedRun(run_dir=run_dir, cfg=cfg, vocab=vocab, model=model, split=split, config=config)
