@@ -18,7 +18,7 @@ import pandas as pd
 from medcap.io import read_json
 from medcap.rundir import EvalDir, RunDir
 
-# Columns of predictions.csv, in the order the writer puts them; `modality` follows when the
+# Columns of the predictions file, in the order the writer puts them; `modality` follows when the
 # dataset has one. Older files may lack the later ones: the reader needs only the first five.
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "image_id",
