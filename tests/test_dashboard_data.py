@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -107,3 +109,12 @@ def test_synthetic_boxes_reads_an_existing_set_only(artifacts: Path) -> None:
     boxes = dataset_view.synthetic_boxes("synthetic:3")
     assert boxes["s2"][0]["box"] == pytest.approx([0.2, 0.1, 0.5, 0.6])
     assert dataset_view.synthetic_boxes("medpix:x") == {}
+
+
+def test_modules_the_pages_import_load_neither_tensorflow_nor_streamlit() -> None:
+    modules = ["dashboard", "dataset_view", "upload", "jobs", "demo", "eval.artifacts", "eval.paper", "rundir",
+               "runs", "viz"]  # fmt: skip
+    code = "import sys; " + "; ".join(f"import medcap.{m}" for m in modules)
+    code += "; print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
