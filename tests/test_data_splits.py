@@ -93,3 +93,23 @@ def test_leakage_numbers_on_known_table() -> None:
     assert report["groups_shared_val_test"] == 0
     assert report["test_captions_in_train_fraction"] == pytest.approx(2 / 3)  # b (case/punct) and e
     assert report["val_captions_in_train_fraction"] == 0.0
+
+
+def test_official_split_without_test_carves_whole_training_groups() -> None:
+    import pandas as pd
+
+    from medcap.data.splits import make_split, split_role
+
+    rows = [(f"i{k}", f"g{k // 3}", "train") for k in range(60)] + [(f"v{k}", f"h{k}", "val") for k in range(6)]
+    table = pd.DataFrame(rows, columns=["image_id", "group", "split"])
+    split = make_split(table, protocol="official", seed=3, test_fraction=0.1)
+    assert split["val"] == [f"v{k}" for k in range(6)]
+    assert 3 <= len(split["test"]) <= 9 and len(split["test"]) % 3 == 0  # whole groups of 3, ~10% of 66
+    group = dict(zip(table["image_id"], table["group"], strict=True))
+    assert not {group[i] for i in split["test"]} & {group[i] for i in split["train"]}
+    assert sorted(split["train"] + split["test"]) == sorted(f"i{k}" for k in range(60))
+    assert make_split(table, protocol="official", seed=3, test_fraction=0.1) == split  # seeded
+    assert make_split(table, protocol="official", seed=4, test_fraction=0.1)["test"] != split["test"]
+    assert split_role("official", False, "test") == "test (carved from training cases)"
+    assert split_role("model-80", True, "val") == "validation (model selection)"
+    assert split_role("model-80", True, "test") == "test"
