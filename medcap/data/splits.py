@@ -169,3 +169,54 @@ def leakage_report(table: pd.DataFrame, split: dict[str, list[str]]) -> dict:
         "test_captions_in_train_fraction": in_train_fraction("test"),
         "val_captions_in_train_fraction": in_train_fraction("val"),
     }
+
+
+def _length_strata(table: pd.DataFrame, n_bins: int = 4) -> dict[str, int]:
+    """Group -> caption-length stratum: quantile bin of the group's median caption word count."""
+    words = table["caption"].fillna("").astype(str).map(lambda c: len(tokenize(c)))
+    med = words.groupby(table["group"].astype(str).to_numpy()).median()
+    if med.nunique() <= 1:
+        return dict.fromkeys(med.index.astype(str), 0)
+    bins = pd.qcut(med.rank(method="first"), q=min(n_bins, len(med)), labels=False)
+    return {str(g): int(b) for g, b in bins.items()}
+
+
+def kfold_splits(table: pd.DataFrame, k: int = 5, seed: int = 0, val_fraction: float = 0.1
+                 ) -> list[dict[str, list[str]]]:
+    """Case-disjoint k-fold cross-validation: k splits {"train", "val", "test"} of image ids.
+
+    Groups are stratified by caption length (quartile of each group's median caption length) and dealt
+    to folds, within each stratum in seeded random order, to the fold with the fewest images so far;
+    fold i is the test split of split i, its validation split is carved from the remaining groups
+    (`val_fraction` of the images, whole groups, seeded) and the rest is training. Every image is tested
+    exactly once; no group is in two parts of one split.
+    """
+    if k < 2:
+        raise ValueError(f"k-fold needs k >= 2, got {k}")
+    groups = table["group"].astype(str)
+    unique = sorted(set(groups))
+    if len(unique) < k + 2:
+        raise ValueError(f"{k}-fold cross-validation needs at least {k + 2} groups, the table has {len(unique)}")
+    strata = _length_strata(table)
+    sizes = groups.value_counts()
+    rng = np.random.default_rng(seed)
+    fold_of: dict[str, int] = {}
+    load = np.zeros(k, dtype=np.int64)
+    for stratum in sorted(set(strata.values())):
+        members = [g for g in unique if strata[g] == stratum]
+        in_stratum = np.zeros(k, dtype=np.int64)
+        for i in rng.permutation(len(members)):
+            g = members[i]
+            fold = int(np.lexsort((np.arange(k), load, in_stratum))[0])  # fewest in stratum, then overall
+            fold_of[g] = fold
+            in_stratum[fold] += int(sizes[g])
+            load[fold] += int(sizes[g])
+    ids = table["image_id"].astype(str).tolist()
+    out = []
+    for fold in range(k):
+        test = [i for i, g in zip(ids, groups, strict=True) if fold_of[g] == fold]
+        rest = table[[fold_of[g] != fold for g in groups]]
+        inner = carve_test(rest, {"train": rest["image_id"].astype(str).tolist(), "val": [], "test": []},
+                           val_fraction, seed * 1000 + fold)
+        out.append({"train": inner["train"], "val": inner["test"], "test": test})
+    return out
