@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 def build(artifacts: Path, n_runs: int, n_preds: int) -> list[str]:
     """n_runs finished, evaluated runs (alternating presets) with n_preds predictions each."""
-    from tests.test_dashboard_fixtures import make_run
+    from tests.dashboard_fixtures import make_run
 
     images = artifacts / "fixture-images"
     ids = []
@@ -70,20 +70,20 @@ def main() -> int:
             results.append((label, cold, statistics.median(warm)))
 
         bench("home: rerun", page("streamlit_app.py"), lambda at: at.run())
-        per_image = page("pages/4_Per-image_BLEU.py")
+        per_image = page("app_pages/4_Per-image_BLEU.py")
         toggle = iter([False, True] * args.repeat)
         bench("per-image: sort order", per_image, lambda at: at.toggle(key="pi_order").set_value(next(toggle)).run())
         picks = iter(ids[1:] + ids[:1])
         bench("per-image: switch run", per_image, lambda at: at.selectbox(key="pi_run").set_value(next(picks)).run())
-        compare = page("pages/3_Compare.py")
+        compare = page("app_pages/3_Compare.py")
         pairs = iter([[ids[0], ids[1]], [ids[2], ids[3]], [ids[4], ids[5]]] * args.repeat)
         bench("compare: pick runs", compare, lambda at: at.multiselect(key="cmp").set_value(next(pairs)).run())
-        attention = page("pages/5_Attention.py")
+        attention = page("app_pages/5_Attention.py")
         words = iter(["2. ct", "3. shows", "4. a"] * args.repeat)
         bench(
             "attention: pick word", attention, lambda at: at.select_slider(key="att_word").set_value(next(words)).run()
         )
-        bench("train: rerun", page("pages/2_Train.py"), lambda at: at.run())
+        bench("train: rerun", page("app_pages/2_Train.py"), lambda at: at.run())
 
     print(f"{'interaction':28s} {'first load (s)':>15s} {'interaction (s)':>16s}")
     for label, cold, warm in results:

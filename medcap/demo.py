@@ -1,10 +1,11 @@
 """The demo pipeline: synthetic dataset -> features -> Model-80 and Model-70 -> evaluation of both.
 
 Each heavy step runs as its own `python -m medcap ...` child process (the same commands a user
-types), one after the other. Progress goes atomically to `artifacts/demo/status.json`:
-`state` (running/finished/failed/cancelled), `stage`, `progress` (0-1 over the whole demo),
-`message`, `error`, `pid`, `runs` ({preset: run id}). SIGTERM stops the current step and marks
-the demo cancelled. No TensorFlow in this process.
+types), one after the other. Progress goes atomically to the status file of `artifacts/demo/`
+(`DemoDir`, same format as a run's): `state` (queued/running/finished/failed/cancelled), `stage`,
+`progress` (0-1 over the whole demo), `message`, `error`, `pid`, `runs` ({preset: run id}).
+SIGTERM stops the current step and marks the demo cancelled. `start_demo`, `demo_status` and
+`cancel_demo` are the dashboard's side. No TensorFlow in this process.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medcap import paths
+from medcap import jobs, paths
 from medcap.io import read_json, safe_name
-from medcap.runs import read_status, write_status
+from medcap.rundir import ACTIVE_STATES, RunDir, effective_state, read_status_file, write_status_file
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,32 @@ class StepFailedError(RuntimeError):
     """A child command exited with an error."""
 
 
-def demo_dir() -> Path:
-    """artifacts/demo (status.json, demo.log)."""
-    path = paths.artifacts_dir() / "demo"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+@dataclass(frozen=True)
+class DemoDir:
+    """`artifacts/demo/`: the demo's status file (a run's status format) and its log."""
+
+    path: Path
+
+    LOG = "demo.log"
+
+    @property
+    def status(self) -> Path:
+        return self.path / RunDir.STATUS
+
+    @property
+    def log(self) -> Path:
+        return self.path / self.LOG
+
+    def read_status(self) -> dict[str, Any]:
+        return read_status_file(self.status)
+
+    def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        return write_status_file(self.status, state, **fields)
+
+
+def demo_dir() -> DemoDir:
+    """The demo's folder under the artifacts root (it may not exist yet)."""
+    return DemoDir(paths.artifacts_dir() / "demo")
 
 
 # (stage name, share of the whole demo's progress)
@@ -70,9 +91,9 @@ def stage_plan() -> list[tuple[str, float]]:
 
 
 class Progress:
-    """Writes the demo's status.json as stages advance."""
+    """Writes the demo's status as stages advance."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: DemoDir) -> None:
         self.folder = folder
         self.plan = stage_plan()
         self.runs: dict[str, str] = {}
@@ -89,8 +110,7 @@ class Progress:
         """Mark `stage` as `fraction` done (0-1)."""
         start, share = self._start_of(stage)
         overall = round(start + share * min(max(fraction, 0.0), 1.0), 4)
-        write_status(
-            self.folder,
+        self.folder.write_status(
             "running",
             stage=stage,
             progress=overall,
@@ -99,14 +119,6 @@ class Progress:
             pid=os.getpid(),
             runs=dict(self.runs),
         )
-
-
-def _child_env() -> dict[str, str]:
-    root = Path(__file__).resolve().parent.parent
-    env = dict(os.environ)
-    env["MEDCAP_ARTIFACTS"] = str(paths.artifacts_dir().resolve())
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
-    return env
 
 
 class Runner:
@@ -125,9 +137,10 @@ class Runner:
         """Run `python -m medcap <args>`; return its stdout. `poll` is called while it runs."""
         if self.cancelled:
             raise DemoCancelledError("cancelled")
-        command = [sys.executable, "-m", "medcap", *args]
         log.info("demo: %s", " ".join(args))
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=None, text=True, env=_child_env())
+        child = subprocess.Popen(
+            jobs.medcap_command(args), stdout=subprocess.PIPE, stderr=None, text=True, env=jobs.child_env()
+        )
         self.child = child
         chunks: list[str] = []
         reader = threading.Thread(
@@ -147,7 +160,9 @@ class Runner:
         if self.cancelled:
             raise DemoCancelledError("cancelled")
         if code != 0:
-            raise StepFailedError(f"`python -m medcap {' '.join(args[:1])}` exited with code {code} (see demo.log)")
+            raise StepFailedError(
+                f"`python -m medcap {' '.join(args[:1])}` exited with code {code} (see {DemoDir.LOG})"
+            )
         return "".join(chunks)
 
 
@@ -167,7 +182,7 @@ def _train(runner: Runner, progress: Progress, preset: str, spec: str, opts: Dem
         run = _new_run(before, label)
         if run is None:
             return
-        status = read_status(run)
+        status = RunDir(run).read_status()
         progress.runs[preset] = run.name
         progress.update(
             stage,
@@ -176,25 +191,8 @@ def _train(runner: Runner, progress: Progress, preset: str, spec: str, opts: Dem
         )
 
     progress.update(stage, 0.0, f"{preset}: preparing")
-    out = runner.run(
-        [
-            "train",
-            "--preset",
-            preset,
-            "--dataset",
-            spec,
-            "--epochs",
-            str(opts.epochs),
-            "--seed",
-            str(opts.seed),
-            "--patience",
-            str(opts.patience),
-            "--name",
-            label,
-            "--json",
-        ],
-        poll,
-    )
+    args = jobs.train_args(preset, spec, opts.epochs, opts.seed, label, {"--patience": opts.patience, "--json": True})
+    out = runner.run(args, poll)
     run = _run_dir_from(out) or _new_run(before, label)
     if run is None:
         raise StepFailedError(f"train {preset}: finished but its run folder was not found")
@@ -252,8 +250,7 @@ def run_demo(opts: DemoOptions | None = None, runner: Runner | None = None) -> d
     progress = Progress(folder)
     started = time.monotonic()
     spec = f"synthetic:{opts.n_images}"
-    write_status(
-        folder,
+    folder.write_status(
         "running",
         stage="dataset",
         progress=0.0,
@@ -277,15 +274,14 @@ def run_demo(opts: DemoOptions | None = None, runner: Runner | None = None) -> d
                 progress.update(f"evaluate {preset}", 0.0, f"evaluating {preset}")
                 runner.run(["evaluate", run_dirs[preset], "--json"])
         except DemoCancelledError:
-            return write_status(folder, "cancelled", message="cancelled by SIGTERM", pid=os.getpid())
+            return folder.write_status("cancelled", message="cancelled by SIGTERM", pid=os.getpid())
         except Exception as exc:  # the status must say what went wrong, whatever it was
             log.exception("demo failed")
-            return write_status(
-                folder, "failed", error=f"{type(exc).__name__}: {exc}", message="failed", pid=os.getpid()
+            return folder.write_status(
+                "failed", error=f"{type(exc).__name__}: {exc}", message="failed", pid=os.getpid()
             )
     seconds = round(time.monotonic() - started, 1)
-    return write_status(
-        folder,
+    return folder.write_status(
         "finished",
         stage="done",
         progress=1.0,
@@ -294,3 +290,42 @@ def run_demo(opts: DemoOptions | None = None, runner: Runner | None = None) -> d
         pid=os.getpid(),
         runs=dict(progress.runs),
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# the dashboard's side
+
+
+def demo_status() -> dict[str, Any]:
+    """The demo's status (state 'none' before any demo); a dead 'running' demo shows 'interrupted'."""
+    folder = demo_dir()
+    if not folder.status.exists():
+        return {"state": "none"}
+    status = folder.read_status()
+    status["state"] = effective_state(status)
+    return status
+
+
+def start_demo(extra_args: Iterable[str] = ()) -> jobs.Launch:
+    """Start `python -m medcap demo` in the background unless one is already running.
+
+    The status says 'queued' (with the child's pid) before the child writes its own status, so a
+    second click during start-up is refused.
+    """
+    if demo_status()["state"] in ACTIVE_STATES:
+        raise ValueError("the demo is already running")
+    folder = demo_dir()
+    folder.write_status("queued", stage="starting", progress=0.0, message="starting", error=None, pid=None, runs={})
+    try:
+        launch = jobs.spawn(["demo", *extra_args], folder.log)
+    except OSError as exc:
+        folder.write_status("failed", error=f"could not start the demo: {exc}")
+        raise
+    if folder.read_status().get("state") == "queued":
+        folder.write_status("queued", pid=launch.pid)
+    return launch
+
+
+def cancel_demo() -> int:
+    """Stop a running demo (SIGTERM; it stops its current step and marks itself cancelled)."""
+    return jobs.terminate(demo_status(), "demo")

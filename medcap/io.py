@@ -18,7 +18,7 @@ import numpy as np
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed over `path` atomically.
 
-    The temporary name ends with the whole target name (`.tmpXXXX-best.weights.h5`), so every
+    The temporary name ends with the whole target name (`.tmpXXXX-<name>.weights.h5`), so every
     extension check (Keras wants `.weights.h5`, NumPy `.npz`) sees the real one.
     """
     target = Path(path)

@@ -29,8 +29,10 @@ from medcap.io import read_json, safe_name, write_json
 RunState = Literal["queued", "running", "finished", "failed", "cancelled"]
 STATES: tuple[str, ...] = get_args(RunState)
 ACTIVE_STATES: tuple[str, ...] = ("running", "queued")  # a process is (or should be) working on the run
+RESUMABLE_STATES: tuple[str, ...] = ("interrupted", "cancelled", "failed")  # as shown by `effective_state`
 SplitName = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = get_args(SplitName)
+EVAL_SPLITS: tuple[str, ...] = (*SPLITS, "all")  # what an evaluation may cover: a run split or every image
 
 
 def now_iso() -> str:

@@ -73,22 +73,22 @@ def resolve_run(run: str | os.PathLike[str], root: Path | None = None) -> Path:
 
 
 def write_status(run_dir: Path, state: str, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into the run's status.json (atomically) and stamp the update time."""
+    """Merge `fields` into the run's status file (atomically) and stamp the update time."""
     return RunDir(run_dir).write_status(state, **fields)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
-    """The run's status.json; a missing or broken file gives `state` 'unknown' and a `problem`."""
+    """The run's status; a missing or broken file gives `state` 'unknown' and a `problem`."""
     return RunDir(run_dir).read_status()
 
 
 def read_history(run_dir: Path) -> pd.DataFrame:
-    """history.csv as a DataFrame (empty when absent or unreadable)."""
+    """The run's epoch history as a DataFrame (empty when absent or unreadable)."""
     return RunDir(run_dir).read_history()
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    """config.json as a dict ({} when absent or malformed)."""
+    """The run's config as a dict ({} when absent or malformed)."""
     return RunDir(run_dir).read_config()
 
 
@@ -118,7 +118,7 @@ class RunInfo:
 
 
 def list_evals(run_dir: Path) -> list[str]:
-    """Names of the evaluations of a run that have a metrics.json."""
+    """Names of the complete evaluations of a run (those with a metrics file)."""
     return [e.name for e in RunDir(run_dir).evals()]
 
 

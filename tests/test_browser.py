@@ -7,6 +7,7 @@ instead of the hand-written fixture runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROJECT_ROOT
-from tests.test_dashboard_fixtures import full_state
+from tests.dashboard_fixtures import full_state
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -70,20 +71,12 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout:.0f} s")
 
 
-@pytest.fixture
-def server(artifacts: Path, tmp_path: Path) -> Iterator[str]:
-    """`streamlit run streamlit_app.py` headless on a free port, against fixture (or given) artifacts."""
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)")
-    pytest.importorskip("playwright.sync_api", reason="playwright Python package not installed")
-    root = os.environ.get("MEDCAP_BROWSER_ARTIFACTS")
-    if root:
-        artifacts = Path(root)
-    else:
-        full_state(artifacts)
+@contextlib.contextmanager
+def _serve(artifacts: Path, log_path: Path) -> Iterator[str]:
+    """`streamlit run streamlit_app.py` headless on a free port, against `artifacts`; yields its URL."""
     port = _free_port()
     env = dict(os.environ, MEDCAP_ARTIFACTS=str(artifacts))
-    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 - closed in the finally below
+    log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
@@ -101,6 +94,29 @@ def server(artifacts: Path, tmp_path: Path) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+def _browser_ready() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium not installed at /usr/bin/chromium (apt-get install chromium chromium-driver)")
+    pytest.importorskip("playwright.sync_api", reason="playwright Python package not installed")
+
+
+def _fixture_artifacts(artifacts: Path) -> Path:
+    """The artifacts the dashboard is pointed at: $MEDCAP_BROWSER_ARTIFACTS, else the fixture runs."""
+    root = os.environ.get("MEDCAP_BROWSER_ARTIFACTS")
+    if root:
+        return Path(root)
+    full_state(artifacts)
+    return artifacts
+
+
+@pytest.fixture
+def server(artifacts: Path, tmp_path: Path) -> Iterator[str]:
+    """One dashboard server for a whole test, against fixture (or given) artifacts."""
+    _browser_ready()
+    with _serve(_fixture_artifacts(artifacts), tmp_path / "streamlit.log") as url:
+        yield url
 
 
 def _upload_a_bad_file(page: Any, shots: Path) -> None:
@@ -166,5 +182,37 @@ def test_every_page_renders_without_errors(server: str) -> None:
                     body = page.inner_text("body")
                     assert "Table 2" in body and "medcap beside the paper" in body
                     assert page.locator(TABLE).count() == 4  # runs, 2 paper tables, medcap beside the paper
+        finally:
+            browser.close()
+
+
+def _nav_titles(page: Any) -> list[str]:
+    """The page names in the sidebar navigation (icon ligature text dropped)."""
+    links = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
+    links.first.wait_for(state="visible", timeout=30_000)
+    return [link.inner_text().strip().splitlines()[-1].strip() for link in links.all()]
+
+
+def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation(artifacts: Path, tmp_path: Path) -> None:
+    """Each page's URL opened FIRST on a freshly started server (a bookmark) gets the app's own sidebar.
+
+    Streamlit lists a `pages/` folder by itself until the app's script has run once; the sidebar
+    would then read "streamlit app" ... "ui" instead of the app's page names.
+    """
+    _browser_ready()
+    from playwright.sync_api import sync_playwright
+
+    root = _fixture_artifacts(artifacts)
+    expected = ["Home", "Data", "Train", "Compare", "Per-image BLEU", "Attention", "Caption an image"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for path, name, text, _, _ in PAGES:
+                with _serve(root, tmp_path / f"streamlit-{name}.log") as url:
+                    page = browser.new_page(viewport={"width": 1400, "height": 1200})
+                    page.goto(url + path, wait_until="domcontentloaded")
+                    page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=30_000)
+                    assert _nav_titles(page) == expected, f"/{path}"
+                    page.close()
         finally:
             browser.close()

@@ -9,16 +9,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import PROJECT_ROOT
-from tests.test_dashboard_fixtures import FAILED_ERROR, FAILED_ID, FINISHED_ID, small_state, write_image
+from tests.dashboard_fixtures import FAILED_ERROR, FAILED_ID, FINISHED_ID, small_state, write_image
 
 PAGES = {
-    "home": "streamlit_app.py",
-    "data": "pages/1_Data.py",
-    "train": "pages/2_Train.py",
-    "compare": "pages/3_Compare.py",
-    "per_image": "pages/4_Per-image_BLEU.py",
-    "attention": "pages/5_Attention.py",
-    "caption": "pages/6_Caption_an_image.py",
+    "home": "app_pages/0_Home.py",
+    "data": "app_pages/1_Data.py",
+    "train": "app_pages/2_Train.py",
+    "compare": "app_pages/3_Compare.py",
+    "per_image": "app_pages/4_Per-image_BLEU.py",
+    "attention": "app_pages/5_Attention.py",
+    "caption": "app_pages/6_Caption_an_image.py",
 }
 TITLES = {
     "home": "medcap · medical image captioning",
@@ -216,7 +216,7 @@ def test_home_shows_a_failed_demo_and_offers_a_retry(artifacts: Path) -> None:
 
 
 def test_train_shows_killed_and_half_written_runs(artifacts: Path) -> None:
-    from tests.test_dashboard_fixtures import HALF_ID, KILLED_ID, full_state
+    from tests.dashboard_fixtures import HALF_ID, KILLED_ID, full_state
 
     full_state(artifacts)
     at = run_page("train")
@@ -232,8 +232,8 @@ def test_train_shows_killed_and_half_written_runs(artifacts: Path) -> None:
 
 
 def test_compare_paired_difference_on_demand(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from medcap import dashboard
-    from tests.test_dashboard_fixtures import FINISHED70_ID, full_state
+    from medcap import jobs
+    from tests.dashboard_fixtures import FINISHED70_ID, full_state
 
     full_state(artifacts)
     calls = []
@@ -243,7 +243,7 @@ def test_compare_paired_difference_on_demand(artifacts: Path, monkeypatch: pytes
         diff = {"a": 0.312, "b": 0.29, "diff": -0.022, "ci95": [-0.05, 0.01], "share_b_gt_a": 0.1}
         return {"n_images": 6, "images": "shared test images", "metrics": {"bleu1": diff}}
 
-    monkeypatch.setattr(dashboard, "compare_cli", fake_compare)
+    monkeypatch.setattr(jobs, "compare_cli", fake_compare)
     at = run_page("compare")
     assert calls == []  # nothing heavy until asked
     at.button(key="paired_btn").click().run()
@@ -252,3 +252,22 @@ def test_compare_paired_difference_on_demand(artifacts: Path, monkeypatch: pytes
     paired = next(d.value for d in at.dataframe if "B − A" in d.value.columns)
     assert paired.loc[0, "metric"] == "BLEU-1"
     assert paired.loc[0, "95% CI of B − A"] == "[-0.050, 0.010]"
+
+
+def test_the_router_routes_every_page_and_opens_home() -> None:
+    import ast
+
+    tree = ast.parse((PROJECT_ROOT / "streamlit_app.py").read_text(encoding="utf-8"))
+    routed = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PAGES"
+    )
+    assert sorted(script for script, _, _ in routed) == sorted(PAGES.values())
+    assert [title for _, title, _ in routed] == ["Home", *(TITLES[name] for name in list(PAGES)[1:])]
+    # A folder called `pages/` beside the app makes Streamlit list it by itself on a fresh server,
+    # so a deep link opened first would show that list instead of the app's navigation.
+    assert not (PROJECT_ROOT / "pages").exists()
+    at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title][:1] == [TITLES["home"]]

@@ -93,3 +93,55 @@ def test_leakage_numbers_on_known_table() -> None:
     assert report["groups_shared_val_test"] == 0
     assert report["test_captions_in_train_fraction"] == pytest.approx(2 / 3)  # b (case/punct) and e
     assert report["val_captions_in_train_fraction"] == 0.0
+
+
+def test_official_split_without_test_carves_whole_training_groups() -> None:
+    import pandas as pd
+
+    from medcap.data.splits import make_split, split_role
+
+    rows = [(f"i{k}", f"g{k // 3}", "train") for k in range(60)] + [(f"v{k}", f"h{k}", "val") for k in range(6)]
+    table = pd.DataFrame(rows, columns=["image_id", "group", "split"])
+    split = make_split(table, protocol="official", seed=3, test_fraction=0.1)
+    assert split["val"] == [f"v{k}" for k in range(6)]
+    assert 3 <= len(split["test"]) <= 9 and len(split["test"]) % 3 == 0  # whole groups of 3, ~10% of 66
+    group = dict(zip(table["image_id"], table["group"], strict=True))
+    assert not {group[i] for i in split["test"]} & {group[i] for i in split["train"]}
+    assert sorted(split["train"] + split["test"]) == sorted(f"i{k}" for k in range(60))
+    assert make_split(table, protocol="official", seed=3, test_fraction=0.1) == split  # seeded
+    assert make_split(table, protocol="official", seed=4, test_fraction=0.1)["test"] != split["test"]
+    assert split_role("official", False, "test") == "test (carved from training cases)"
+    assert split_role("model-80", True, "val") == "validation (model selection)"
+    assert split_role("model-80", True, "test") == "test"
+
+
+def test_kfold_splits_are_case_disjoint_balanced_and_cover_every_image_once() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from medcap.data.splits import kfold_splits
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for g in range(60):
+        n_words = int(rng.integers(2, 40))
+        for j in range(int(rng.integers(1, 5))):
+            rows.append((f"g{g}-{j}", f"g{g}", " ".join(["w"] * n_words)))
+    table = pd.DataFrame(rows, columns=["image_id", "group", "caption"])
+    folds = kfold_splits(table, k=5, seed=1)
+    assert len(folds) == 5
+    tested = [i for f in folds for i in f["test"]]
+    assert sorted(tested) == sorted(table["image_id"])  # each image tested exactly once
+    group = dict(zip(table["image_id"], table["group"], strict=True))
+    for f in folds:
+        parts = [{group[i] for i in f[name]} for name in ("train", "val", "test")]
+        assert not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
+        assert sorted(f["train"] + f["val"] + f["test"]) == sorted(table["image_id"])
+        assert 0.05 * len(table) <= len(f["val"]) <= 0.2 * len(table)
+    sizes = [len(f["test"]) for f in folds]
+    assert max(sizes) - min(sizes) <= 4  # dealt to the lightest fold: within one group of 1-4 images
+    length = dict(zip(table["image_id"], table["caption"].str.count("w"), strict=True))
+    means = [np.mean([length[i] for i in f["test"]]) for f in folds]
+    assert max(means) - min(means) < 6  # similar caption-length mix (overall range 2-39 words)
+    assert kfold_splits(table, k=5, seed=1) == folds
+    assert kfold_splits(table, k=5, seed=2) != folds

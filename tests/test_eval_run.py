@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from medcap.config import RunConfig
+from medcap.eval.artifacts import PREDICTION_COLUMNS, read_predictions
 from medcap.eval.metrics import BLEU_WEIGHTS, corpus_bleu_scores
 from tests.test_train_run import make_tiny
 
@@ -55,6 +56,10 @@ def test_evaluate_run_writes_metrics_predictions_attention(tiny_run: dict) -> No
     pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert list(pred.columns[:4]) == ["image_id", "image_path", "references", "prediction"]
     assert {"bleu1", "bleu4", "rouge_l", "ref_len", "pred_len", "nn_caption", "nn_bleu1", "modality"} <= set(pred)
+    assert list(pred.columns) == [*PREDICTION_COLUMNS, "modality"]  # the writer's order is the reader's contract
+    back = read_predictions(tiny_run["run"], out.name)
+    assert list(back["image_id"]) == list(pred["image_id"].astype(str))
+    assert list(back["reference"]) == [" | ".join(json.loads(x)) for x in pred["references"]]
     assert sorted(pred["image_id"]) == sorted(split["test"])
     refs = [[r.split() for r in json.loads(x)] for x in pred["references"]]
     hyps = [p.split() for p in pred["prediction"]]

@@ -11,7 +11,7 @@ import medcap.data
 import medcap.features.extract as extract
 from medcap.cli import main
 from medcap.features.backbones import get_backbone
-from tests.test_features_support import make_result, rgb, tiny_backbone, write_colour_images
+from tests.features_support import make_result, rgb, tiny_backbone, write_colour_images
 
 COLOURS = {"p1": (255, 0, 0), "p2": (0, 255, 0), "p3": (0, 0, 255)}
 

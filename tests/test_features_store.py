@@ -11,7 +11,7 @@ from PIL import Image
 from medcap.features import ensure_features, open_store
 from medcap.features.augment import AugmentSettings
 from medcap.features.extract import PROGRESS_FILE
-from tests.test_features_support import make_result, rgb, tiny_backbone, write_colour_images
+from tests.features_support import make_result, rgb, tiny_backbone, write_colour_images
 
 COLOURS = {
     "e": (250, 0, 0),

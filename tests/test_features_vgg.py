@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from medcap.features import ImageFeaturizer, backbones, ensure_features, vgg_weights
-from tests.test_features_support import make_result
+from tests.features_support import make_result
 
 pytestmark = pytest.mark.slow
 

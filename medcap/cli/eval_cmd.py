@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from medcap.rundir import EVAL_SPLITS
+
 METRIC_ORDER = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
 NEXT_WORD_ORDER = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
                    "recall_weighted", "f1_weighted", "n_pairs")
@@ -17,7 +19,7 @@ def register(subparsers: Any) -> None:
     e = subparsers.add_parser("evaluate", help="evaluate a run: metrics with 95%% CIs, baselines, predictions")
     e.add_argument("run", help="run folder or id")
     e.add_argument("--dataset", help="another dataset KIND[:PATH] (default: the run's own)")
-    e.add_argument("--split", default=None, choices=["train", "val", "test", "all"],
+    e.add_argument("--split", default=None, choices=EVAL_SPLITS,
                    help="images: the run's split (own dataset) or the dataset's own split; default test, "
                    "or all with --dataset")
     e.add_argument("--decode", default="greedy", help="greedy | beam:K")
@@ -30,7 +32,7 @@ def register(subparsers: Any) -> None:
     c.add_argument("run_a", help="run A folder or id")
     c.add_argument("run_b", help="run B folder or id")
     c.add_argument("--dataset", help="compare on this dataset KIND[:PATH] (its --split, default all)")
-    c.add_argument("--split", default=None, choices=["train", "val", "test", "all"])
+    c.add_argument("--split", default=None, choices=EVAL_SPLITS)
     c.add_argument("--decode", default="greedy", help="greedy | beam:K")
     c.add_argument("--feature-store", help="feature store folder for --dataset (skip extraction)")
     c.add_argument("--no-meteor", action="store_true", help="skip METEOR (no JVM)")
@@ -87,11 +89,12 @@ def format_compare(res: dict[str, Any]) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from medcap.eval.evaluate import evaluate_run
     from medcap.io import read_json
+    from medcap.rundir import EvalDir
 
     split = args.split or ("all" if args.dataset else "test")
     out = evaluate_run(args.run, dataset=args.dataset, split=split, decode=args.decode,
                        feature_store=args.feature_store, with_meteor=not args.no_meteor)
-    metrics = read_json(out / "metrics.json")
+    metrics = read_json(EvalDir(out).metrics)
     if args.json:
         sys.stdout.write(json.dumps({**metrics, "folder": str(out)}, indent=2) + "\n")
     else:

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 
 from medcap.data.records import LoadResult
-from medcap.data.splits import SPLIT_NAMES, leakage_report, make_split
+from medcap.data.splits import leakage_report, make_split
 from medcap.data.text import prepare_captions, tokenize
 from medcap.data.vocab import Vocabulary
+from medcap.rundir import SPLITS
 
 
 def _length_stats(lengths: list[int]) -> dict[str, float]:
@@ -64,6 +65,6 @@ def summarize(
     train_ids = set(split["train"])
     train_tokens = kept.loc[kept["image_id"].astype(str).isin(train_ids), "tokens"]
     summary["vocab_size"] = len(Vocabulary.build(train_tokens, min_count=min_count))
-    summary["split_sizes"] = {name: len(split[name]) for name in SPLIT_NAMES}
+    summary["split_sizes"] = {name: len(split[name]) for name in SPLITS}
     summary["leakage"] = leakage_report(kept, split)
     return summary

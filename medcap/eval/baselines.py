@@ -8,12 +8,21 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def most_frequent_caption(train_tokens: Sequence[Sequence[str]]) -> list[str]:
-    """The most frequent training caption (token list); ties go to the caption seen first."""
+def most_frequent_caption(train_tokens: Sequence[Sequence[str]], groups: Sequence[str] | None = None) -> list[str]:
+    """The most frequent training caption (token list); ties go to the caption seen first.
+
+    With `groups` (each caption's case), a caption counts once per case that uses it, so one case with
+    many images of the same caption cannot decide the baseline.
+    """
     if not train_tokens:
         raise ValueError("most_frequent_caption: the training split has no captions")
     keys = [tuple(t) for t in train_tokens]
-    counts = Counter(keys)
+    if groups is None:
+        counts = Counter(keys)
+    else:
+        if len(groups) != len(keys):
+            raise ValueError(f"most_frequent_caption: {len(keys)} captions but {len(groups)} group labels")
+        counts = Counter(k for k, _ in dict.fromkeys(zip(keys, map(str, groups), strict=True)))
     best = max(counts.values())
     return list(next(k for k in keys if counts[k] == best))
 

@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 
 from medcap.config import RunConfig
+from medcap.rundir import EVAL_SPLITS
 
 log = logging.getLogger(__name__)
 
-RUN_SPLITS = ("train", "val", "test")
-SPLIT_CHOICES = (*RUN_SPLITS, "all")
 
 
 @dataclass
@@ -66,8 +65,8 @@ def same_dataset(a: Any, b: Any) -> bool:
 
 def select_ids(table: pd.DataFrame, split: str, run_split: dict[str, list[str]] | None) -> tuple[list[str], str]:
     """Image ids of `split`: the run's own split (run_split given), the dataset's own split, or all images."""
-    if split not in SPLIT_CHOICES:
-        raise ValueError(f"unknown split {split!r}; choose one of {SPLIT_CHOICES}")
+    if split not in EVAL_SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {EVAL_SPLITS}")
     kept = table["image_id"].astype(str).tolist()
     if split == "all":
         return kept, "all images of the dataset with a usable caption"

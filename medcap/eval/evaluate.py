@@ -1,4 +1,4 @@
-"""`evaluate_run`: decode a run's images, score model and baselines, write `eval/<name>/`.
+"""`evaluate_run`: decode a run's images, score model and baselines, write `eval/<name>/` (`EvalDir`).
 
 Imports TensorFlow (through `medcap.train`) only when a run is evaluated.
 """
@@ -18,12 +18,14 @@ import numpy as np
 import pandas as pd
 
 from medcap.eval import bootstrap as bs
+from medcap.eval.artifacts import OPTIONAL_PREDICTION_COLUMNS, PREDICTION_COLUMNS
 from medcap.eval.baselines import most_frequent_caption, nearest_neighbour_captions
-from medcap.eval.evalset import RUN_SPLITS, EvalSet, build_eval_set, prepared_table, same_dataset
+from medcap.eval.evalset import EvalSet, build_eval_set, prepared_table, same_dataset
 from medcap.eval.metrics import BLEU_WEIGHTS, DEFINITIONS, provenance, sentence_bleu_scores
 from medcap.eval.nextword import next_word_metrics
 from medcap.eval.scoring import score_systems
 from medcap.io import atomic_path, safe_name, write_json, write_text
+from medcap.rundir import SPLITS, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,7 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
     else:
         result, table = prepared_table(dataset, cfg)
         own = same_dataset(result, own_result)
-    if own and split not in RUN_SPLITS and split != "all":
+    if own and split not in SPLITS and split != "all":
         raise ValueError(f"unknown split {split!r}")
     if own:
         store = run_store
@@ -110,7 +112,7 @@ def decode_captions(loaded: Any, evalset: EvalSet, beam: int) -> list[Any]:
 def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, split: str = "test",
                  decode: str = "greedy", *, feature_store: str | os.PathLike[str] | None = None,
                  n_boot: int = bs.N_RESAMPLES, seed: int = bs.SEED, with_meteor: bool = True) -> Path:
-    """Evaluate a run and write `<run>/eval/<name>/{metrics.json, predictions.csv, attention.npz}`.
+    """Evaluate a run and write its `EvalDir` `<run>/eval/<name>/` (metrics, predictions, attention).
 
     `dataset=None` uses the run's dataset and its own split; another dataset uses its own split
     (`split="all"`: every image) with features from the run's backbone (`feature_store` overrides).
@@ -135,13 +137,13 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
                                   vocab.end_id, max_len=loaded.cfg.max_words + 1)  # raw features, as in training
 
     name = eval_name(ev.name, split, decode)
-    out_dir = Path(loaded.run_dir) / "eval" / name
+    out = RunDir(Path(loaded.run_dir)).eval_dir(name)
     metrics = _metrics_json(name, loaded, ev, decode, scores, next_word, skipped, mf, n_boot, seed, refs)
-    _write_predictions(out_dir / "predictions.csv", ev, refs, hyps, scores["model"].per_image, nn_caps)
-    _write_attention(out_dir / "attention.npz", ev.image_ids, caps)
-    write_json(out_dir / "metrics.json", metrics)
-    log.info("wrote %s", out_dir)
-    return out_dir
+    _write_predictions(out.predictions, ev, refs, hyps, scores["model"].per_image, nn_caps)
+    _write_attention(out.attention, ev.image_ids, caps)
+    write_json(out.metrics, metrics)  # written last: its presence marks the evaluation complete
+    log.info("wrote %s", out.path)
+    return out.path
 
 
 def _metrics_json(name: str, loaded: Any, ev: EvalSet, decode: str, scores: dict, next_word: dict,
@@ -203,7 +205,8 @@ def _write_predictions(path: Path, ev: EvalSet, refs: list, hyps: list[list[str]
         if "modality" in table.columns:
             row["modality"] = table["modality"].iloc[i]
         rows.append(row)
-    write_text(path, pd.DataFrame(rows).to_csv(index=False))
+    columns = [*PREDICTION_COLUMNS, *(c for c in OPTIONAL_PREDICTION_COLUMNS if c in table.columns)]
+    write_text(path, pd.DataFrame(rows, columns=columns).to_csv(index=False))
 
 
 def _write_attention(path: Path, image_ids: list[str], caps: list[Any]) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 PAPER = "Integrating Convolutional and Recurrent Neural Networks for Enhanced Medical Image Captioning"
 AUTHORS = "Kanavos, Vonitsanos, Mylonas"
 
@@ -74,3 +76,30 @@ def paper_figures(preset: str) -> dict[str, float]:
         if row["preset"] == preset:
             out.update({k: v for k, v in row.items() if k in METRIC_KEYS and v is not None})
     return out
+
+
+def table_frames() -> dict[str, pd.DataFrame]:
+    """The stored tables as DataFrames keyed 'table2', 'table3', 'table4'."""
+    return {name: pd.DataFrame(rows) for name, rows in tables().items()}
+
+
+def comparison(metrics_by_label: dict[str, dict[str, Any]], presets: dict[str, str]) -> pd.DataFrame:
+    """medcap's figure beside the paper's for every paper column (rows: run label x column).
+
+    `metrics_by_label` maps labels to evaluations' metrics; `presets` maps each label to its run's
+    preset; presets the paper does not report get no rows.
+    """
+    rows = []
+    for label, metrics in metrics_by_label.items():
+        reported = paper_figures(presets.get(label, ""))
+        for column, (section, key) in METRIC_KEYS.items():
+            if column not in reported:
+                continue
+            item = (metrics.get(section) or {}).get(key)
+            try:
+                ours = float(item.get("value") if isinstance(item, dict) else item)
+            except (TypeError, ValueError):
+                ours = float("nan")
+            paper = float(reported[column])
+            rows.append({"run": label, "figure": column, "medcap": ours, "paper": paper, "difference": ours - paper})
+    return pd.DataFrame(rows, columns=["run", "figure", "medcap", "paper", "difference"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,11 +21,14 @@ class SystemScores:
 
 
 def score_systems(refs: Refs, systems: dict[str, Hyps], n_boot: int = bs.N_RESAMPLES, seed: int = bs.SEED,
-                  with_meteor: bool = True) -> tuple[dict[str, SystemScores], dict[str, str]]:
+                  with_meteor: bool = True, groups: bs.Groups = None
+                  ) -> tuple[dict[str, SystemScores], dict[str, str]]:
     """Corpus BLEU-1..4, ROUGE-L, CIDEr and METEOR (one JVM for all systems) with 95% bootstrap CIs.
 
-    Every system is resampled with the same seeded image indices. Returns (scores by system, skipped
-    metric -> reason).
+    Every system is resampled with the same seeded resamples of groups (cases; `groups` gives each
+    image's group) or, when `groups` is None, of images. ROUGE-L, CIDEr and METEOR report the mean of
+    per-image scores, the statistic their interval describes (pycocoevalcap's pooled corpus METEOR is
+    kept as `corpus_value`). Returns (scores by system, skipped metric -> reason).
     """
     skipped: dict[str, str] = {}
     meteors = meteor_systems(refs, systems) if with_meteor else {}
@@ -37,41 +39,41 @@ def score_systems(refs: Refs, systems: dict[str, Hyps], n_boot: int = bs.N_RESAM
         sc = SystemScores()
         bleu = corpus_bleu_scores(refs, hyps)  # NLTK itself gives the point estimate
         sc.bleu_stats = bs.BleuStats(refs, hyps)
-        cis = bs.bootstrap_bleu(sc.bleu_stats, n=n_boot, seed=seed)
+        cis = bs.bootstrap_bleu(sc.bleu_stats, n=n_boot, seed=seed, groups=groups)
         for key in BLEU_WEIGHTS:
             sc.summary[key] = {"value": bleu[key], "ci95": list(cis[key])}
         for key, scored in (("rouge_l", rouge_l(refs, hyps)), ("cider", cider(refs, hyps))):
             sc.per_image[key] = scored.per_image
-            sc.summary[key] = {"value": scored.value, "ci95": list(bs.mean_ci(scored.per_image, n_boot, seed))}
+            ci = bs.mean_ci(scored.per_image, n_boot, seed, groups=groups)
+            sc.summary[key] = {"value": float(np.mean(scored.per_image)), "ci95": list(ci)}
         met = meteors.get(name)
         if met is not None and met.skipped is None:
             sc.per_image["meteor"] = met.per_image
-            # CI from per-image scores; the value is pycocoevalcap's corpus METEOR
-            sc.summary["meteor"] = {"value": met.value, "ci95": list(bs.mean_ci(met.per_image, n_boot, seed))}
+            ci = bs.mean_ci(met.per_image, n_boot, seed, groups=groups)
+            sc.summary["meteor"] = {"value": float(np.mean(met.per_image)), "ci95": list(ci),
+                                    "corpus_value": float(met.value)}
         elif met is not None:
             skipped["meteor"] = met.skipped or "skipped"
         out[name] = sc
     return out, skipped
 
 
-def paired_table(a: SystemScores, b: SystemScores, n_boot: int = bs.N_RESAMPLES, seed: int = bs.SEED
-                 ) -> dict[str, dict[str, Any]]:
+def paired_table(a: SystemScores, b: SystemScores, n_boot: int = bs.N_RESAMPLES, seed: int = bs.SEED,
+                 groups: bs.Groups = None) -> dict[str, dict[str, Any]]:
     """For each metric both systems have: A, B, B - A, paired-bootstrap 95% CI of B - A, share B > A.
 
-    BLEU is recomputed from n-gram statistics per resample; ROUGE-L, CIDEr and METEOR use the mean of
-    per-image scores (for METEOR this differs slightly from pycocoevalcap's aggregated corpus score).
+    Resamples groups (cases) when `groups` is given, else images. BLEU is recomputed from n-gram
+    statistics per resample; ROUGE-L, CIDEr and METEOR use the mean of per-image scores.
     """
     if a.bleu_stats is None or b.bleu_stats is None:
         raise ValueError("paired_table: both systems need BLEU statistics")
     out: dict[str, dict[str, Any]] = {}
     for key in BLEU_WEIGHTS:
-        out[key] = bs.paired_bootstrap(bs.bleu_metric(key), a.bleu_stats, b.bleu_stats, n=n_boot, seed=seed)
+        out[key] = bs.paired_bootstrap(bs.bleu_metric(key), a.bleu_stats, b.bleu_stats, n=n_boot, seed=seed,
+                                      groups=groups)
     for key in ("rouge_l", "cider", "meteor"):
         if key in a.per_image and key in b.per_image:
-            out[key] = bs.paired_bootstrap(bs.mean_metric, a.per_image[key], b.per_image[key], n=n_boot, seed=seed)
+            out[key] = bs.paired_bootstrap(bs.mean_metric, a.per_image[key], b.per_image[key], n=n_boot, seed=seed,
+                                           groups=groups)
     return out
 
-
-def finite_or_none(x: float) -> float | None:
-    """JSON-friendly number (NaN/inf become None)."""
-    return float(x) if isinstance(x, int | float | np.floating) and math.isfinite(x) else None

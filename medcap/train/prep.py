@@ -14,10 +14,9 @@ import pandas as pd
 
 from medcap.config import RunConfig
 from medcap.io import read_json, write_json
+from medcap.rundir import SPLITS, RunDir
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass
@@ -95,7 +94,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData
     if table.empty:
         raise ValueError(f"{cfg.dataset}: no usable captions after preparation (dropped {dropped})")
     fingerprint = dataset_fingerprint(table)
-    split_path, vocab_path = run_dir / "split.json", run_dir / "vocab.json"
+    split_path, vocab_path = RunDir(run_dir).split, RunDir(run_dir).vocab
     if resume:
         split = read_json(split_path)
         vocab = Vocabulary.load(vocab_path)

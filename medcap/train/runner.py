@@ -23,6 +23,7 @@ import tensorflow as tf
 import medcap
 from medcap.config import RunConfig
 from medcap.io import save_weights, write_json, write_text
+from medcap.rundir import RunDir
 from medcap.runs import new_run_dir, read_config, read_status, write_status
 from medcap.train.callbacks import StatusCallback, progress_fraction
 from medcap.train.prep import RunData, feature_store_summary, prepare_data
@@ -44,7 +45,7 @@ def train_run(cfg: RunConfig, run_dir: Path | None = None) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_status(run_dir, "queued", epoch=0, epochs=cfg.epochs, step=0, steps=0, progress=0.0,
                  message="queued", error=None, pid=os.getpid())
-    write_json(run_dir / "config.json", _config_json(cfg, None, None))
+    write_json(RunDir(run_dir).config, _config_json(cfg, None, None))
     return _execute(run_dir, cfg, resume=False)
 
 
@@ -86,7 +87,7 @@ def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: 
                 data.feature_scale = read_config(run_dir).get("feature_scale") or {"global": 1.0, "grid": 1.0}
             else:
                 data.compute_feature_scale(seed=cfg.seed)
-                write_json(run_dir / "config.json", _config_json(cfg, data, len(data.vocab)))
+                write_json(RunDir(run_dir).config, _config_json(cfg, data, len(data.vocab)))
             state = _fit(run_dir, cfg, data, resume)
         except RunCancelled:
             log.warning("run cancelled (SIGTERM)")
@@ -108,7 +109,7 @@ def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: 
 def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeState:
     from medcap.model import build_model, compile_model
 
-    weights = run_dir / "weights"
+    weights = RunDir(run_dir).weights_dir
     weights.mkdir(exist_ok=True)
     saved = load_resume_state(weights) if resume else None
     keras.utils.set_random_seed(cfg.seed)
@@ -162,10 +163,10 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
                  row["epoch"], cfg.epochs, row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"],
                  row["lr"], row["seconds"], " *best*" if improved else "")
         if improved:
-            save_weights(model, weights / "best.weights.h5")
+            save_weights(model, RunDir(run_dir).best_weights)
         save_resume(weights, state, model.variables, model.optimizer.variables)
         _write_history(run_dir, state.history)
-        save_weights(model, weights / "last.weights.h5")
+        save_weights(model, RunDir(run_dir).last_weights)
         write_status(run_dir, "running", epoch=state.epoch, epochs=cfg.epochs, step=steps, steps=steps,
                      progress=progress_fraction(state.epoch, 0, steps, cfg.epochs), pid=os.getpid(),
                      best_val_loss=_finite(state.best_val_loss), best_epoch=state.best_epoch,
@@ -173,8 +174,8 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
         if stop:
             log.info("early stopping after epoch %d (no improvement for %d epochs)", state.epoch, cfg.patience)
             break
-    if not (weights / "best.weights.h5").is_file():
-        save_weights(model, weights / "best.weights.h5")
+    if not RunDir(run_dir).best_weights.is_file():
+        save_weights(model, RunDir(run_dir).best_weights)
     return state
 
 
@@ -204,7 +205,7 @@ def _write_history(run_dir: Path, rows: list[dict[str, float]]) -> None:
     lines = [",".join(HISTORY_COLUMNS)]
     for row in rows:
         lines.append(",".join(_fmt(row.get(c, math.nan)) for c in HISTORY_COLUMNS))
-    write_text(run_dir / "history.csv", "\n".join(lines) + "\n")
+    write_text(RunDir(run_dir).history, "\n".join(lines) + "\n")
 
 
 def _fmt(x: Any) -> str:
@@ -254,8 +255,8 @@ def _precision(mixed: bool) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _run_log(run_dir: Path) -> Iterator[None]:
-    """Copy medcap's log records into the run's train.log while the run executes."""
-    handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    """Copy medcap's log records into the run's log (`RunDir.log`) while the run executes."""
+    handler = logging.FileHandler(RunDir(run_dir).log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
     logger = logging.getLogger("medcap")

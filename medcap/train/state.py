@@ -1,6 +1,6 @@
 """Resume state of a run: everything needed to continue after the last finished epoch.
 
-One atomic `.npz` per save (`weights/resume.npz`) holds the JSON-encoded counters (epoch, best
+One atomic `.npz` per save (`RunDir.resume_state`) holds the JSON-encoded counters (epoch, best
 val_loss, early-stopping and plateau waits, lr, seed, history rows) as a unicode array, every model
 variable (dropout seed-generator states included) and every optimizer variable. No pickle: the
 file loads with `allow_pickle=False`.
@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from medcap.io import save_npz
+from medcap.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-RESUME_FILE = "resume.npz"
+RESUME_FILE = RunDir.RESUME
 _STATE_KEY = "state_json"
 
 
@@ -84,7 +85,7 @@ def _arrays(prefix: str, variables: list[Any]) -> dict[str, np.ndarray]:
 
 
 def save_resume(weights_dir: Path, state: ResumeState, model_vars: list[Any], opt_vars: list[Any]) -> Path:
-    """Write state + model and optimizer variables to `weights_dir/resume.npz` in one atomic write."""
+    """Write state + model and optimizer variables to `weights_dir/RESUME_FILE` in one atomic write."""
     arrays = {_STATE_KEY: np.array(state.to_json())}
     arrays.update(_arrays("model_", model_vars))
     arrays.update(_arrays("opt_", opt_vars))

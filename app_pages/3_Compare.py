@@ -6,8 +6,9 @@ from typing import Any
 
 import streamlit as st
 
-from medcap import dashboard, viz
-from pages import _ui
+from medcap import dashboard, jobs, viz
+from medcap.eval import artifacts, paper
+from ui import common
 
 
 @st.cache_data(show_spinner="Paired bootstrap over the shared test images…", max_entries=16)
@@ -15,7 +16,7 @@ def _paired(run_a: str, run_b: str, sig_a: float, sig_b: float, root: str) -> di
     a, b = dashboard.find_run(run_a), dashboard.find_run(run_b)
     if a is None or b is None:
         raise ValueError("run not found")
-    return dashboard.compare_cli(a, b)
+    return jobs.compare_cli(a, b)
 
 
 def paired_section(chosen: list) -> None:
@@ -30,15 +31,13 @@ def paired_section(chosen: list) -> None:
         st.session_state[key] = True
     if not st.session_state.get(key):
         return
-    sig = [
-        dashboard.file_signature(i.path / "eval" / (dashboard.latest_eval(i) or "") / "metrics.json") for i in chosen
-    ]
+    sig = [common.metrics_signature(i, dashboard.latest_eval(i)) for i in chosen]
     try:
-        result = _paired(a.run_id, b.run_id, sig[0], sig[1], _ui.artifacts_key())
+        result = _paired(a.run_id, b.run_id, sig[0], sig[1], common.artifacts_key())
     except ValueError as exc:
         st.warning(str(exc))
         return
-    table = dashboard.paired_table(result)
+    table = dashboard.paired_difference_table(result)
     if table.empty:
         st.json(result, expanded=False)
         return
@@ -54,9 +53,9 @@ def paired_section(chosen: list) -> None:
 
 def body() -> None:
     st.title("Compare")
-    infos = [i for i in _ui.list_runs() if i.evals]
+    infos = [i for i in common.list_runs() if i.evals]
     if not infos:
-        _ui.no_runs_hint()
+        common.no_runs_hint()
         return
     ids = [i.run_id for i in infos]
     picked = st.multiselect(
@@ -72,35 +71,35 @@ def body() -> None:
     for info in chosen:
         name = dashboard.latest_eval(info)
         try:
-            metrics[dashboard.run_label(info)] = _ui.metrics(info, name)
+            metrics[dashboard.run_label(info)] = common.metrics(info, name)
             presets[dashboard.run_label(info)] = info.preset
         except ValueError as exc:
             st.warning(f"{info.run_id}: {exc}")
     if not metrics:
         return
-    long = dashboard.metrics_table(metrics)
+    long = artifacts.metrics_table(metrics)
     st.subheader("Caption metrics (95% bootstrap CI), with both baselines")
-    st.dataframe(dashboard.side_by_side(long), width="stretch")
+    st.dataframe(artifacts.side_by_side(long), width="stretch")
     st.plotly_chart(viz.metric_bars(long), width="stretch")
     st.subheader("Next-word classification (paper Table 2 style)")
-    st.dataframe(dashboard.next_word_table(metrics), width="stretch")
+    st.dataframe(artifacts.next_word_table(metrics), width="stretch")
 
     st.subheader("Beside the paper")
-    beside = dashboard.paper_comparison(metrics, presets)
+    beside = paper.comparison(metrics, presets)
     if beside.empty:
         st.caption("The paper reports figures for the model-80 and model-70 presets only.")
     else:
         st.dataframe(beside, hide_index=True, width="stretch")
-    tables, notes = dashboard.paper_tables(), dashboard.paper_notes()
+    tables, notes = paper.table_frames(), paper.NOTES
     for key, title in (("table2", "Table 2"), ("table3", "Table 3"), ("table4", "Table 4")):
         with st.expander(f"Paper {title}"):
             st.dataframe(tables[key], hide_index=True, width="stretch")
             st.caption(notes.get(key, ""))
 
-    _ui.guard(lambda: paired_section(chosen), "the paired difference")
+    common.guard(lambda: paired_section(chosen), "the paired difference")
 
     st.subheader("Training curves")
-    hists = {dashboard.run_label(i): _ui.history(i) for i in chosen}
+    hists = {dashboard.run_label(i): common.history(i) for i in chosen}
     left, right = st.columns(2)
     left.plotly_chart(viz.history_figure(hists, "loss"), width="stretch")
     right.plotly_chart(viz.history_figure(hists, "accuracy"), width="stretch")
@@ -109,4 +108,4 @@ def body() -> None:
     st.download_button("Download the metrics as CSV", csv, file_name="medcap-compare.csv", mime="text/csv")
 
 
-_ui.guard(body, "the Compare page")
+common.guard(body, "the Compare page")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from medcap import dashboard, viz
-from pages import _ui
+from ui import common
 
 SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "nn_bleu1", "ref_len"]
 
@@ -33,13 +33,13 @@ def detail(row: dict, info_run_id: str) -> None:
 
 def body() -> None:
     st.title("Per-image BLEU")
-    infos = [i for i in _ui.list_runs() if i.evals]
+    infos = [i for i in common.list_runs() if i.evals]
     if not infos:
-        _ui.no_runs_hint()
+        common.no_runs_hint()
         return
-    info = _ui.pick_run(infos, key="pi_run")
-    name = _ui.pick_eval(info, key="pi_eval")
-    df = _ui.predictions(info, name)
+    info = common.pick_run(infos, key="pi_run")
+    name = common.pick_eval(info, key="pi_eval")
+    df = common.predictions(info, name)
     st.caption(f"{len(df)} test images in evaluation `{name}` of `{info.run_id}`.")
 
     c1, c2, c3, c4 = st.columns(4)
@@ -59,7 +59,7 @@ def body() -> None:
     )
     n = st.slider("Rows to show", 5, 200, 25, key="pi_rows")
     top = shown.head(n).copy()
-    top.insert(0, "thumbnail", [_ui.thumb_uri(p) for p in top["image_path"]])
+    top.insert(0, "thumbnail", [common.thumb_uri(p) for p in top["image_path"]])
     cols = ["thumbnail", "image_id", "reference", "prediction", "bleu1", "bleu2", "bleu4", "nn_caption", "nn_bleu1"]
     if "modality" in top.columns:
         cols.insert(2, "modality")
@@ -90,4 +90,4 @@ def body() -> None:
     detail(top[top["image_id"] == image_id].iloc[0].to_dict(), info.run_id)
 
 
-_ui.guard(body, "the Per-image BLEU page")
+common.guard(body, "the Per-image BLEU page")

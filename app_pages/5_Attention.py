@@ -4,36 +4,37 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap import dashboard, viz
-from pages import _ui
+from medcap import dataset_view, viz
+from medcap.eval import artifacts
+from ui import common
 
 
 @st.cache_data(show_spinner="Reading the finding boxes…", max_entries=4)
 def _boxes(spec: str, root: str) -> dict[str, list]:
-    return dashboard.synthetic_boxes(spec)
+    return dataset_view.synthetic_boxes(spec)
 
 
 def body() -> None:
     st.title("Attention")
-    infos = [i for i in _ui.list_runs() if i.evals]
+    infos = [i for i in common.list_runs() if i.evals]
     if not infos:
-        _ui.no_runs_hint()
+        common.no_runs_hint()
         return
-    info = _ui.pick_run(infos, key="att_run", default=st.session_state.get("attention_run"))
-    name = _ui.pick_eval(info, key="att_eval")
-    ids = dashboard.attention_ids(info.path, name)
+    info = common.pick_run(infos, key="att_run", default=st.session_state.get("attention_run"))
+    name = common.pick_eval(info, key="att_eval")
+    ids = artifacts.attention_ids(info.path, name)
     if not ids:
         st.info("This evaluation saved no attention maps (self-attention model, or an older medcap).")
         return
     wanted = st.session_state.get("attention_image")
     image_id = st.selectbox("Test image", ids, index=ids.index(wanted) if wanted in ids else 0, key="att_image")
-    preds = _ui.predictions(info, name)
+    preds = common.predictions(info, name)
     match = preds[preds["image_id"] == image_id]
     if match.empty:
-        st.warning(f"{image_id} is not in predictions.csv of this evaluation.")
+        st.warning(f"{image_id} is not in the predictions of this evaluation.")
         return
     row = match.iloc[0]
-    att = _ui.attention(info, name, image_id)
+    att = common.attention(info, name, image_id)
     words = str(row["prediction"]).split()
     n = min(len(words), 0 if att is None else len(att))
     try:
@@ -50,7 +51,7 @@ def body() -> None:
     boxes: list = []
     if info.dataset.startswith("synthetic"):
         try:
-            boxes = _boxes(info.dataset, _ui.artifacts_key()).get(image_id, [])
+            boxes = _boxes(info.dataset, common.artifacts_key()).get(image_id, [])
         except (ValueError, OSError) as exc:
             st.caption(f"True finding boxes unavailable: {exc}")
     labels = [f"{i + 1}. {w}" for i, w in enumerate(words[:n])]
@@ -64,4 +65,4 @@ def body() -> None:
     st.plotly_chart(viz.attention_strip(image, att[:n], words[:n]), width="stretch", theme=None)
 
 
-_ui.guard(body, "the Attention page")
+common.guard(body, "the Attention page")

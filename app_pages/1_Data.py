@@ -7,9 +7,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from medcap import dashboard, viz
+from medcap import dataset_view, viz
 from medcap.data import load_records, summarize
-from pages import _ui
+from ui import common
 
 
 @st.cache_data(show_spinner="Loading the dataset…", max_entries=8)
@@ -27,13 +27,13 @@ def _summary(spec: str, root: str, max_words: int, protocol: str, split_by: str,
 @st.cache_data(show_spinner=False, max_entries=8)
 def _caption_stats(spec: str, root: str) -> tuple[list[int], list[tuple[str, int]]]:
     table, _ = _load(spec, root)
-    return dashboard.caption_lengths(table), dashboard.frequent_words(table, 25)
+    return dataset_view.caption_lengths(table), dataset_view.frequent_words(table, 25)
 
 
 def body() -> None:
     st.title("Data")
     st.caption("Pick a dataset spec (`KIND[:PATH]`): record counts, drops by reason, caption lengths, splits, leakage.")
-    specs = dashboard.dataset_specs(_ui.list_runs())
+    specs = dataset_view.dataset_specs(common.list_runs())
     with st.form("data_form"):
         left, right = st.columns([2, 1])
         with left:
@@ -52,7 +52,7 @@ def body() -> None:
         st.info("Pick a dataset and press **Load dataset** (a synthetic set is generated on first use).")
         return
     spec, max_words, protocol, split_by, seed = chosen
-    root = _ui.artifacts_key()
+    root = common.artifacts_key()
     try:
         table, _ = _load(spec, root)
         summary = _summary(spec, root, max_words, protocol, split_by, seed)
@@ -121,4 +121,4 @@ def show(spec: str, root: str, table: pd.DataFrame, summary: dict[str, Any]) -> 
                 st.image(img, caption=f"{row['image_id']}: {str(row['caption'])[:160]}")
 
 
-_ui.guard(body, "the Data page")
+common.guard(body, "the Data page")

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap import dashboard, runs, viz
-from pages import _ui
-
-ACTIVE = ("running", "queued")
-RESUMABLE = ("interrupted", "cancelled", "failed")
+from medcap import dashboard, dataset_view, jobs, runs, viz
+from medcap.rundir import ACTIVE_STATES, RESUMABLE_STATES
+from ui import common
 
 
 def launch_form() -> None:
     """The launch form: preset, dataset, epochs, seed and the main hyper-parameters."""
-    specs = dashboard.dataset_specs(_ui.list_runs())
-    flags = dashboard.cli_options("train")
+    specs = dataset_view.dataset_specs(common.list_runs())
+    flags = jobs.cli_options("train")
     with st.form("launch"):
         st.markdown("**Launch a run** (it keeps running when this page reloads or the browser closes)")
         c1, c2, c3, c4 = st.columns(4)
@@ -43,7 +41,7 @@ def launch_form() -> None:
     }
     options = {k: v for k, v in options.items() if k in flags}
     try:
-        launch = dashboard.launch_train(preset, dataset, int(epochs), int(seed), name, options)
+        launch = jobs.launch_train(preset, dataset, int(epochs), int(seed), name, options)
     except (ValueError, OSError) as exc:
         st.warning(f"Could not launch: {exc}")
         return
@@ -54,7 +52,7 @@ def launch_form() -> None:
 def run_detail(info: runs.RunInfo) -> None:
     """Status, curves, actions and error of one run."""
     status = info.status
-    st.markdown(f"**{info.run_id}** · {_ui.badge(info.state)} · preset `{info.preset}` · dataset `{info.dataset}`")
+    st.markdown(f"**{info.run_id}** · {common.badge(info.state)} · preset `{info.preset}` · dataset `{info.dataset}`")
     if info.state == "unknown":
         st.markdown(f":orange[This folder is incomplete]: {status.get('problem', 'no status')}")
     if info.state == "failed":
@@ -68,7 +66,7 @@ def run_detail(info: runs.RunInfo) -> None:
     st.progress(
         fraction, text=f"epoch {status.get('epoch', '?')}/{status.get('epochs', '?')} · {status.get('message') or ''}"
     )
-    hist = _ui.history(info)
+    hist = common.history(info)
     if not hist.empty:
         left, right = st.columns(2)
         left.plotly_chart(viz.history_figure({info.run_id: hist}, "loss"), width="stretch", key=f"loss-{info.run_id}")
@@ -78,7 +76,7 @@ def run_detail(info: runs.RunInfo) -> None:
     else:
         st.caption("No epochs recorded yet.")
     with st.expander("Log (last lines)"):
-        st.code(dashboard.tail(info.path / "train.log") or "(empty)", language="text")
+        st.code(jobs.tail(info.dir.log) or "(empty)", language="text")
 
 
 @st.fragment(run_every=2.0)
@@ -89,27 +87,27 @@ def live(run_id: str) -> None:
         st.warning("This run folder disappeared.")
         return
     run_detail(info)
-    if info.state not in ACTIVE:
+    if info.state not in ACTIVE_STATES:
         st.rerun()
 
 
 def actions(info: runs.RunInfo) -> None:
     cols = st.columns(3)
-    if info.state in ACTIVE and cols[0].button("Cancel run", key="cancel"):
+    if info.state in ACTIVE_STATES and cols[0].button("Cancel run", key="cancel"):
         try:
-            dashboard.cancel_run(info)
+            jobs.cancel_run(info)
             st.toast("Asked the run to stop; it will show as cancelled.")
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
-    if info.state in RESUMABLE and cols[1].button("Resume run", key="resume"):
+    if info.state in RESUMABLE_STATES and cols[1].button("Resume run", key="resume"):
         try:
-            launch = dashboard.launch_resume(info)
+            launch = jobs.launch_resume(info)
             st.toast(f"Resuming (pid {launch.pid}).")
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
     if info.state == "finished" and not info.evals and cols[2].button("Evaluate", key="evaluate"):
         try:
-            launch = dashboard.launch_evaluate(info)
+            launch = jobs.launch_evaluate(info)
             st.toast(f"Evaluating (pid {launch.pid}).")
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
@@ -117,20 +115,20 @@ def actions(info: runs.RunInfo) -> None:
 
 def body() -> None:
     st.title("Train")
-    _ui.guard(launch_form, "the launch form")
+    common.guard(launch_form, "the launch form")
     last = st.session_state.get("last_launch")
     if last:
         with st.expander("Output of the last launch"):
             st.code(
-                dashboard.tail(dashboard.launches_dir() / last.rsplit("/", 1)[-1]) or "(starting…)", language="text"
+                jobs.tail(jobs.launch_log(last)) or "(starting…)", language="text"
             )
     st.subheader("Runs")
-    table = _ui.runs_table()
+    table = common.runs_table()
     if table.empty:
         st.info("No runs yet: launch one above, or build the demo on Home.")
         return
     st.dataframe(
-        table.assign(state=table["state"].map(_ui.badge)).drop(columns=["updated"]),
+        table.assign(state=table["state"].map(common.badge)).drop(columns=["updated"]),
         hide_index=True,
         width="stretch",
         column_config={
@@ -138,14 +136,14 @@ def body() -> None:
             "BLEU-1": st.column_config.NumberColumn("BLEU-1", format="%.3f"),
         },
     )
-    info = _ui.pick_run(_ui.list_runs(), "Run details", key="train_run")
+    info = common.pick_run(common.list_runs(), "Run details", key="train_run")
     if info is None:
         return
     actions(info)
-    if info.state in ACTIVE:
+    if info.state in ACTIVE_STATES:
         live(info.run_id)
     else:
         run_detail(info)
 
 
-_ui.guard(body, "the Train page")
+common.guard(body, "the Train page")

@@ -1,6 +1,7 @@
-"""Shared Streamlit helpers for the pages: cached readers (keyed on file mtimes) and guards.
+"""Shared Streamlit helpers for the pages: cached readers (keyed on file mtimes), pickers and guards.
 
-Layout only: everything computed comes from `medcap.dashboard`, `medcap.runs` and `medcap.viz`.
+Layout only: everything computed comes from `medcap` (`dashboard`, `eval.artifacts`, `runs`, `viz`);
+file names come from `medcap.rundir`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from medcap import dashboard, paths, runs, viz
+from medcap.eval import artifacts
 
 log = logging.getLogger("medcap.pages")
 
@@ -55,23 +57,28 @@ def runs_table() -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _metrics(run_path: str, eval_name: str, mtime: float) -> dict[str, Any]:
-    return dashboard.read_metrics(Path(run_path), eval_name)
+    return artifacts.read_metrics(Path(run_path), eval_name)
 
 
 def metrics(info: runs.RunInfo, eval_name: str) -> dict[str, Any]:
-    """metrics.json of one evaluation (cached on its mtime)."""
-    path = info.path / "eval" / eval_name / "metrics.json"
+    """The metrics of one evaluation (cached on the file's mtime)."""
+    path = info.dir.eval_dir(eval_name).metrics
     return _metrics(str(info.path), eval_name, dashboard.file_signature(path))
+
+
+def metrics_signature(info: runs.RunInfo, eval_name: str | None) -> float:
+    """Cache key of an evaluation's metrics (0 when there is none)."""
+    return dashboard.file_signature(info.dir.eval_dir(eval_name).metrics) if eval_name else 0.0
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _predictions(run_path: str, eval_name: str, mtime: float) -> pd.DataFrame:
-    return dashboard.read_predictions(Path(run_path), eval_name)
+    return artifacts.read_predictions(Path(run_path), eval_name)
 
 
 def predictions(info: runs.RunInfo, eval_name: str) -> pd.DataFrame:
-    """predictions.csv of one evaluation (cached on its mtime)."""
-    path = info.path / "eval" / eval_name / "predictions.csv"
+    """The per-image predictions of one evaluation (cached on the file's mtime)."""
+    path = info.dir.eval_dir(eval_name).predictions
     return _predictions(str(info.path), eval_name, dashboard.file_signature(path))
 
 
@@ -81,8 +88,8 @@ def _history(run_path: str, mtime: float) -> pd.DataFrame:
 
 
 def history(info: runs.RunInfo) -> pd.DataFrame:
-    """history.csv of a run (cached on its mtime)."""
-    return _history(str(info.path), dashboard.file_signature(info.path / "history.csv"))
+    """The epoch history of a run (cached on the file's mtime)."""
+    return _history(str(info.path), dashboard.file_signature(info.dir.history))
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
@@ -102,12 +109,12 @@ def thumb_uri(path: str, size: int = 96) -> str | None:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _attention(run_path: str, eval_name: str, image_id: str, mtime: float) -> np.ndarray | None:
-    return dashboard.read_attention(Path(run_path), eval_name, image_id)
+    return artifacts.read_attention(Path(run_path), eval_name, image_id)
 
 
 def attention(info: runs.RunInfo, eval_name: str, image_id: str) -> np.ndarray | None:
     """The (n_words, 7, 7) attention of one test image (cached)."""
-    path = info.path / "eval" / eval_name / "attention.npz"
+    path = info.dir.eval_dir(eval_name).attention
     return _attention(str(info.path), eval_name, image_id, dashboard.file_signature(path))
 
 

@@ -8,9 +8,8 @@ from typing import Any
 import streamlit as st
 
 from medcap import dashboard, viz
-from pages import _ui
-
-MAX_BYTES = 10 * 1024 * 1024
+from medcap.upload import MAX_UPLOAD_BYTES, open_upload
+from ui import common
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…", max_entries=2)
@@ -22,26 +21,26 @@ def _model(run_path: str, weights_mtime: float) -> Any:
 
 def body() -> None:
     st.title("Caption an image")
-    infos = [i for i in _ui.list_runs() if i.state == "finished"]
+    infos = [i for i in common.list_runs() if i.state == "finished"]
     if not infos:
         st.info("No finished run yet. Build the demo on **Home** or train a run on **Train**.")
         return
     c1, c2 = st.columns([3, 1])
     with c1:
-        info = _ui.pick_run(infos, key="cap_run")
+        info = common.pick_run(infos, key="cap_run")
     beam = c2.slider("Beam size", 1, 5, 1, key="cap_beam")
-    upload = st.file_uploader("PNG or JPEG image (10 MB at most)", type=["png", "jpg", "jpeg"], key="cap_file")
-    if upload is None:
+    label = f"PNG or JPEG image ({MAX_UPLOAD_BYTES // 2**20} MB at most)"
+    uploaded = st.file_uploader(label, type=["png", "jpg", "jpeg"], key="cap_file")
+    if uploaded is None:
         st.caption("The image stays in memory; nothing is saved.")
         return
     try:
-        image = dashboard.open_upload(upload.getvalue(), upload.name, MAX_BYTES)
+        image = open_upload(uploaded.getvalue(), uploaded.name, MAX_UPLOAD_BYTES)
     except ValueError as exc:
         st.error(str(exc))
         return
-    weights = info.path / "weights" / "best.weights.h5"
     try:
-        loaded = _model(str(info.path), dashboard.file_signature(weights))
+        loaded = _model(str(info.path), dashboard.file_signature(info.dir.best_weights))
         caption = loaded.caption_images([image], beam=beam)[0]
     except Exception as exc:  # a run whose model cannot be loaded must not break the page
         st.warning(f"Could not caption with `{info.run_id}`: {exc}")
@@ -68,4 +67,4 @@ def body() -> None:
     st.plotly_chart(viz.attention_strip(image, caption.attention[:n], caption.words[:n]), width="stretch", theme=None)
 
 
-_ui.guard(body, "the Caption page")
+common.guard(body, "the Caption page")

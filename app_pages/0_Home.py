@@ -1,0 +1,143 @@
+"""Home: what medcap is, the demo button and its progress, the runs at a glance, the paper's figures."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from medcap import dashboard, demo, jobs
+from medcap.eval import paper
+from medcap.rundir import ACTIVE_STATES
+from ui import common
+
+
+def _demo_progress(status: dict) -> None:
+    progress = status.get("progress")
+    try:
+        fraction = min(max(float(progress), 0.0), 1.0)
+    except (TypeError, ValueError):
+        fraction = 0.0
+    stage = status.get("stage") or "starting"
+    st.progress(fraction, text=f"Demo · {stage}: {status.get('message') or '…'} ({fraction:.0%})")
+
+
+@st.fragment(run_every=2.0)
+def _live_demo() -> None:
+    status = demo.demo_status()
+    _demo_progress(status)
+    with st.expander("Demo log (last lines)"):
+        st.code(jobs.tail(demo.demo_dir().log, 2000) or "(starting…)", language="text")
+    if status["state"] not in ACTIVE_STATES:
+        st.rerun()  # the demo ended: redraw the whole page with its runs
+    if st.button("Cancel the demo", key="cancel_demo"):
+        try:
+            demo.cancel_demo()
+            st.toast("Asked the demo to stop.")
+        except (ValueError, OSError) as exc:
+            st.warning(str(exc))
+
+
+def demo_section(n_runs: int) -> None:
+    """Demo: one button with no runs yet; live progress while it runs; its outcome afterwards."""
+    status = demo.demo_status()
+    state = status["state"]
+    if state in ACTIVE_STATES:
+        st.subheader("Building the demo")
+        st.caption(
+            "Synthetic dataset → features → Model-80 and Model-70 → evaluation, in a background process: "
+            "you may reload or close this page."
+        )
+        _live_demo()
+        return
+    if state == "failed":
+        st.markdown(f":red[**The demo failed**] at stage *{status.get('stage', '?')}*: {status.get('error') or ''}")
+        with st.expander("Demo log (last lines)"):
+            st.code(jobs.tail(demo.demo_dir().log) or "(empty)", language="text")
+    elif state in ("interrupted", "cancelled"):
+        st.markdown(f":orange[**The demo was {state}**] at stage *{status.get('stage', '?')}*.")
+    elif state == "finished" and n_runs:
+        st.success("The demo finished: its runs are listed below and on every page.")
+    if n_runs == 0 or state in ("failed", "interrupted", "cancelled"):
+        st.markdown(
+            "**No runs yet?** Build the demo: a small synthetic CT-like dataset, VGG16 features, a Model-80 and a "
+            "Model-70 run (a few epochs each) and their evaluation, in the background — a few minutes on a laptop CPU."
+        )
+        label = "Build the demo" if state in ("none", "finished") else "Build the demo again"
+        if st.button(label, type="primary", key="start_demo"):
+            try:
+                launch = demo.start_demo()
+                st.toast(f"Demo started (pid {launch.pid}).")
+            except (ValueError, OSError) as exc:
+                st.warning(f"Could not start the demo: {exc}")
+            st.rerun()
+
+
+def runs_section() -> None:
+    """The runs at a glance."""
+    table = common.runs_table()
+    st.subheader("Runs")
+    if table.empty:
+        st.info("No runs yet.")
+        return
+    shown = table.assign(state=table["state"].map(common.badge))
+    st.dataframe(
+        shown.drop(columns=["updated"]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "BLEU-1": st.column_config.NumberColumn("BLEU-1 (test)", format="%.3f"),
+            "message": st.column_config.TextColumn("message / error", width="large"),
+        },
+    )
+    counts = table["state"].value_counts().to_dict()
+    st.caption(" · ".join(f"{common.badge(k)}: {v}" for k, v in counts.items()))
+
+
+def paper_section() -> None:
+    """The paper's reported figures, and ours beside them."""
+    st.subheader("The paper's reported figures")
+    tables = paper.table_frames()
+    notes = paper.NOTES
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Table 2** · next-word classification on the test split")
+        st.dataframe(tables["table2"], hide_index=True, width="stretch")
+        st.caption(notes.get("table2", ""))
+    with right:
+        st.markdown("**Table 3** · corpus BLEU of generated captions")
+        st.dataframe(tables["table3"], hide_index=True, width="stretch")
+        st.caption(notes.get("table3", ""))
+    infos = common.list_runs()
+    chosen = [i for i in infos if i.run_id in dashboard.default_compare(infos)]
+    if chosen:
+        metrics = {}
+        for info in chosen:
+            name = dashboard.latest_eval(info)
+            if name:
+                metrics[dashboard.run_label(info)] = common.metrics(info, name)
+        beside = paper.comparison(metrics, {dashboard.run_label(i): i.preset for i in chosen})
+        if not beside.empty:
+            st.markdown("**medcap beside the paper** (latest evaluated Model-80 / Model-70 runs)")
+            st.dataframe(beside, hide_index=True, width="stretch")
+
+
+def body() -> None:
+    """The Home page."""
+    st.title("medcap · medical image captioning")
+    st.markdown(
+        "medcap reproduces *Integrating Convolutional and Recurrent Neural Networks for Enhanced Medical Image "
+        "Captioning* (Kanavos, Vonitsanos, Mylonas): VGG16 image features and a bidirectional LSTM with attention "
+        "generate a caption for a CT or MR image, word by word. This dashboard launches and compares training "
+        "runs, shows per-image results and attention maps, and captions your own images."
+    )
+    infos = []
+    try:
+        infos = common.list_runs()
+    except Exception as exc:
+        st.warning(f"Could not list the runs: {exc}")
+    common.guard(lambda: demo_section(len(infos)), "the demo")
+    common.guard(runs_section, "the runs")
+    common.guard(paper_section, "the paper's figures")
+
+
+body()

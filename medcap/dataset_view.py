@@ -1,0 +1,81 @@
+"""Dataset facts for the dashboard's pages: which datasets to offer, caption statistics, finding boxes.
+
+No Streamlit and no TensorFlow here; nothing is generated or extracted (only read when on disk).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from medcap import paths
+from medcap.data.text import tokenize
+from medcap.jobs import project_root
+from medcap.runs import RunInfo
+
+
+def dataset_specs(infos: Sequence[RunInfo] = ()) -> list[str]:
+    """Dataset specs worth offering: those used by runs, generated synthetic sets, the MedPix sample."""
+    specs: list[str] = []
+    for info in infos:
+        if info.dataset and info.dataset != "?":
+            specs.append(info.dataset)
+    ds = paths.artifacts_dir() / "datasets"
+    if ds.is_dir():
+        for p in sorted(ds.iterdir()):
+            parts = p.name.split("-")
+            if p.name.startswith("synthetic-") and len(parts) >= 2 and parts[1].isdigit():
+                specs.append(f"synthetic:{parts[1]}")
+    medpix = project_root().parent / "shared" / "data" / "medpix-dev"
+    if (medpix / "Descriptions.json").is_file():
+        specs.append("medpix:../shared/data/medpix-dev")
+    specs.append("synthetic:2000")
+    return list(dict.fromkeys(specs))
+
+
+def caption_lengths(table: pd.DataFrame) -> list[int]:
+    """Caption length in words (medcap tokenizer) of every row of a dataset table."""
+    return [len(tokenize(str(c))) for c in table["caption"].tolist()]
+
+
+def frequent_words(table: pd.DataFrame, n: int = 25) -> list[tuple[str, int]]:
+    """The `n` most frequent caption words (medcap tokenizer) with their counts."""
+    counts: Counter[str] = Counter()
+    for caption in table["caption"].tolist():
+        counts.update(tokenize(str(caption)))
+    return counts.most_common(n)
+
+
+def true_boxes(row: pd.Series | dict[str, Any]) -> list[dict[str, Any]]:
+    """Finding boxes of a synthetic image (from a `boxes` JSON column), [] otherwise."""
+    text = row.get("boxes") if hasattr(row, "get") else None
+    if not isinstance(text, str) or not text:
+        return []
+    try:
+        boxes = json.loads(text)
+    except ValueError:
+        return []
+    return [b for b in boxes if isinstance(b, dict) and "box" in b] if isinstance(boxes, list) else []
+
+
+def synthetic_boxes(spec: str, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """image id -> true finding boxes of an already generated synthetic set (never generates one).
+
+    `spec` is `synthetic:N`; {} for other datasets or when the set is not on disk.
+    """
+    kind, _, arg = spec.partition(":")
+    if kind.strip() != "synthetic" or not arg.strip().isdigit():
+        return {}
+    folder = paths.datasets_dir() / f"synthetic-{int(arg)}-seed{seed}"
+    if not (folder / "records.jsonl").is_file():
+        return {}
+    from medcap.data import load_synthetic_folder
+
+    table = load_synthetic_folder(folder, spec=spec).table
+    if "boxes" not in table.columns:
+        return {}
+    return {str(r["image_id"]): true_boxes(r) for r in table[["image_id", "boxes"]].to_dict("records")}

@@ -1,0 +1,220 @@
+"""Readers of an evaluation's outputs (`<run>/eval/<name>/`) and the tables made from them.
+
+The writer is `medcap.eval.evaluate`; both sides share `PREDICTION_COLUMNS` and the file names of
+`medcap.rundir.EvalDir`. No TensorFlow and no Streamlit here (the dashboard imports this at page
+load). Every reader turns a missing, broken or older file into a `ValueError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medcap.io import read_json
+from medcap.rundir import EvalDir, RunDir
+
+# Columns of the predictions file, in the order the writer puts them; `modality` follows when the
+# dataset has one. Older files may lack the later ones: the reader needs only the first five.
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "image_id",
+    "image_path",
+    "references",
+    "prediction",
+    "bleu1",
+    "bleu2",
+    "bleu3",
+    "bleu4",
+    "rouge_l",
+    "ref_len",
+    "pred_len",
+    "nn_caption",
+    "nn_bleu1",
+)
+OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality",)
+REQUIRED_PREDICTION_COLUMNS: tuple[str, ...] = PREDICTION_COLUMNS[:5]
+
+# Metrics shown in tables, in order, with display names.
+METRIC_NAMES = {
+    "bleu1": "BLEU-1",
+    "bleu2": "BLEU-2",
+    "bleu3": "BLEU-3",
+    "bleu4": "BLEU-4",
+    "rouge_l": "ROUGE-L",
+    "cider": "CIDEr",
+    "meteor": "METEOR",
+}
+NEXT_WORD_NAMES = {
+    "accuracy": "Accuracy",
+    "precision_macro": "Precision (macro)",
+    "recall_macro": "Recall (macro)",
+    "f1_macro": "F1 (macro)",
+    "precision_weighted": "Precision (weighted)",
+    "recall_weighted": "Recall (weighted)",
+    "f1_weighted": "F1 (weighted)",
+}
+
+
+def as_float(value: Any) -> float:
+    """`value` as a float; NaN when it is not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def ci_text(ci: Any) -> str:
+    """A 95% interval `[lo, hi]` as text with three decimals ('' when it is not a pair of numbers)."""
+    try:
+        lo, hi = (float(v) for v in ci)
+    except (TypeError, ValueError):
+        return ""
+    return f"[{lo:.3f}, {hi:.3f}]"
+
+
+def eval_dir(run_dir: Path, eval_name: str) -> EvalDir:
+    """The evaluation folder `eval_name` of a run (name sanitised)."""
+    return RunDir(Path(run_dir)).eval_dir(eval_name)
+
+
+# ----------------------------------------------------------------------------------------------
+# readers
+
+
+def read_metrics(run_dir: Path, eval_name: str) -> dict[str, Any]:
+    """An evaluation's metrics as a dict; ValueError naming the file when missing or malformed."""
+    path = eval_dir(run_dir, eval_name).metrics
+    try:
+        data = read_json(path)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("model", {}), dict):
+        raise ValueError(f"{path}: not a metrics object (older medcap version?)")
+    return data
+
+
+def _references_text(text: Any) -> str:
+    try:
+        items = json.loads(text)
+    except (TypeError, ValueError):
+        return str(text)
+    if isinstance(items, list):
+        return " | ".join(" ".join(r) if isinstance(r, list) else str(r) for r in items)
+    return str(items)
+
+
+def read_predictions(run_dir: Path, eval_name: str) -> pd.DataFrame:
+    """An evaluation's per-image predictions, with `references` parsed into a readable `reference` column.
+
+    ValueError naming the file when it is missing, unreadable or lacks the required columns.
+    """
+    path = eval_dir(run_dir, eval_name).predictions
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"image_id": str})
+    except FileNotFoundError as exc:
+        raise ValueError(f"{path}: missing") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable ({exc.__class__.__name__})") from exc
+    missing = [c for c in REQUIRED_PREDICTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: lacks columns {missing} (older medcap version?)")
+    df["reference"] = df["references"].map(_references_text)
+    df["prediction"] = df["prediction"].fillna("").astype(str)
+    for col in df.columns:
+        if col.startswith(("bleu", "nn_bleu")) or col in ("rouge_l", "ref_len", "pred_len"):
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    if "ref_len" not in df.columns:
+        df["ref_len"] = df["reference"].str.split("|").str[0].str.split().str.len()
+    return df
+
+
+def read_attention(run_dir: Path, eval_name: str, image_id: str) -> np.ndarray | None:
+    """The (n_words, 7, 7) attention of one test image (None when the evaluation has none for it)."""
+    path = eval_dir(run_dir, eval_name).attention
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if image_id not in npz.files:
+                return None
+            att = np.asarray(npz[image_id], dtype=np.float32)  # (n_words, 7, 7)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from exc
+    if att.ndim != 3:
+        raise ValueError(f"{path}: attention of {image_id} has shape {att.shape}, expected (n_words, h, w)")
+    return att
+
+
+def attention_ids(run_dir: Path, eval_name: str) -> list[str]:
+    """Image ids that have an attention map in an evaluation."""
+    path = eval_dir(run_dir, eval_name).attention
+    if not path.is_file():
+        return []
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return list(npz.files)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable ({exc})") from exc
+
+
+# ----------------------------------------------------------------------------------------------
+# tables
+
+
+def metrics_table(metrics_by_label: dict[str, dict[str, Any]], include_baselines: bool = True) -> pd.DataFrame:
+    """Long table (series, metric, value, lo, hi) of caption metrics for several evaluations.
+
+    Series are the runs' labels, plus `<label> · <baseline>` for the baselines when asked.
+    """
+    rows = []
+    for label, metrics in metrics_by_label.items():
+        blocks = [(label, metrics.get("model", {}))]
+        if include_baselines:
+            for base, values in (metrics.get("baselines") or {}).items():
+                short = {"most_frequent": "most-frequent", "nearest_neighbour": "1-NN"}.get(base, base)
+                blocks.append((f"{label} · {short} baseline", values))
+        for series, values in blocks:
+            if not isinstance(values, dict):
+                continue
+            for key, display in METRIC_NAMES.items():
+                item = values.get(key)
+                if isinstance(item, dict):
+                    value = as_float(item.get("value"))
+                    ci = item.get("ci95") or [math.nan, math.nan]
+                elif item is not None:
+                    value, ci = as_float(item), [math.nan, math.nan]
+                else:
+                    continue
+                lo, hi = (as_float(v) for v in [*list(ci), math.nan, math.nan][:2])
+                rows.append({"series": series, "metric": display, "value": value, "lo": lo, "hi": hi})
+    return pd.DataFrame(rows, columns=["series", "metric", "value", "lo", "hi"])
+
+
+def side_by_side(long: pd.DataFrame) -> pd.DataFrame:
+    """Pivot a metrics_table into metric rows x series columns of "value [lo, hi]" text."""
+    if long.empty:
+        return pd.DataFrame()
+
+    def cell(row: pd.Series) -> str:
+        if math.isnan(row["value"]):
+            return "n/a"
+        ci = "" if math.isnan(row["lo"]) else f" [{row['lo']:.3f}, {row['hi']:.3f}]"
+        return f"{row['value']:.3f}{ci}"
+
+    text = long.assign(text=long.apply(cell, axis=1))
+    order = [m for m in METRIC_NAMES.values() if m in set(text["metric"])]
+    table = text.pivot(index="metric", columns="series", values="text").reindex(order)
+    return table[list(dict.fromkeys(long["series"]))].fillna("—")
+
+
+def next_word_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Next-word classification metrics (paper Table 2 style): rows metrics, columns runs."""
+    data = {}
+    for label, metrics in metrics_by_label.items():
+        nw = metrics.get("next_word") or {}
+        data[label] = {display: as_float(nw.get(key)) for key, display in NEXT_WORD_NAMES.items() if key in nw}
+    return pd.DataFrame(data)

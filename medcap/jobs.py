@@ -1,0 +1,223 @@
+"""Background `python -m medcap ...` processes: start, stop, read their logs.
+
+The one place that builds a child's environment and command line, used by the dashboard and by
+the demo. No Streamlit and no TensorFlow here (children import TensorFlow, never this process).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import medcap
+from medcap import paths
+from medcap.io import safe_name
+from medcap.rundir import ACTIVE_STATES, effective_state, pid_alive
+from medcap.runs import RunInfo
+
+log = logging.getLogger(__name__)
+
+
+def project_root() -> Path:
+    """The folder holding the `medcap` package (the working directory of launched processes)."""
+    return Path(medcap.__file__).resolve().parent.parent
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment plus the artifacts root and the project on PYTHONPATH."""
+    env = dict(os.environ)
+    env["MEDCAP_ARTIFACTS"] = str(paths.artifacts_dir().resolve())
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(project_root()), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def medcap_command(args: Sequence[str]) -> list[str]:
+    """The command line of `python -m medcap <args>` with this interpreter."""
+    return [sys.executable, "-m", "medcap", *args]
+
+
+@dataclass
+class Launch:
+    """A process started in the background."""
+
+    pid: int
+    log_path: Path
+    command: list[str]
+
+
+def spawn(args: Sequence[str], log_path: Path) -> Launch:
+    """Start `python -m medcap <args>` detached (own session), stdout+stderr appended to `log_path`.
+
+    The child keeps running when the page reloads or the browser closes. A daemon thread reaps it
+    when it ends, so a finished child never lingers as a zombie that looks alive.
+    """
+    command = medcap_command(args)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:  # a growing log cannot be written atomically
+        proc = subprocess.Popen(
+            command,
+            cwd=project_root(),
+            env=child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+    log.info("started pid %d: %s (log %s)", proc.pid, " ".join(args), log_path)
+    return Launch(pid=proc.pid, log_path=log_path, command=command)
+
+
+def run_json(args: Sequence[str], what: str, timeout: float = 600.0) -> dict[str, Any]:
+    """Run `python -m medcap <args>` to the end and parse its stdout as JSON.
+
+    ValueError starting with `what` when it times out, fails (with its last error line) or prints
+    something that is not JSON.
+    """
+    try:
+        done = subprocess.run(
+            medcap_command(args),
+            cwd=project_root(),
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ValueError(f"{what}: no answer within {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        raise ValueError(f"{what} failed: {lines[-1] if lines else done.returncode}")
+    try:
+        out = json.loads(done.stdout)
+    except ValueError as exc:
+        raise ValueError(f"{what}: output is not JSON") from exc
+    return out if isinstance(out, dict) else {"result": out}
+
+
+def _is_medcap_process(pid: int) -> bool:
+    cmdline = Path(f"/proc/{int(pid)}/cmdline")
+    if not cmdline.parent.parent.is_dir() or not cmdline.exists():
+        return pid_alive(pid)
+    try:
+        return b"medcap" in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
+def terminate(status: dict[str, Any], what: str) -> int:
+    """SIGTERM the process recorded in a status dict; ValueError when it is not running."""
+    state = effective_state(status)
+    pid = status.get("pid")
+    if state not in ACTIVE_STATES or not pid:
+        raise ValueError(f"{what} is not running (state {state})")
+    if not _is_medcap_process(int(pid)):
+        raise ValueError(f"{what}: process {pid} is not a medcap process; not signalled")
+    os.kill(int(pid), signal.SIGTERM)
+    log.info("sent SIGTERM to %s (pid %s)", what, pid)
+    return int(pid)
+
+
+def tail(path: Path, max_bytes: int = 4000) -> str:
+    """The last bytes of a log file as text ('' when absent)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            return fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+# ----------------------------------------------------------------------------------------------
+# runs launched from the dashboard
+
+
+def launches_dir() -> Path:
+    """Where the logs of runs launched from the dashboard go until the run folder exists."""
+    path = paths.artifacts_dir() / "launches"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def launch_log(name: str) -> Path:
+    """The launch log called `name` (a file name shown on a page; never a path)."""
+    return launches_dir() / safe_name(Path(name).name, max_len=120)
+
+
+def cli_options(command: str) -> set[str]:
+    """The option strings (`--epochs`, ...) that `python -m medcap <command>` accepts ({} if absent)."""
+    import argparse
+
+    from medcap.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:  # argparse has no public accessor for sub-parsers
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return {opt for a in action.choices[command]._actions for opt in a.option_strings}
+    return set()
+
+
+def train_args(
+    preset: str, dataset: str, epochs: int, seed: int, name: str = "", options: dict[str, Any] | None = None
+) -> list[str]:
+    """CLI arguments of `python -m medcap train` for a form's values; `options` maps flags to values."""
+    args = ["train", "--preset", preset, "--dataset", dataset, "--epochs", str(int(epochs)), "--seed", str(int(seed))]
+    if name:
+        args += ["--name", safe_name(name, max_len=40)]
+    for flag, value in (options or {}).items():
+        if value is None or value is False:
+            continue
+        if not flag.startswith("--"):
+            raise ValueError(f"not a flag: {flag!r}")
+        args += [flag] if value is True else [flag, str(value)]
+    return args
+
+
+def launch_train(
+    preset: str, dataset: str, epochs: int, seed: int, name: str = "", options: dict[str, Any] | None = None
+) -> Launch:
+    """Start a training run in the background; its log goes to artifacts/launches/<stamp>-<name>.log."""
+    args = train_args(preset, dataset, epochs, seed, name, options)
+    label = safe_name(name or preset, max_len=40)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return spawn(args, launches_dir() / f"{stamp}-{label}.log")
+
+
+def launch_resume(info: RunInfo) -> Launch:
+    """Resume an interrupted/cancelled/failed run in the background (log appended to the run's log)."""
+    if info.state in ACTIVE_STATES:
+        raise ValueError(f"run {info.run_id} is still {info.state}")
+    return spawn(["train", "--resume", str(info.path.resolve())], info.dir.log)
+
+
+def launch_evaluate(info: RunInfo) -> Launch:
+    """Evaluate a finished run in the background (log in the run folder)."""
+    return spawn(["evaluate", str(info.path.resolve())], info.dir.eval_log)
+
+
+def cancel_run(info: RunInfo) -> int:
+    """Ask a running run to stop (SIGTERM to its pid; the trainer marks it cancelled)."""
+    return terminate(info.dir.read_status(), f"run {info.run_id}")
+
+
+def compare_cli(a: RunInfo, b: RunInfo, timeout: float = 600.0) -> dict[str, Any]:
+    """`python -m medcap compare A B --json` (paired bootstrap over shared test images) as a dict.
+
+    Runs in a child process so the dashboard never imports TensorFlow; ValueError with the
+    command's last error line when it fails.
+    """
+    args = ["compare", str(a.path.resolve()), str(b.path.resolve()), "--json"]
+    return run_json(args, f"compare {a.run_id} {b.run_id}", timeout)

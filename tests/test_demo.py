@@ -1,0 +1,105 @@
+"""medcap.demo: the demo pipeline (with a fake runner) and its dashboard side (start, status)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from medcap import demo, jobs
+from medcap.runs import read_status
+from tests.dashboard_fixtures import dead_pid
+
+
+def test_demo_status_states(artifacts: Path) -> None:
+    assert demo.demo_status() == {"state": "none"}
+    (artifacts / "demo").mkdir()
+    (artifacts / "demo" / "status.json").write_text(json.dumps({"state": "running", "pid": dead_pid()}))
+    assert demo.demo_status()["state"] == "interrupted"
+
+
+class FakeRunner(demo.Runner):
+    """Pretends to run the CLI steps: 'train' creates a finished run folder and prints its JSON."""
+
+    def __init__(self, fail_on: str = "") -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+
+    def run(self, args: list[str], poll=None, every: float = 1.0) -> str:  # type: ignore[override]
+        self.calls.append(args)
+        if args[0] == self.fail_on:
+            raise demo.StepFailedError(f"`python -m medcap {args[0]}` exited with code 1 (see demo.log)")
+        if args[0] == "train":
+            from medcap.runs import new_run_dir, write_status
+
+            run = new_run_dir(args[args.index("--name") + 1])
+            write_status(run, "finished", progress=1.0)
+            if poll:
+                poll()
+            return json.dumps({"run_dir": str(run)})
+        return "{}"
+
+
+@pytest.fixture
+def no_synthetic(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medcap.data.synthetic as synthetic
+
+    monkeypatch.setattr(synthetic, "ensure_synthetic", lambda n: Path("."))
+
+
+def test_demo_runs_every_stage_and_finishes(artifacts: Path, no_synthetic: None) -> None:
+    runner = FakeRunner()
+    status = demo.run_demo(demo.DemoOptions(n_images=40, epochs=2), runner)
+    assert [c[0] for c in runner.calls] == ["features", "train", "train", "evaluate", "evaluate"]
+    assert runner.calls[1][runner.calls[1].index("--epochs") + 1] == "2"
+    assert runner.calls[2][runner.calls[2].index("--preset") + 1] == "model-70"
+    saved = read_status(artifacts / "demo")
+    assert saved["state"] == status["state"] == "finished"
+    assert saved["progress"] == 1.0
+    assert set(saved["runs"]) == {"model-80", "model-70"}
+    assert "-demo-model-70-" in saved["runs"]["model-70"]
+    assert runner.calls[3][1].endswith(saved["runs"]["model-80"])
+
+
+def test_demo_failure_is_recorded_with_its_stage(artifacts: Path, no_synthetic: None) -> None:
+    status = demo.run_demo(demo.DemoOptions(n_images=40, epochs=1), FakeRunner(fail_on="evaluate"))
+    assert status["state"] == "failed"
+    assert status["stage"] == "evaluate model-80"
+    assert "evaluate` exited with code 1" in status["error"]
+    assert status["progress"] == pytest.approx(0.8)  # dataset + features + both trainings done
+
+
+def test_demo_stage_plan_sums_to_one() -> None:
+    assert sum(share for _, share in demo.stage_plan()) == pytest.approx(1.0)
+
+
+def test_demo_reports_feature_extraction_progress(artifacts: Path) -> None:
+    from medcap.io import write_json
+
+    write_json(artifacts / "features" / "synthetic-40-vgg16-abc" / "progress.json", {"n_rows": 40, "rows_done": 10})
+    progress = demo.Progress(demo.demo_dir())
+    demo._features_poll(progress, demo.DemoOptions(n_images=40))()
+    status = read_status(artifacts / "demo")
+    assert status["message"] == "extracting VGG16 features: 10/40 images"
+    assert status["progress"] == pytest.approx(0.05 + 0.25 * 10 / 40)
+
+
+def test_start_demo_marks_it_queued_and_refuses_a_second_start(
+    artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launched = []
+
+    def fake_spawn(args: list[str], log_path: Path) -> jobs.Launch:
+        launched.append(args)
+        return jobs.Launch(pid=__import__("os").getpid(), log_path=log_path, command=args)
+
+    monkeypatch.setattr(jobs, "spawn", fake_spawn)
+    demo.start_demo(["--epochs", "1"])
+    assert launched == [["demo", "--epochs", "1"]]
+    status = demo.demo_status()
+    assert status["state"] == "queued" and status["stage"] == "starting"
+    with pytest.raises(ValueError, match="already running"):
+        demo.start_demo()
+    assert len(launched) == 1

@@ -1,0 +1,86 @@
+"""medcap.jobs: background `python -m medcap` processes (arguments, spawn, terminate, child environment)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medcap import jobs
+from tests.dashboard_fixtures import dead_pid
+
+
+def test_train_args_and_cli_options() -> None:
+    args = jobs.train_args("model-70", "synthetic:200", 4, 7, "my run/../x", {"--lr": 0.001, "--batch-size": None})
+    assert args == [
+        "train", "--preset", "model-70", "--dataset", "synthetic:200", "--epochs", "4", "--seed", "7",
+        "--name", "my-run-.-x", "--lr", "0.001",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="not a flag"):
+        jobs.train_args("model-80", "synthetic", 1, 1, options={"lr": 1})
+    assert {"--epochs", "--seed", "--preset", "--dataset"} <= jobs.cli_options("train")
+    assert jobs.cli_options("no-such-command") == set()
+
+
+def test_spawn_runs_detached_and_logs(artifacts: Path) -> None:
+    launch = jobs.spawn(["--help"], artifacts / "launch.log")
+    for _ in range(200):
+        if "usage: python -m medcap" in jobs.tail(launch.log_path):
+            break
+        time.sleep(0.05)
+    assert "usage: python -m medcap" in jobs.tail(launch.log_path)
+    assert launch.command[1:3] == ["-m", "medcap"]
+
+
+def _started(proc: subprocess.Popen) -> None:
+    """Wait until the child has exec'd (its /proc cmdline is its own, not the forked parent's)."""
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    for _ in range(200):
+        if not cmdline.exists() or b"time.sleep" in cmdline.read_bytes():
+            return
+        time.sleep(0.01)
+
+
+def test_terminate_signals_only_running_medcap_processes(artifacts: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "medcap"])
+    _started(proc)
+    try:
+        assert jobs.terminate({"state": "running", "pid": proc.pid}, "run x") == proc.pid
+        assert proc.wait(timeout=10) == -15
+    finally:
+        proc.kill()
+    with pytest.raises(ValueError, match="not running"):
+        jobs.terminate({"state": "finished", "pid": proc.pid}, "run x")
+    with pytest.raises(ValueError, match="state interrupted"):
+        jobs.terminate({"state": "running", "pid": dead_pid()}, "run y")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    _started(other)
+    try:
+        with pytest.raises(ValueError, match="not a medcap process"):
+            jobs.terminate({"state": "running", "pid": other.pid}, "run z")
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_child_env_points_children_at_this_artifacts_root_and_project(artifacts: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = jobs.child_env()
+    assert env["MEDCAP_ARTIFACTS"] == str(artifacts.resolve())
+    assert env["PYTHONPATH"].split(os.pathsep) == [str(jobs.project_root()), "/elsewhere"]
+    assert (jobs.project_root() / "medcap" / "__init__.py").is_file()
+    assert jobs.medcap_command(["evaluate", "x"]) == [sys.executable, "-m", "medcap", "evaluate", "x"]
+
+
+def test_run_json_reports_the_childs_last_error_line(artifacts: Path) -> None:
+    with pytest.raises(ValueError, match=r"^probe failed: .*invalid choice: 'no-such-command'"):
+        jobs.run_json(["no-such-command"], "probe", timeout=120)
+
+
+def test_launch_log_stays_in_the_launches_folder(artifacts: Path) -> None:
+    assert jobs.launch_log("20250101-000000-x.log") == artifacts / "launches" / "20250101-000000-x.log"
+    assert jobs.launch_log("../../etc/passwd").parent == artifacts / "launches"
