@@ -131,14 +131,22 @@ def check_images(
             return list(pool.map(lambda p: check_image(p, root), paths, chunksize=64))
 
 
+_SCALE_ROWS = 512  # rows range-scaled at a time: bounds the float64 working memory of big 16-bit images
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """Scale a 16-bit / 32-bit / float single-channel image to 8-bit grayscale by its value range."""
-    arr = np.asarray(img, dtype=np.float64)  # (H, W)
+    """Scale a 16-bit / 32-bit / float single-channel image to 8-bit grayscale by its value range.
+
+    Works in row blocks, so a large 16-bit image costs about its own size plus the 8-bit result.
+    """
+    arr = np.asarray(img)  # (H, W) native dtype (uint16, int32 or float32)
     lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
-        out = np.zeros(arr.shape, dtype=np.uint8)  # (H, W)
-    else:
-        out = np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)  # (H, W)
+    out = np.zeros(arr.shape, dtype=np.uint8)  # (H, W)
+    if hi > lo:
+        scale = 255.0 / (hi - lo)
+        for top in range(0, arr.shape[0], _SCALE_ROWS):
+            block = arr[top:top + _SCALE_ROWS].astype(np.float64)  # (<=512, W)
+            out[top:top + _SCALE_ROWS] = np.round((block - lo) * scale).astype(np.uint8)
     return Image.fromarray(out, mode="L")
 
 

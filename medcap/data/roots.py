@@ -165,7 +165,10 @@ def find_datasets(roots: Sequence[Path] | None = None) -> list[str]:
                 sizes = [n for n in map(_generated_size, dirs) if n]
                 specs += [f"synthetic:{n}" for n in sizes]
                 dirs[:] = [d for d in dirs if _generated_size(d) is None]
-            specs += _detect(folder, dirs, files)
+            found = _detect(folder, dirs, files)
+            if any(not spec.startswith("csv:") for spec in found):
+                dirs[:] = []  # a dataset folder's sub-folders are its own (images, splits, ...)
+            specs += found
     return list(dict.fromkeys(specs))
 
 
