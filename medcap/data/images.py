@@ -35,8 +35,10 @@ MAX_PIXELS = 89_478_485
 # Longest side of the copies the dashboard shows (`display_copy`).
 DISPLAY_MAX_SIDE = 1024
 
-# Largest upload accepted by `open_upload_bytes` by default (bytes; Streamlit's own cap is set in config.toml).
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# Largest upload accepted by `open_upload_bytes` by default: 10 MB as Streamlit counts them (2**20 bytes),
+# the `maxUploadSize` of .streamlit/config.toml.
+_MB = 1024 * 1024
+MAX_UPLOAD_BYTES = 10 * _MB
 
 # Extensions the loaders accept when resolving an image by its stem, in order of preference.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -215,6 +217,13 @@ def open_image_rgb(path: str | os.PathLike[str]) -> Image.Image:
     return _decode_rgb(p, str(p))
 
 
+def _size_text(n_bytes: int) -> str:
+    """A byte count for people: '10.5 MB', '12 KB', '20 bytes' (MB and KB as powers of 2, as Streamlit counts)."""
+    if n_bytes >= _MB:
+        return f"{n_bytes / _MB:.3g} MB"
+    return f"{n_bytes / 1024:.3g} KB" if n_bytes >= 1024 else f"{n_bytes} bytes"
+
+
 def open_upload_bytes(
     data: bytes,
     name: str,
@@ -231,8 +240,8 @@ def open_upload_bytes(
     if not data:
         raise ValueError(f"{label}: the uploaded file is empty")
     if len(data) > max_bytes:
-        raise ValueError(f"{label}: the uploaded file is {len(data) / 1e6:.1f} MB; the limit is "
-                         f"{max_bytes / 1e6:.1f} MB")
+        raise ValueError(f"{label}: the uploaded file is {_size_text(len(data))}; the limit is "
+                         f"{_size_text(max_bytes)}")
     return _decode_rgb(io.BytesIO(data), label, formats=formats)
 
 

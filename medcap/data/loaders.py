@@ -178,6 +178,10 @@ def load_medpix(root: Path, spec: str, allow_outside_root: bool = False) -> Load
         rows.append(_row(stem, path, desc.get("Caption"), rec.get("U_id"), splits.get(stem, ""),
                          modality=_text(rec.get("Type")), plane=_text(desc.get("Plane")),
                          location=_text(rec.get("Location Category"))))
+    if skips.notes and splits:  # a truncated index: the split files say how many records to expect
+        lost = len(set(splits) - {r["image_id"] for r in rows})
+        skips.note(f"{index.name}: the split files list {len(splits)} images; {lost} of them have no record "
+                   f"in {index.name}")
     return _finish(spec, "medpix", safe_name(root.name), root, rows, skips, bool(splits), allow_outside_root)
 
 
