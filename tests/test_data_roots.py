@@ -177,3 +177,14 @@ def test_cli_flag_allow_outside_root(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["data", "--dataset", f"csv:{csv_path}", "--json", "--allow-outside-root"]) == 0
     allowed = json.loads(capsys.readouterr().out)
     assert allowed["records_kept"] == 2 and allowed["dropped"] == {"missing_file": 1}
+
+
+def test_index_file_symlinked_out_of_the_dataset_is_refused(tmp_path: Path) -> None:
+    root = make_medpix(tmp_path / "mp")
+    other = make_medpix(tmp_path / "other")
+    (root / "Descriptions.json").unlink()
+    (root / "Descriptions.json").symlink_to(other / "Descriptions.json")
+    with pytest.raises(ValueError, match=r"Descriptions\.json resolves outside the dataset folder.*"
+                                         r"--allow-outside-root"):
+        load_records(f"medpix:{root}")
+    assert len(load_records(f"medpix:{root}", allow_outside_root=True).table) == 4

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from medcap.data.images import IMAGE_EXTENSIONS, check_images, index_images
+from medcap.data.images import IMAGE_EXTENSIONS, check_images, index_images, is_inside
 from medcap.data.readers import (
     SkipLog,
     iter_csv,
@@ -84,7 +84,7 @@ def _finish(spec: str, kind: str, name: str, root: Path, rows: list[dict], skips
     if not kept:
         hint = (" Image paths outside the dataset folder are refused; pass --allow-outside-root "
                 "(allow_outside_root=True) to read them." if skips.skipped.get("outside_root") else "")
-        notes = f" {' '.join(skips.notes)}" if skips.notes else ""
+        notes = "".join(f" {n}." for n in skips.notes)
         raise ValueError(
             f"{spec}: no usable records in {root} (read {records_read}; skipped {dict(skips.skipped) or 'none'})."
             f"{notes}{hint}"
@@ -106,6 +106,15 @@ def _existing(path: Path, what: str) -> Path:
     return path
 
 
+def _index_file(path: Path, root: Path, what: str, allow_outside_root: bool) -> Path:
+    """An existing index file of the dataset in `root`; ValueError when it resolves (symlink) outside `root`."""
+    _existing(path, what)
+    if not allow_outside_root and not is_inside(path, root):
+        raise ValueError(f"{path}: the {what} resolves outside the dataset folder {root}; pass "
+                         "--allow-outside-root (allow_outside_root=True) to read it")
+    return path
+
+
 # ---------------------------------------------------------------- synthetic
 
 
@@ -117,7 +126,7 @@ def load_synthetic_folder(path: str | Path, spec: str | None = None, name: str |
     skips = SkipLog()
     rows: list[dict] = []
     index = root / "records.jsonl"
-    _existing(index, "synthetic records file")
+    _index_file(index, root, "synthetic records file", allow_outside_root)
     for lineno, rec in iter_jsonl(index, skips):
         if not rec.get("image_id") or not rec.get("file"):
             skips.add("missing_field", f"{index.name}:{lineno}", "needs image_id and file")
@@ -162,7 +171,7 @@ def _medpix_splits(root: Path) -> dict[str, str]:
 def load_medpix(root: Path, spec: str, allow_outside_root: bool = False) -> LoadResult:
     """MedPix 2.0: Descriptions.json + images/<stem>.<any ext> + optional splitted_dataset/*.jsonl."""
     root = _existing(root, "MedPix folder")
-    index = _existing(root / "Descriptions.json", "MedPix Descriptions.json")
+    index = _index_file(root / "Descriptions.json", root, "MedPix Descriptions.json", allow_outside_root)
     skips = SkipLog()
     records = load_json_array(index, skips)
     images = index_images(root / "images")
@@ -217,6 +226,7 @@ def load_roco(root: Path, spec: str, allow_outside_root: bool = False) -> LoadRe
         if not captions.is_file():
             continue
         found_any = True
+        _index_file(captions, root, "ROCO captions file", allow_outside_root)
         links = _roco_links(folder, link_skips)
         by_stem = index_images(folder / "images")
         for _, fields in iter_tsv_pairs(captions, skips, min_fields=1):
@@ -257,6 +267,8 @@ def load_medicat(root: Path, spec: str, allow_outside_root: bool = False) -> Loa
     """MedICaT: JSONL figure records (pdf_hash, fig_uri, s2_caption) + figures/<pdf_hash>_<fig_uri>."""
     root = _existing(root, "MedICaT path")
     jsonl, figures = _medicat_files(root)
+    if root.is_dir():
+        _index_file(jsonl, root, "MedICaT records file", allow_outside_root)
     skips = SkipLog()
     rows: list[dict] = []
     for lineno, rec in iter_jsonl(jsonl, skips):
@@ -278,7 +290,7 @@ def load_medicat(root: Path, spec: str, allow_outside_root: bool = False) -> Loa
 def load_iuxray(root: Path, spec: str, allow_outside_root: bool = False) -> LoadResult:
     """IU X-Ray (R2Gen): annotation.json {train,val,test: [{id, report, image_path: [...]}]} + images/."""
     root = _existing(root, "IU X-Ray folder")
-    index = _existing(root / "annotation.json", "IU X-Ray annotation.json")
+    index = _index_file(root / "annotation.json", root, "IU X-Ray annotation.json", allow_outside_root)
     data = load_json_object(index)
     skips = SkipLog()
     rows: list[dict] = []
