@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
+
+from medcap.data.images import DISPLAY_MAX_SIDE, display_copy, open_image_rgb
 
 log = logging.getLogger(__name__)
 
@@ -308,23 +310,20 @@ def word_probabilities(words: Sequence[str], probs: Sequence[float]) -> go.Figur
     return fig
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image fully (EXIF orientation applied); ValueError naming the file when unreadable."""
-    p = Path(path)
-    try:
-        with Image.open(p) as img:
-            img.load()
-            return ImageOps.exif_transpose(img).copy()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ValueError(f"{p.name}: cannot read image ({exc.__class__.__name__})") from exc
+def load_image(path: str | Path, max_side: int | None = DISPLAY_MAX_SIDE) -> Image.Image:
+    """Open an image as RGB through medcap's one reader (`open_image_rgb`: EXIF orientation, 16-bit range
+    scaling, the `MAX_PIXELS` limit), downscaled to at most `max_side` px (None: full size) for display.
+
+    ValueError naming the file when unreadable.
+    """
+    img = open_image_rgb(path)
+    return img if max_side is None else display_copy(img, max_side)
 
 
 def thumbnail(path: str | Path, size: int = 160) -> Image.Image | None:
-    """A small RGB copy of an image, or None (logged) when it cannot be read."""
+    """A small RGB copy of an image (longest side `size`), or None (logged) when it cannot be read."""
     try:
-        img = load_image(path).convert("RGB")
+        return load_image(path, max_side=size)
     except ValueError as exc:
         log.warning("%s", exc)
         return None
-    img.thumbnail((size, size))
-    return img

@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", choices=("model-80", "model-70", "official"), default="model-80",
                    help="model-80 (80/10/10), model-70 (70/15/15) or the dataset's own split (default model-80)")
     p.add_argument("--seed", type=int, default=42, help="split seed (default 42)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="also read image paths that resolve outside the dataset's folder (refused by default)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from medcap.data import load_records, summarize
 
     start = time.perf_counter()
-    result = load_records(args.dataset)
+    result = load_records(args.dataset, allow_outside_root=args.allow_outside_root)
     summary = summarize(result, max_words=args.max_words, split_by=args.split_by, protocol=args.protocol,
                         seed=args.seed, long_captions=args.long_captions)
     seconds = time.perf_counter() - start

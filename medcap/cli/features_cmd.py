@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Extract global + 7x7 grid CNN features of every readable image of a dataset.",
     )
     p.add_argument("--dataset", required=True, metavar="SPEC", help="dataset spec, e.g. medpix:PATH or synthetic:2000")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="also read image paths that resolve outside the dataset's folder (refused by default)")
     p.add_argument("--backbone", default="vgg16",
                    help="vgg16 (default; offline ImageNet weights), resnet50, densenet121, efficientnetb0 "
                         "(the latter need their weights file in the Keras cache)")
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from medcap.features import ensure_features
 
     t0 = time.perf_counter()
-    result = load_records(args.dataset)
+    result = load_records(args.dataset, allow_outside_root=args.allow_outside_root)
     store = ensure_features(result, backbone=args.backbone, batch_size=args.batch_size, augment=args.augment,
                             precision=args.precision, progress=not args.no_progress)
     info = summary(store, time.perf_counter() - t0)
