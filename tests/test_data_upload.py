@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from medcap.features.decode import load_array
+from medcap.features.imageload import load_array
 from PIL import Image
 
 from medcap import viz

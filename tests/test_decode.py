@@ -56,8 +56,12 @@ def test_greedy_exact_caption_probs_score_and_attention() -> None:
     assert c.attention.shape == (2, 7, 7)
     want = np.zeros((2, 49))
     want[0, 2] = 1.0  # "a" came from prefix [<start>]
-    want[1, [2, 4]] = 0.5  # "c" from [<start>, a]: the mean of the positions' maps
+    want[1, 4] = 1.0  # "c" from [<start>, a]: the last position's map (where "a" looks)
     np.testing.assert_allclose(c.attention.reshape(2, 49), want, atol=1e-6)
+    mean = np.zeros((2, 49))
+    mean[0, 2] = 1.0
+    mean[1, [2, 4]] = 0.5  # the mean over the prefix positions' maps, kept as attention_mean
+    np.testing.assert_allclose(c.attention_mean.reshape(2, 49), mean, atol=1e-6)
 
 
 def test_beam_finds_the_better_caption_greedy_misses() -> None:
@@ -165,3 +169,36 @@ def test_decoding_with_the_model_passes_equals_decoding_with_the_whole_model(att
                 np.testing.assert_allclose(a.attention, b.attention, atol=1e-6)
             else:
                 assert a.attention is None
+
+
+def test_decode_options_min_length_repeats_and_gnmt_penalty() -> None:
+    from medcap.model.decode import DecodeOptions, gnmt_length_penalty
+
+    g, grid = feats(2)
+    # "a" then <end> is the greedy caption; "a" again is the next best word after "a"
+    model = MarkovModel({2: {4: 0.9, 5: 0.1}, 4: {3: 0.6, 4: 0.3, 5: 0.1}, 5: {3: 0.9, 4: 0.1}})
+    assert [c.words for c in greedy_decode(model, g, grid, VOCAB)] == [["a"]] * 2
+    longer = greedy_decode(model, g, grid, VOCAB, options=DecodeOptions(min_words=2))
+    assert [c.words for c in longer] == [["a", "a"]] * 2
+    no_rep = greedy_decode(model, g, grid, VOCAB, options=DecodeOptions(min_words=2, block_adjacent=True))
+    assert [c.words for c in no_rep] == [["a", "b"]] * 2
+    assert no_rep[0].probs == pytest.approx([0.9, 0.1])
+    assert gnmt_length_penalty(np.array([1, 2]), 0.0).tolist() == [1.0, 1.0]
+    assert gnmt_length_penalty(np.array([1]), 1.0)[0] == pytest.approx(1.0)
+    assert gnmt_length_penalty(np.array([7]), 0.5)[0] == pytest.approx(np.sqrt(2.0))
+
+
+def test_memory_mixing_steers_greedy_towards_the_neighbours_words() -> None:
+    from medcap.model.decode import DecodeOptions
+    from medcap.model.retrieval import build_memory
+
+    g, grid = feats(2)
+    model = MarkovModel({2: {4: 0.6, 5: 0.4}, 4: {3: 1.0}, 5: {3: 1.0}})
+    train = np.eye(2, dtype=np.float32)
+    memory = build_memory(train, [[5], [4]], np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32), k=1)
+    caps = greedy_decode(model, g, grid, VOCAB, options=DecodeOptions(memory=memory, memory_lambda=0.5))
+    # image 0's neighbour says "b": 0.5*0.4 + 0.5 = 0.7 beats 0.3; image 1's says "a"
+    assert [c.words for c in caps] == [["b"], ["a"]]
+    assert caps[0].probs == pytest.approx([0.4])  # the model's own probability is reported
+    beams = beam_decode(model, g, grid, VOCAB, beam=2, options=DecodeOptions(memory=memory, memory_lambda=0.5))
+    assert [c.words for c in beams] == [["b"], ["a"]]
