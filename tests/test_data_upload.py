@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from medcap.features.imageload import load_array
 from PIL import Image
 
 from medcap import viz
@@ -24,6 +23,7 @@ from medcap.data.images import (
     open_image_rgb,
     open_upload_bytes,
 )
+from medcap.features.imageload import load_array
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
