@@ -102,10 +102,8 @@ class Progress:
 
 
 def _child_env() -> dict[str, str]:
-    root = Path(__file__).resolve().parent.parent
     env = dict(os.environ)
     env["MEDCAP_ARTIFACTS"] = str(paths.artifacts_dir().resolve())
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
     return env
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +70,3 @@ def paired_table(a: SystemScores, b: SystemScores, n_boot: int = bs.N_RESAMPLES,
             out[key] = bs.paired_bootstrap(bs.mean_metric, a.per_image[key], b.per_image[key], n=n_boot, seed=seed)
     return out
 
-
-def finite_or_none(x: float) -> float | None:
-    """JSON-friendly number (NaN/inf become None)."""
-    return float(x) if isinstance(x, int | float | np.floating) and math.isfinite(x) else None

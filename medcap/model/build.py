@@ -7,14 +7,10 @@ from typing import Any
 
 import keras
 
-from medcap.config import RunConfig
+from medcap.config import ATTENTION_CHOICES, DECODER_STATE_CHOICES, RunConfig
 from medcap.model.layers import GRID_CHANNELS, GRID_REGIONS, GridAttention, LastState, PaddingMask, ZeroAttention
 
 log = logging.getLogger(__name__)
-
-ATTENTION_KINDS = ("grid", "self")
-DECODER_STATES = ("none", "last", "last_context")
-
 
 @keras.saving.register_keras_serializable(package="medcap")
 class CaptionModel(keras.Model):
@@ -43,10 +39,10 @@ def build_model(cfg: RunConfig, vocab_size: int, global_dim: int, max_len: int =
     The prefix length T is free (masking makes right padding irrelevant); `max_len` is the training
     prefix length and only names the input's expected size in the summary. With attention="self" the
     "grid" input is ignored and "attention" is all zeros.
-    Extra options (cfg.extra): "attention_score" ("additive" | "dot"), "region_positions" (bool).
+    Grid attention options: `cfg.attention_score` ("additive" | "dot"), `cfg.region_positions` (bool).
     """
-    if cfg.attention not in ATTENTION_KINDS:
-        raise ValueError(f"unknown attention {cfg.attention!r}; choose one of {ATTENTION_KINDS}")
+    if cfg.attention not in ATTENTION_CHOICES:
+        raise ValueError(f"unknown attention {cfg.attention!r}; choose one of {ATTENTION_CHOICES}")
     if vocab_size < 5:
         raise ValueError(f"vocab_size must be >= 5 (4 special tokens + words), got {vocab_size}")
     del max_len  # the model accepts any prefix length
@@ -79,8 +75,8 @@ def build_model(cfg: RunConfig, vocab_size: int, global_dim: int, max_len: int =
     if cfg.attention == "grid":
         context, weights = GridAttention(
             cfg.attn_units,
-            score=str(cfg.extra.get("attention_score", "additive")),
-            region_positions=bool(cfg.extra.get("region_positions", True)),
+            score=cfg.attention_score,
+            region_positions=cfg.region_positions,
             l2=cfg.l2,
             name="grid_attention",
             dtype=policy,
@@ -98,8 +94,8 @@ def build_model(cfg: RunConfig, vocab_size: int, global_dim: int, max_len: int =
 
     # decoder: image + attended context (+ the BiLSTM state at the last prefix position)
     merged = [img, pooled]
-    if cfg.decoder_state not in DECODER_STATES:
-        raise ValueError(f"unknown decoder_state {cfg.decoder_state!r}; choose one of {DECODER_STATES}")
+    if cfg.decoder_state not in DECODER_STATE_CHOICES:
+        raise ValueError(f"unknown decoder_state {cfg.decoder_state!r}; choose one of {DECODER_STATE_CHOICES}")
     if cfg.decoder_state in ("last", "last_context"):
         last = LastState(name="last_state", dtype=policy)(seq, mask)  # (B, 2U)
         merged.append(dense(cfg.dense_units, "state_proj", activation=None)(last))  # (B, H)

@@ -1,4 +1,4 @@
-"""Training runs: `train_run`, `resume_run`, `load_run`, grid search (TensorFlow, imported lazily).
+"""Training runs: `train_run`, `resume_run`, `load_run` (TensorFlow, imported lazily).
 
 `import medcap.train` is cheap; the names below import TensorFlow on first access.
 """
@@ -14,7 +14,6 @@ _EXPORTS = {
     "RunCancelled": "medcap.train.runner",
     "load_run": "medcap.train.loading",
     "LoadedRun": "medcap.train.loading",
-    "run_grid": "medcap.train.grid",
 }
 
 __all__ = sorted(_EXPORTS)
