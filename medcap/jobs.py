@@ -34,10 +34,9 @@ def project_root() -> Path:
 
 
 def child_env() -> dict[str, str]:
-    """This process's environment plus the artifacts root and the project on PYTHONPATH."""
+    """This process's environment plus the artifacts root (children import the installed `medcap`)."""
     env = dict(os.environ)
     env["MEDCAP_ARTIFACTS"] = str(paths.artifacts_dir().resolve())
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(project_root()), env.get("PYTHONPATH", "")) if p)
     return env
 
 

@@ -14,9 +14,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medcap.train.synthetic_check import check_run
 

@@ -24,7 +24,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     other_spec, other_store = make_tiny(root / "other", n=9, seed=1, prefix="ext")
     cfg = RunConfig.from_preset("model-80", dataset=spec, epochs=1, batch_size=16, embed_dim=16, lstm_units=16,
                                 dense_units=16, attn_units=16, dropout=0.1, min_count=1, seed=3,
-                                extra={"feature_store": str(store)})
+                                feature_store=str(store))
     run = train_run(cfg, run_dir=root / "runs" / "tiny")
     return {"run": run, "spec": spec, "other_spec": other_spec, "other_store": other_store}
 

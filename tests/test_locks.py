@@ -27,9 +27,7 @@ time.sleep(120)
 def holder(tmp_path: Path):
     """A second Python process holding the lock on tmp_path/run (killed at the end in any case)."""
     folder = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdout=subprocess.PIPE, text=True,
-                            env=env)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
         yield folder, proc

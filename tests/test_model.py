@@ -94,7 +94,7 @@ def test_grid_changes_prediction_with_grid_attention() -> None:
 
 @pytest.mark.parametrize("score", ["additive", "dot"])
 def test_rebuild_from_config_and_weights_gives_identical_outputs(tmp_path: Path, score: str) -> None:
-    cfg = tiny_cfg(layers=2, extra={"attention_score": score})
+    cfg = tiny_cfg(layers=2, attention_score=score)
     model = build_model(cfg, V, D)
     x = inputs(PREFIX, seed=3)
     before = model(x, training=False)

@@ -54,7 +54,7 @@ def tiny_config(spec: str, store: Path, **overrides: object) -> RunConfig:
     """The smallest model that still trains (embed/units 16)."""
     values = dict(dataset=spec, epochs=3, batch_size=16, embed_dim=16, lstm_units=16, dense_units=16,
                   attn_units=16, dropout=0.1, patience=10, lr_patience=10, min_count=1, seed=3,
-                  learning_rate=5e-3, extra={"feature_store": str(store)})
+                  learning_rate=5e-3, feature_store=str(store))
     values.update(overrides)
     return RunConfig.from_preset("model-80", **values)
 
@@ -199,7 +199,7 @@ def test_cli_flags_override_the_preset() -> None:
 
 
 def test_grid_writes_a_table_per_combination_and_beam(tiny: tuple[str, Path], artifacts: Path) -> None:
-    from medcap.train.grid import run_grid
+    from medcap.experiments.grid import run_grid
 
     spec, store = tiny
     grid = run_grid(tiny_config(spec, store, epochs=1), lrs=[5e-3], layers=[1, 0], beams=[1, 2])
@@ -210,13 +210,13 @@ def test_grid_writes_a_table_per_combination_and_beam(tiny: tuple[str, Path], ar
     assert (ok["state"] == "finished").all() and ok["val_loss"].notna().all() and ok["n_val_images"].eq(3).all()
     assert ok["bleu1"].between(0, 1).all()
     # layers=0 is an invalid model: recorded as failed, and the search still wrote the table
-    assert (bad["state"] == "failed").all() and bad["error"].str.contains("layers=0").all()
+    assert (bad["state"] == "failed").all() and bad["error"].str.contains("layers must be >= 1, got 0").all()
     assert json.loads((grid / "results.json").read_text())[0]["lr"] == 5e-3
 
 
 def test_grid_command_parses_value_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    import medcap.train.grid as grid_mod
+    import medcap.experiments.grid as grid_mod
     from medcap.cli import main
 
     seen = {}

@@ -8,6 +8,8 @@ import logging
 import time
 from pathlib import Path
 
+from medcap import config
+
 log = logging.getLogger(__name__)
 
 
@@ -21,9 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, metavar="SPEC", help="dataset spec, e.g. medpix:PATH or synthetic:2000")
     p.add_argument("--allow-outside-root", action="store_true",
                    help="also read image paths that resolve outside the dataset's folder (refused by default)")
-    p.add_argument("--backbone", default="vgg16",
-                   help="vgg16 (default; offline ImageNet weights), resnet50, densenet121, efficientnetb0 "
-                        "(the latter need their weights file in the Keras cache)")
+    p.add_argument("--backbone", default=config.default("backbone"),
+                   help=f"{', '.join(config.BACKBONE_CHOICES)}: {config.field_help('backbone')} "
+                        f"(default {config.default('backbone')})")
     p.add_argument("--batch-size", type=int, default=32, help="images per backbone call (default 32)")
     p.add_argument("--augment", type=int, default=0, metavar="K", help="also store K augmented views per image")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),

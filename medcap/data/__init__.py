@@ -1,5 +1,6 @@
 """Data layer: dataset loaders, caption filtering, vocabulary, splits and leakage checks (no TensorFlow)."""
 
+from medcap.data.captioned import load_captioned
 from medcap.data.loaders import load_records, load_synthetic_folder
 from medcap.data.records import LoadResult
 from medcap.data.splits import leakage_report, make_split
@@ -11,6 +12,7 @@ __all__ = [
     "LoadResult",
     "Vocabulary",
     "leakage_report",
+    "load_captioned",
     "load_records",
     "load_synthetic_folder",
     "make_split",

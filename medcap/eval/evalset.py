@@ -48,14 +48,12 @@ class EvalSet:
 
 
 def prepared_table(spec: str, cfg: RunConfig) -> tuple[Any, pd.DataFrame]:
-    """Load a dataset and apply the run's caption rules; returns (LoadResult, kept table with `tokens`)."""
-    from medcap.data import load_records, prepare_captions
+    """A dataset with the run's caption rules applied (`medcap.data.load_captioned`, as in training);
+    returns (LoadResult, kept table with `tokens`)."""
+    from medcap.data import load_captioned
 
-    result = load_records(spec)
-    table, dropped = prepare_captions(result.table, max_words=cfg.max_words, long_captions=cfg.long_captions)
-    if dropped:
-        log.info("%s: captions dropped by the run's rules: %s", spec, dropped)
-    return result, table.reset_index(drop=True)
+    result, table, _ = load_captioned(spec, max_words=cfg.max_words, long_captions=cfg.long_captions)
+    return result, table
 
 
 def same_dataset(a: Any, b: Any) -> bool:

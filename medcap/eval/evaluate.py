@@ -60,7 +60,6 @@ class Prepared:
     evalset: EvalSet
     train_tokens: list[list[str]]
     train_global: np.ndarray  # (Ntr, D) float32
-    own_dataset: bool
 
 
 def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
@@ -101,7 +100,7 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
         raise ValueError(f"{store.path}: global feature dim {store.global_dim} differs from the run's "
                          f"{run_store.global_dim} (backbone {cfg.backbone})")
     evalset = build_eval_set(result.spec, table, result.name, split, loaded.split if own else None, store)
-    return Prepared(loaded=loaded, evalset=evalset, train_tokens=train_tokens, train_global=train_g, own_dataset=own)
+    return Prepared(loaded=loaded, evalset=evalset, train_tokens=train_tokens, train_global=train_g)
 
 
 def decode_captions(loaded: Any, evalset: EvalSet, beam: int) -> list[Any]:

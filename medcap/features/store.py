@@ -23,7 +23,6 @@ from medcap import io
 STORE_FORMAT = 1
 META_FILE = "meta.json"
 IDS_FILE = "ids.json"
-ARRAYS = ("global", "grid", "aug_global", "aug_grid")
 
 
 def image_signature(path: str | os.PathLike[str]) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import keras
 
-from medcap.config import RunConfig
+from medcap.config import ATTENTION_CHOICES, DECODER_STATE_CHOICES, RunConfig
 from medcap.model.layers import (
     GRID_CHANNELS,
     GRID_REGIONS,
@@ -22,8 +22,6 @@ from medcap.model.layers import (
 
 log = logging.getLogger(__name__)
 
-ATTENTION_KINDS = ("grid", "self")
-DECODER_STATES = ("none", "last", "last_context")
 
 
 @dataclass(frozen=True)
@@ -109,8 +107,8 @@ def _make_layers(cfg: RunConfig, vocab_size: int, feature_scale: Mapping[str, fl
     if grid:
         attention: keras.layers.Layer = GridAttention(
             cfg.attn_units,
-            score=str(cfg.extra.get("attention_score", "additive")),
-            region_positions=bool(cfg.extra.get("region_positions", True)),
+            score=cfg.attention_score,
+            region_positions=cfg.region_positions,
             l2=cfg.l2,
             name="grid_attention",
             dtype=policy,
@@ -224,12 +222,12 @@ def build_model(
     or None) in weightless layers. The prefix length T is free (masking makes right padding irrelevant).
     Outputs: {"probs": (B, V) float32 softmax, "attention": (B, T, 49) float32}.
     With attention="self" the "grid" input is ignored and "attention" is all zeros.
-    Extra options (cfg.extra): "attention_score" ("additive" | "dot"), "region_positions" (bool).
+    Grid attention options: `cfg.attention_score` ("additive" | "dot"), `cfg.region_positions` (bool).
     """
-    if cfg.attention not in ATTENTION_KINDS:
-        raise ValueError(f"unknown attention {cfg.attention!r}; choose one of {ATTENTION_KINDS}")
-    if cfg.decoder_state not in DECODER_STATES:
-        raise ValueError(f"unknown decoder_state {cfg.decoder_state!r}; choose one of {DECODER_STATES}")
+    if cfg.attention not in ATTENTION_CHOICES:
+        raise ValueError(f"unknown attention {cfg.attention!r}; choose one of {ATTENTION_CHOICES}")
+    if cfg.decoder_state not in DECODER_STATE_CHOICES:
+        raise ValueError(f"unknown decoder_state {cfg.decoder_state!r}; choose one of {DECODER_STATE_CHOICES}")
     if vocab_size < 5:
         raise ValueError(f"vocab_size must be >= 5 (4 special tokens + words), got {vocab_size}")
     layers = _make_layers(cfg, vocab_size, feature_scale)

@@ -14,7 +14,6 @@ _EXPORTS = {
     "train_run": "medcap.train.runner",
     "resume_run": "medcap.train.runner",
     "RunCancelled": "medcap.train.runner",
-    "run_grid": "medcap.train.grid",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -82,15 +82,10 @@ def feature_store_summary(store: Any) -> dict[str, Any]:
 
 def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData:
     """Load and prepare a run's data; a fresh run writes split.json and vocab.json, a resumed one reads them."""
-    from medcap.data import load_records, make_split, prepare_captions
+    from medcap.data import load_captioned, make_split
     from medcap.data.vocab import Vocabulary
 
-    result = load_records(cfg.dataset)
-    log.info("%s: %d usable images (%d records read, skipped %s)", cfg.dataset, len(result.table),
-             result.records_read, result.skipped or "none")
-    table, dropped = prepare_captions(result.table, max_words=cfg.max_words, long_captions=cfg.long_captions)
-    table = table.reset_index(drop=True)
-    log.info("captions kept: %d (dropped %s)", len(table), dropped or "none")
+    result, table, dropped = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
     if table.empty:
         raise ValueError(f"{cfg.dataset}: no usable captions after preparation (dropped {dropped})")
     fingerprint = dataset_fingerprint(table)
@@ -114,10 +109,10 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData
 
 
 def _feature_store(cfg: RunConfig, result: Any) -> Any:
-    """The run's features: `cfg.extra["feature_store"]` (a pre-extracted store folder) or ensure_features."""
+    """The run's features: `cfg.feature_store` (a pre-extracted store folder) or ensure_features."""
     from medcap.features import ensure_features, open_store
 
-    given = cfg.extra.get("feature_store")
+    given = cfg.feature_store
     if given:
         store = open_store(Path(given))
         log.info("using the given feature store %s (%d images)", store.path, len(store.ids))

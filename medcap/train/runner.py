@@ -40,7 +40,7 @@ class RunCancelled(Exception):  # noqa: N818 (a state, not an error)
 
 def train_run(cfg: RunConfig, run_dir: Path | None = None) -> Path:
     """Train a new run (or fill the given empty folder) and return its folder."""
-    validate_config(cfg)
+    cfg.validate()  # a config edited after it was made
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.name, cfg.preset)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_status(run_dir, "queued", epoch=0, epochs=cfg.epochs, step=0, steps=0, progress=0.0,
@@ -49,25 +49,13 @@ def train_run(cfg: RunConfig, run_dir: Path | None = None) -> Path:
     return _execute(run_dir, cfg, resume=False)
 
 
-def validate_config(cfg: RunConfig) -> None:
-    """ValueError naming the first setting that cannot train."""
-    checks = {"epochs": cfg.epochs >= 1, "batch_size": cfg.batch_size >= 1, "layers": cfg.layers >= 1,
-              "max_words": cfg.max_words >= 1, "patience": cfg.patience >= 1, "lr_patience": cfg.lr_patience >= 1,
-              "learning_rate": cfg.learning_rate >= 0, "dropout": 0 <= cfg.dropout < 1,
-              "lr_factor": 0 < cfg.lr_factor <= 1, "strategy": cfg.strategy in ("default", "mirrored"),
-              "decoder_state": cfg.decoder_state in ("last_context", "last", "none")}
-    bad = [k for k, ok in checks.items() if not ok]
-    if bad:
-        raise ValueError(f"invalid run setting {bad[0]}={getattr(cfg, bad[0])!r}")
-
-
 def resume_run(run_dir: Path) -> Path:
     """Continue an interrupted run from its last finished epoch (same data order, optimizer state)."""
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     if "run" not in config:
         raise ValueError(f"{run_dir / 'config.json'}: missing or malformed; cannot resume")
-    cfg = RunConfig.from_dict(config["run"])
+    cfg = RunConfig.from_dict(config["run"], source=str(run_dir / "config.json"))
     if read_status(run_dir).get("state") == "finished":
         log.info("%s already finished; nothing to resume", run_dir)
         return run_dir

@@ -29,11 +29,11 @@ def new_grid_dir(label: str, root: Path | None = None) -> Path:
 
 def bleu_on_split(loaded: Any, split: str, beam: int) -> tuple[dict[str, float], int]:
     """Corpus BLEU-1..4 of a loaded run's captions on one split of its own data (refs from the feature table)."""
-    from medcap.data import load_records, prepare_captions
+    from medcap.data import load_captioned
     from medcap.eval.metrics import corpus_bleu_scores
 
-    result = load_records(loaded.cfg.dataset)
-    table, _ = prepare_captions(result.table, max_words=loaded.cfg.max_words, long_captions=loaded.cfg.long_captions)
+    cfg = loaded.cfg
+    _, table, _ = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
     by_id = dict(zip(table["image_id"], table["tokens"], strict=True))
     store_ids = set(loaded.store.ids)
     ids = [i for i in loaded.split.get(split, []) if i in by_id and i in store_ids]
@@ -61,9 +61,9 @@ def run_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[i
     rows: list[dict[str, Any]] = []
     for lr, n_layers in itertools.product(lrs, layers):
         label = f"{base.name + '-' if base.name else ''}grid-lr{lr:g}-l{n_layers}"
-        cfg = dataclasses.replace(base, learning_rate=float(lr), layers=int(n_layers), name=label)
         common: dict[str, Any] = {"lr": lr, "layers": n_layers, "run_id": "", "state": "failed"}
         try:
+            cfg = dataclasses.replace(base, learning_rate=float(lr), layers=int(n_layers), name=label)
             run_dir = train_run(cfg)
             common["run_id"] = run_dir.name
             hist = read_history(run_dir)
