@@ -10,17 +10,19 @@ import datetime as dt
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import medcap
 from medcap import paths
+from medcap.config import RunConfig, train_cli_args
 from medcap.io import safe_name
 from medcap.rundir import ACTIVE_STATES, effective_state, pid_alive
 from medcap.runs import RunInfo
@@ -156,43 +158,16 @@ def launch_log(name: str) -> Path:
     return launches_dir() / safe_name(Path(name).name, max_len=120)
 
 
-def cli_options(command: str) -> set[str]:
-    """The option strings (`--epochs`, ...) that `python -m medcap <command>` accepts ({} if absent)."""
-    import argparse
+def launch_train(settings: RunConfig | Mapping[str, Any]) -> Launch:
+    """Start a training run of `settings` (a RunConfig or field -> value) in the background.
 
-    from medcap.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._actions:  # argparse has no public accessor for sub-parsers
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            return {opt for a in action.choices[command]._actions for opt in a.option_strings}
-    return set()
-
-
-def train_args(
-    preset: str, dataset: str, epochs: int, seed: int, name: str = "", options: dict[str, Any] | None = None
-) -> list[str]:
-    """CLI arguments of `python -m medcap train` for a form's values; `options` maps flags to values."""
-    args = ["train", "--preset", preset, "--dataset", dataset, "--epochs", str(int(epochs)), "--seed", str(int(seed))]
-    if name:
-        args += ["--name", safe_name(name, max_len=40)]
-    for flag, value in (options or {}).items():
-        if value is None or value is False:
-            continue
-        if not flag.startswith("--"):
-            raise ValueError(f"not a flag: {flag!r}")
-        args += [flag] if value is True else [flag, str(value)]
-    return args
-
-
-def launch_train(
-    preset: str, dataset: str, epochs: int, seed: int, name: str = "", options: dict[str, Any] | None = None
-) -> Launch:
-    """Start a training run in the background; its log goes to artifacts/launches/<stamp>-<name>.log."""
-    args = train_args(preset, dataset, epochs, seed, name, options)
-    label = safe_name(name or preset, max_len=40)
+    The command line comes from `config.train_cli_args`; the log goes to artifacts/launches/<stamp>-<name>.log.
+    """
+    args = train_cli_args(settings)
+    name = settings.get("name") if isinstance(settings, Mapping) else settings.name
+    label = safe_name(str(name or "run"), max_len=40)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return spawn(args, launches_dir() / f"{stamp}-{label}.log")
+    return spawn(args, launch_log(f"{stamp}-{label}-{secrets.token_hex(3)}.log"))  # unique even within a second
 
 
 def launch_resume(info: RunInfo) -> Launch:

@@ -161,7 +161,8 @@ def test_feature_backbones_are_the_config_choices() -> None:
 def test_train_cli_args_round_trip(tmp_path: Path) -> None:
     """The argument list made from a config parses (with the real train parser) back to that config."""
     from medcap.cli import build_parser
-    from medcap.cli.train_cmd import config_from_args, train_cli_args
+    from medcap.cli.train_cmd import config_from_args
+    from medcap.config import train_cli_args
 
     store = tmp_path.resolve() / "store"
     every = RunConfig(name="my run", preset="model-70", dataset="csv:/data/x.csv", protocol="official",

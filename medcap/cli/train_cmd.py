@@ -6,24 +6,17 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from medcap import config
+from medcap.config import flag_for
 
 EXIT_CANCELLED = 143
 
 
-# Flags whose name is not the field name with dashes.
-_FLAG_NAMES = {"learning_rate": "--lr"}
 # Fields whose default comes from the preset (the flag's help says so).
 _PRESET_FIELDS = ("protocol", "batch_size")
-
-
-def flag_for(name: str) -> str:
-    """The `train` flag of a RunConfig field (`learning_rate` -> `--lr`, `split_by` -> `--split-by`)."""
-    return _FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
 
 
 def _add_run_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
@@ -78,33 +71,6 @@ def config_from_args(args: argparse.Namespace, exclude: tuple[str, ...] = ()) ->
     if values.get("feature_store"):
         values["feature_store"] = str(Path(values["feature_store"]).resolve())
     return config.RunConfig.from_preset(args.preset, **values)
-
-
-def train_cli_args(settings: config.RunConfig | Mapping[str, Any]) -> list[str]:
-    """The `python -m medcap train ...` argument list (starting with "train") that trains `settings`.
-
-    `settings` is a RunConfig or a mapping of RunConfig field names to values (None = the preset's;
-    "preset" defaults to model-80); a mapping is validated like any RunConfig. Only settings that differ
-    from the preset's are given as flags, besides --preset and --dataset. Parsing the list with the
-    `train` parser and `config_from_args` gives the same RunConfig back (feature_store as an absolute path).
-    """
-    if isinstance(settings, config.RunConfig):
-        cfg = settings
-    else:
-        values = {k: v for k, v in settings.items() if k != "preset"}
-        cfg = config.RunConfig.from_preset(settings.get("preset") or config.default("preset"), **values)
-    base = config.RunConfig.from_preset(cfg.preset)
-    args = ["train", flag_for("preset"), cfg.preset, flag_for("dataset"), cfg.dataset]
-    for name in config.field_names():
-        value = getattr(cfg, name)
-        if name in ("preset", "dataset") or value == getattr(base, name) or value is None:
-            continue
-        flag = flag_for(name)
-        if isinstance(value, bool):
-            args.append(flag if value else "--no-" + flag[2:])
-        else:
-            args += [flag, repr(value) if isinstance(value, float) else str(value)]
-    return args
 
 
 def _floats(text: str, flag: str) -> list[float]:
