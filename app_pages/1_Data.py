@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from medcap import dataset_view, viz
+from medcap import config, dataset_view, viz
 from medcap.data import load_records, summarize
 from ui import common
 
@@ -41,8 +41,8 @@ def body() -> None:
             custom = st.text_input("…or type a spec", placeholder="e.g. csv:my_data/captions.csv")
         with right:
             max_words = st.number_input("Max caption words", 1, 200, 20)
-            protocol = st.selectbox("Split protocol", ["model-80", "model-70", "official"])
-            split_by = st.selectbox("Split by", ["group", "image"])
+            protocol = st.selectbox("Split protocol", config.PROTOCOL_CHOICES, help=config.field_help("protocol"))
+            split_by = st.selectbox("Split by", config.SPLIT_BY_CHOICES, help=config.field_help("split_by"))
             seed = int(st.number_input("Seed", 0, 10**6, 42))
         submitted = st.form_submit_button("Load dataset", type="primary")
     if submitted:
