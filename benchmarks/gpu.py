@@ -5,7 +5,8 @@
 
 In a throw-away artifacts folder:
 1. VGG16 feature extraction of the synthetic images (`ensure_features`): images/s in float32 and in
-   mixed precision (float16 on a GPU, bfloat16 on a CPU), model build excluded (the store's own figure).
+   mixed precision (float16 on a GPU, bfloat16 on a CPU), model build excluded (the store's own figure;
+   it includes the first batch's tracing, which dominates with only a few batches: use >= 1,000 images).
 2. training (`python -m medcap train --preset model-80 --epochs 1` on the float32 store) at batch 64 and
    128: pairs/s from the run's live step counter (status.json write times, first step excluded);
    `--train-steps K` stops the batch-64 run after K timed steps; the batch-128 run always finishes its
