@@ -4,7 +4,7 @@
 
 Builds the fixture under a temporary MEDCAP_ARTIFACTS, runs each page once (cold: caches filled),
 then times interactions that re-run the page script (warm caches, as a user clicking). Goal < 2 s.
-Run it as a module from the project root: it reuses the test fixtures (`tests.test_dashboard_fixtures`).
+Run it as a module from the project root: it reuses the test fixtures (`tests.dashboard_fixtures`).
 """
 
 from __future__ import annotations

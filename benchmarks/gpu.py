@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from benchmarks.features import cpu_model  # noqa: E402
 from benchmarks.scale import TrainWatch, _env, run_measured  # noqa: E402

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 log = logging.getLogger("benchmarks.scale")
 
@@ -222,7 +221,6 @@ def _python() -> list[str]:
 def _env(artifacts: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["MEDCAP_ARTIFACTS"] = str(artifacts)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 

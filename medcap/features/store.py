@@ -23,6 +23,7 @@ import numpy as np
 from medcap import io
 
 STORE_FORMAT = 1
+ARRAYS = ("global", "grid", "aug_global", "aug_grid")  # the arrays a store may hold
 META_FILE = "meta.json"
 IDS_FILE = "ids.json"
 
