@@ -167,7 +167,7 @@ def test_shard_store_writer_is_all_or_nothing(tmp_path):
 def test_cli_shard_tf_config_and_merge(tmp_path, monkeypatch, capsys):
     colours = {f"c{k}": (0, 30 * k, 0) for k in range(5)}
     paths = write_colour_images(tmp_path / "img", colours)
-    monkeypatch.setattr(medcap.data, "load_records", lambda spec: make_result(paths))
+    monkeypatch.setattr(medcap.data, "load_records", lambda spec, allow_outside_root=False: make_result(paths))
     monkeypatch.setattr(extract, "get_backbone", lambda name, precision="float32": tiny_backbone())
     assert main(["features", "--dataset", "toy:x", "--shard", "0/2", "--json", "--no-progress"]) == 0
     first = json.loads(capsys.readouterr().out)
