@@ -19,8 +19,9 @@ from typing import Any, Literal, get_args
 
 log = logging.getLogger(__name__)
 
-Preset = Literal["model-80", "model-70"]
-SplitProtocol = Literal["model-80", "model-70", "official"]
+Preset = Literal["model-80", "model-70", "medcap-best"]
+SplitProtocol = Literal["model-80", "model-70", "official", "kfold"]
+SelectBy = Literal["val_loss", "val_cider"]
 SplitBy = Literal["group", "image"]
 LongCaptions = Literal["drop", "truncate"]
 Backbone = Literal["vgg16", "resnet50", "densenet121", "efficientnetb0"]
@@ -38,11 +39,18 @@ ATTENTION_CHOICES: tuple[str, ...] = get_args(Attention)
 ATTENTION_SCORE_CHOICES: tuple[str, ...] = get_args(AttentionScore)
 DECODER_STATE_CHOICES: tuple[str, ...] = get_args(DecoderState)
 STRATEGY_CHOICES: tuple[str, ...] = get_args(Strategy)
+SELECT_BY_CHOICES: tuple[str, ...] = get_args(SelectBy)
 
 # The paper's Table 2 presets (split protocol and batch size); everything else is shared.
+# medcap-best: the settings that won the case-disjoint MedPix study (README, "Real data"): Model-80's split
+# and batch, long captions kept (truncated) for training, retrieval-aware decoding with a minimum length and
+# no back-to-back repeats. Scored, like every preset, against the paper's <= 20-word references.
 PRESETS: dict[str, dict[str, Any]] = {
     "model-80": {"preset": "model-80", "protocol": "model-80", "batch_size": 64},
     "model-70": {"preset": "model-70", "protocol": "model-70", "batch_size": 128},
+    "medcap-best": {"preset": "medcap-best", "protocol": "model-80", "batch_size": 64, "long_captions": "truncate",
+                    "block_repeats": True, "min_words": 6, "memory_k": 4, "memory_lambda": 0.3,
+                    "memory_temperature": 0.1},
 }
 
 # Fields that decide the model's architecture and weights layout (`build_model` reads only these).
@@ -50,19 +58,25 @@ MODEL_FIELDS = ("attention", "attention_score", "region_positions", "embed_dim",
                 "dense_units", "attn_units", "decoder_state", "dropout", "l2", "mixed_precision")
 # Where inputs come from, not what is trained: never part of the model settings.
 PLUMBING_FIELDS = ("feature_store",)
+# How captions are searched at evaluation/captioning time (`decode_options` reads these).
+DECODE_FIELDS = ("beam_size", "length_penalty", "min_words", "block_repeats", "no_repeat_ngram", "memory_k",
+                 "memory_lambda", "memory_temperature")
 # Keys older medcap versions kept in `extra`, now typed fields.
 _LEGACY_EXTRA = ("attention_score", "region_positions", "feature_store")
 # Fields older versions saved that no longer mean anything (dropped quietly).
 _RETIRED = ("beam",)
 
 # Lower bounds (inclusive unless in _EXCLUSIVE) and upper bounds (exclusive) of numeric fields.
-_MIN: dict[str, float] = {"seed": 0, "max_words": 1, "min_count": 1, "augment": 0, "embed_dim": 1, "lstm_units": 1,
+_MIN: dict[str, float] = {"seed": 0, "split_seed": 0, "fold": 0, "n_folds": 2, "beam_size": 1, "length_penalty": 0.0,
+                          "min_words": 0, "no_repeat_ngram": 0, "memory_k": 0, "memory_lambda": 0.0,
+                          "memory_temperature": 0.0, "max_words": 1, "min_count": 1, "augment": 0, "embed_dim": 1,
+                          "lstm_units": 1,
                           "layers": 1, "dense_units": 1, "attn_units": 1, "dropout": 0.0, "l2": 0.0,
                           "learning_rate": 0.0, "batch_size": 1, "epochs": 1, "patience": 1, "lr_patience": 1,
                           "lr_factor": 0.0, "min_lr": 0.0}
-_EXCLUSIVE_MIN = ("lr_factor",)
+_EXCLUSIVE_MIN = ("lr_factor", "memory_temperature")
 _MAX: dict[str, float] = {"dropout": 1.0}
-_MAX_INCLUSIVE: dict[str, float] = {"lr_factor": 1.0}
+_MAX_INCLUSIVE: dict[str, float] = {"lr_factor": 1.0, "memory_lambda": 1.0}
 
 
 def _help(text: str) -> dict[str, str]:
@@ -83,7 +97,11 @@ class RunConfig:
         "split protocol: model-80 (80/10/10), model-70 (70/15/15) or the dataset's own split (official)"))
     split_by: SplitBy = field(default="group", metadata=_help(
         "keep groups (cases/papers/patients) whole, or split images freely"))
-    seed: int = field(default=42, metadata=_help("seed of the split, the weights and the batch order"))
+    seed: int = field(default=42, metadata=_help(
+        "seed of the weights and the batch order (and of the split unless split_seed is set)"))
+    split_seed: int | None = field(default=None, metadata=_help("seed of the split (none: seed)"))
+    fold: int = field(default=0, metadata=_help("protocol kfold: the fold used as test split (0-based)"))
+    n_folds: int = field(default=5, metadata=_help("protocol kfold: number of case-disjoint folds"))
     max_words: int = field(default=20, metadata=_help("longest caption kept, in words"))
     long_captions: LongCaptions = field(default="drop", metadata=_help(
         "what to do with captions over max_words"))
@@ -119,6 +137,21 @@ class RunConfig:
     min_lr: float = field(default=1e-5, metadata=_help("reduce-on-plateau floor"))
     mixed_precision: bool = field(default=False, metadata=_help("mixed_float16 (for GPUs)"))
     strategy: Strategy = field(default="default", metadata=_help("distribution strategy"))
+    select_by: SelectBy = field(default="val_loss", metadata=_help(
+        "which epoch is kept and drives early stopping: val_loss, or val_cider (greedy captions of the "
+        "validation split scored by CIDEr each epoch: the checkpoint that writes the best captions)"))
+    # decoding (evaluation and captioning); the defaults are plain greedy search
+    beam_size: int = field(default=1, metadata=_help("beam size (1: greedy)"))
+    length_penalty: float = field(default=0.0, metadata=_help(
+        "beam search GNMT length penalty alpha (0: raw sum of log-probabilities)"))
+    min_words: int = field(default=0, metadata=_help("no <end> before this many words"))
+    block_repeats: bool = field(default=False, metadata=_help("never repeat the previous word"))
+    no_repeat_ngram: int = field(default=0, metadata=_help("never repeat an n-gram of this size (0: off)"))
+    memory_k: int = field(default=0, metadata=_help(
+        "retrieval-aware decoding: nearest training captions mixed into each next-word distribution (0: off)"))
+    memory_lambda: float = field(default=0.3, metadata=_help("weight of the caption memory, in [0, 1]"))
+    memory_temperature: float = field(default=0.1, metadata=_help(
+        "softmax temperature of the neighbours' cosine similarities"))
     # plumbing: where the inputs come from, not a model setting
     feature_store: str | None = field(default=None, metadata=_help(
         "train on this pre-extracted feature store folder (skip extraction)"))
@@ -139,6 +172,17 @@ class RunConfig:
             if problem:
                 raise ValueError(f"{prefix}{f.name} {problem}, got {given!r}")
             object.__setattr__(self, f.name, value)
+        if self.fold >= self.n_folds:
+            raise ValueError(f"{prefix}fold must be < n_folds ({self.n_folds}), got {self.fold}")
+
+    @property
+    def effective_split_seed(self) -> int:
+        """The seed of the split: `split_seed`, else `seed` (runs saved before split_seed used seed for both)."""
+        return self.seed if self.split_seed is None else self.split_seed
+
+    def decode_settings(self) -> dict[str, Any]:
+        """The decoding settings (DECODE_FIELDS) of this run."""
+        return {k: getattr(self, k) for k in DECODE_FIELDS}
 
     @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> RunConfig:

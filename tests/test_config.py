@@ -18,11 +18,14 @@ from medcap.io import write_text
 # One wrong value per field and the words its error must contain (besides the field name).
 BAD_VALUES = {
     "name": (3, "must be a string"),
-    "preset": ("model-90", "must be one of model-80, model-70"),
+    "preset": ("model-90", "must be one of model-80, model-70, medcap-best"),
     "dataset": (None, "must be a string"),
-    "protocol": ("model-60", "must be one of model-80, model-70, official"),
+    "protocol": ("model-60", "must be one of model-80, model-70, official, kfold"),
     "split_by": ("patient", "must be one of group, image"),
     "seed": ("42", "must be an int"),
+    "split_seed": ("1", "must be an int or null"),
+    "fold": (-1, "must be >= 0"),
+    "n_folds": (1, "must be >= 2"),
     "max_words": (20.5, "must be an int"),
     "long_captions": ("cut", "must be one of drop, truncate"),
     "min_count": (0, "must be >= 1"),
@@ -49,6 +52,15 @@ BAD_VALUES = {
     "mixed_precision": (1, "must be true or false"),
     "strategy": ("tpu", "must be one of default, mirrored"),
     "feature_store": (7, "must be a string or null"),
+    "select_by": ("val_bleu", "must be one of val_loss, val_cider"),
+    "beam_size": (0, "must be >= 1"),
+    "length_penalty": (-0.1, "must be >= 0"),
+    "min_words": (1.5, "must be an int"),
+    "block_repeats": ("no", "must be true or false"),
+    "no_repeat_ngram": (-2, "must be >= 0"),
+    "memory_k": (None, "must be an int"),
+    "memory_lambda": (1.5, "must be <= 1"),
+    "memory_temperature": (0.0, "must be > 0"),
 }
 
 
@@ -139,7 +151,7 @@ def _subparser(command: str) -> argparse.ArgumentParser:
 def test_cli_choices_are_the_config_literals() -> None:
     literal_fields = {n for n in config.field_names() if config.choices(n) is not None}
     assert literal_fields == {"preset", "protocol", "split_by", "long_captions", "backbone", "attention",
-                              "attention_score", "decoder_state", "strategy"}
+                              "attention_score", "decoder_state", "strategy", "select_by"}
     assert config.DECODER_STATE_CHOICES == ("last_context", "last", "none")
     for command in ("train", "grid"):
         actions = {a.dest: a for a in _subparser(command)._actions}
@@ -171,7 +183,10 @@ def test_train_cli_args_round_trip(tmp_path: Path) -> None:
                       region_positions=False, embed_dim=32, lstm_units=48, layers=3, dense_units=40,
                       attn_units=24, decoder_state="last", dropout=0.25, l2=3e-6, learning_rate=4.5e-4,
                       batch_size=96, epochs=9, patience=4, lr_patience=3, lr_factor=0.3, min_lr=2e-6,
-                      mixed_precision=True, strategy="mirrored", feature_store=str(store))
+                      mixed_precision=True, strategy="mirrored", feature_store=str(store), split_seed=3,
+                      fold=1, n_folds=4, select_by="val_cider", beam_size=3, length_penalty=0.6, min_words=4,
+                      block_repeats=True, no_repeat_ngram=3, memory_k=8, memory_lambda=0.5,
+                      memory_temperature=0.05)
     assert all(getattr(every, n) != config.default(n) for n in config.field_names())  # every field moved
     for cfg in (every, RunConfig.from_preset("model-80", dataset="synthetic"), RunConfig(preset="model-70")):
         args = train_cli_args(cfg)
@@ -226,3 +241,15 @@ def test_load_captioned_known_values(tmp_path: Path) -> None:
     # evaluation reads exactly what training reads
     _, same = prepared_table(spec, RunConfig(max_words=20, long_captions="truncate"))
     pd.testing.assert_frame_equal(same, cut)
+
+
+def test_fold_must_be_below_n_folds_and_split_seed_defaults_to_seed() -> None:
+    with pytest.raises(ValueError, match=r"fold must be < n_folds \(3\), got 3"):
+        RunConfig(protocol="kfold", fold=3, n_folds=3)
+    assert RunConfig(seed=7).effective_split_seed == 7
+    assert RunConfig(seed=7, split_seed=1).effective_split_seed == 1
+    best = RunConfig.from_preset("medcap-best")
+    assert best.long_captions == "truncate" and best.memory_k > 0 and best.block_repeats
+    assert RunConfig.from_preset("model-80").decode_settings() == {
+        "beam_size": 1, "length_penalty": 0.0, "min_words": 0, "block_repeats": False, "no_repeat_ngram": 0,
+        "memory_k": 0, "memory_lambda": 0.3, "memory_temperature": 0.1}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -59,19 +58,6 @@ class RunData:
         return max(1, math.ceil(self.n_pairs(split) / batch_size))
 
 
-def dataset_fingerprint(table: pd.DataFrame) -> str:
-    """sha256 over the sorted (image_id, caption, image file size) of the kept table (first 16 hex)."""
-    h = hashlib.sha256()
-    for image_id, caption, path in sorted(zip(table["image_id"], table["caption"], table["image_path"],
-                                               strict=True)):
-        try:
-            size = Path(path).stat().st_size
-        except OSError:
-            size = -1
-        h.update(f"{image_id}\t{caption}\t{size}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def feature_store_summary(store: Any) -> dict[str, Any]:
     """What config.json records about the feature store (path + the meta fields that identify it)."""
     meta = dict(getattr(store, "meta", {}) or {})
@@ -82,7 +68,7 @@ def feature_store_summary(store: Any) -> dict[str, Any]:
 
 def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData:
     """Load and prepare a run's data; a fresh run writes split.json and vocab.json, a resumed one reads them."""
-    from medcap.data import load_captioned, make_split
+    from medcap.data import dataset_fingerprint, load_captioned, split_for_run
     from medcap.data.vocab import Vocabulary
 
     result, table, dropped = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
@@ -94,8 +80,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData
         split = read_json(split_path)
         vocab = Vocabulary.load(vocab_path)
     else:
-        split = make_split(table, protocol=cfg.protocol, split_by=cfg.split_by, seed=cfg.seed)
-        split = {k: list(split.get(k, [])) for k in SPLITS}
+        split = split_for_run(result, table, cfg)
         write_json(split_path, split)
         train_ids = set(split["train"])
         vocab = Vocabulary.build([t for i, t in zip(table["image_id"], table["tokens"], strict=True)
