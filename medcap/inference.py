@@ -24,6 +24,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class TrainingSet:
+    """A run's training images that have features: ids, caption tokens, groups, global features (N, D)."""
+
+    ids: list[str]
+    tokens: list[list[str]]
+    groups: list[str]
+    global_feats: np.ndarray  # (Ntr, D) float32
+
+
+@dataclass
 class LoadedRun:
     """A trained run: config, vocabulary, model with its best weights, split and feature store."""
 
@@ -35,6 +45,7 @@ class LoadedRun:
     config: dict[str, Any]
     _store: Any = field(default=None, repr=False)
     _featurizer: Any = field(default=None, repr=False)
+    _train: Any = field(default=None, repr=False)
 
     @property
     def store(self) -> Any:
@@ -64,15 +75,75 @@ class LoadedRun:
             self._featurizer = ImageFeaturizer.from_meta(meta)
         return self._featurizer
 
-    def decode(self, global_feats: np.ndarray, grid_feats: np.ndarray, beam: int = 1) -> list[Any]:
-        """Captions for raw store features: global (N, D), grid (N, 7, 7, 512) or (N, 49, 512)."""
+    def training_set(self) -> TrainingSet:
+        """The run's training images with features and captions (for baselines, retrieval and similar cases)."""
+        if self._train is None:
+            from medcap.data import load_captioned
+
+            _, table, _ = load_captioned(self.cfg.dataset, max_words=self.cfg.max_words,
+                                         long_captions=self.cfg.long_captions)
+            in_train = set(self.split.get("train", []))
+            store = self.store
+            rows: list[int] = []
+            ids: list[str] = []
+            tokens: list[list[str]] = []
+            groups: list[str] = []
+            for image_id, toks, group in zip(table["image_id"].astype(str), table["tokens"],
+                                             table["group"].astype(str), strict=True):
+                if image_id not in in_train:
+                    continue
+                try:
+                    rows.append(store.index_of(image_id))
+                except KeyError:
+                    continue
+                ids.append(image_id)
+                tokens.append(list(toks))
+                groups.append(group)
+            if not ids:
+                raise ValueError(f"{self.run_dir}: no training image with features")
+            idx = np.asarray(rows, dtype=np.int64)
+            order = np.argsort(idx, kind="stable")
+            g = np.empty((len(idx), int(store.global_dim)), dtype=np.float32)  # (Ntr, D)
+            g[order] = np.asarray(store.global_feats()[idx[order]], dtype=np.float32)  # memmap read in row order
+            self._train = TrainingSet(ids=ids, tokens=tokens, groups=groups, global_feats=g)
+        return self._train
+
+    def decode_options(self, query_global: np.ndarray, **overrides: Any) -> Any:
+        """The run's decoding settings (config, then `overrides` by field name) as `DecodeOptions`.
+
+        With `memory_k > 0` the caption memory holds each query image's nearest training captions.
+        """
+        from medcap.model import DecodeOptions
+        from medcap.model.retrieval import build_memory
+
+        settings = {**self.cfg.decode_settings(), **{k: v for k, v in overrides.items() if v is not None}}
+        memory = None
+        if int(settings["memory_k"]) > 0:
+            train = self.training_set()
+            token_ids = [self.vocab.encode(t) for t in train.tokens]
+            memory = build_memory(train.global_feats, token_ids, np.asarray(query_global, dtype=np.float32),
+                                  k=int(settings["memory_k"]), temperature=float(settings["memory_temperature"]))
+        return DecodeOptions(max_words=self.cfg.max_words, length_penalty=float(settings["length_penalty"]),
+                             min_words=int(settings["min_words"]), block_adjacent=bool(settings["block_repeats"]),
+                             no_repeat_ngram=int(settings["no_repeat_ngram"]), memory=memory,
+                             memory_lambda=float(settings["memory_lambda"]))
+
+    def decode(self, global_feats: np.ndarray, grid_feats: np.ndarray, beam: int | None = None,
+               options: Any = None, **overrides: Any) -> list[Any]:
+        """Captions for raw store features: global (N, D), grid (N, 7, 7, 512) or (N, 49, 512).
+
+        Searched with the run's decoding settings (beam size, length penalty, constraints, caption memory)
+        unless `beam`, `options` (a DecodeOptions) or `overrides` (settings by field name) say otherwise.
+        """
         from medcap.model import beam_decode, greedy_decode
 
+        beam = int(beam if beam is not None else overrides.pop("beam_size", None) or self.cfg.beam_size)
+        opts = options if options is not None else self.decode_options(global_feats, **overrides)
         if beam <= 1:
-            return greedy_decode(self.model, global_feats, grid_feats, self.vocab, max_words=self.cfg.max_words)
-        return beam_decode(self.model, global_feats, grid_feats, self.vocab, max_words=self.cfg.max_words, beam=beam)
+            return greedy_decode(self.model, global_feats, grid_feats, self.vocab, options=opts)
+        return beam_decode(self.model, global_feats, grid_feats, self.vocab, beam=beam, options=opts)
 
-    def caption_ids(self, image_ids: list[str], beam: int = 1) -> list[Any]:
+    def caption_ids(self, image_ids: list[str], beam: int | None = None) -> list[Any]:
         """Captions for images of the run's feature store, by image id."""
         store = self.store
         rows = np.array([store.index_of(i) for i in image_ids], dtype=np.int64)
@@ -87,7 +158,7 @@ class LoadedRun:
             out[pos] = caps[k]
         return out
 
-    def caption_images(self, images: list[str | Path | Image.Image], beam: int = 1) -> list[Any]:
+    def caption_images(self, images: list[str | Path | Image.Image], beam: int | None = None) -> list[Any]:
         """Captions for image files or in-memory PIL images (features computed on the fly)."""
         feats = [self.featurizer()(img) for img in images]
         if not feats:

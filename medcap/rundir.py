@@ -16,8 +16,12 @@ Layout of `artifacts/runs/<run-id>/`:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -95,7 +99,8 @@ class EvalDir:
 
     METRICS = "metrics.json"
     PREDICTIONS = "predictions.csv"
-    ATTENTION = "attention.npz"
+    ATTENTION = "attention.npz"  # per word: the last prefix position's map (older evaluations: the mean)
+    ATTENTION_MEAN = "attention_mean.npz"  # per word: the mean over the prefix positions
 
     @property
     def name(self) -> str:
@@ -113,9 +118,36 @@ class EvalDir:
     def attention(self) -> Path:
         return self.path / self.ATTENTION
 
+    @property
+    def attention_mean(self) -> Path:
+        return self.path / self.ATTENTION_MEAN
+
     def is_complete(self) -> bool:
         """An evaluation counts once its metrics.json exists (written last)."""
         return self.metrics.is_file()
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[EvalDir]:
+        """Write a whole evaluation into a hidden sibling folder, then move it into place in one rename.
+
+        On success an older evaluation of that name is moved aside and removed; on error the partial
+        folder is removed and the older evaluation stays. Listings skip dot-folders.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{self.name}-", dir=self.path.parent))
+        try:
+            yield EvalDir(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = None
+        if self.path.exists():
+            old = self.path.parent / f".old-{self.name}-{os.getpid()}"
+            os.replace(self.path, old)
+        os.replace(tmp, self.path)
+        os.chmod(self.path, 0o755)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass(frozen=True)

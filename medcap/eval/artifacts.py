@@ -36,6 +36,8 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "nn_bleu1",
 )
 OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality",)
+# Written since the case-level evaluation (older files lack them; readers treat them as optional).
+CASE_PREDICTION_COLUMNS: tuple[str, ...] = ("cider", "nn_cider", "group")
 REQUIRED_PREDICTION_COLUMNS: tuple[str, ...] = PREDICTION_COLUMNS[:5]
 
 # Metrics shown in tables, in order, with display names.

@@ -1,8 +1,9 @@
 """Which images an evaluation covers, their references and their features (no TensorFlow here).
 
-References: each image's own caption, tokenized by `medcap.data.tokenize` and filtered by the run's
-caption rules (max words, long-caption policy), one reference per image (images sharing a group
-are not pooled). Words outside the run's vocabulary stay as they are in the references.
+References: each image's own full caption, tokenized by `medcap.data.tokenize`, for the images whose
+caption has at most the run's `max_words` words (the paper's rule, whatever the run's long-caption
+policy in training), one reference per image (images sharing a group are not pooled). Words outside the
+run's vocabulary stay as they are in the references.
 """
 
 from __future__ import annotations
@@ -47,12 +48,17 @@ class EvalSet:
         return len(self.table)
 
 
-def prepared_table(spec: str, cfg: RunConfig) -> tuple[Any, pd.DataFrame]:
+def prepared_table(spec: str, cfg: RunConfig, references: bool = False) -> tuple[Any, pd.DataFrame]:
     """A dataset with the run's caption rules applied (`medcap.data.load_captioned`, as in training);
-    returns (LoadResult, kept table with `tokens`)."""
+    returns (LoadResult, kept table with `tokens`).
+
+    `references=True`: the paper's rule for references instead: captions over `max_words` words are left
+    out (never truncated), whatever the run did with them in training.
+    """
     from medcap.data import load_captioned
 
-    result, table, _ = load_captioned(spec, max_words=cfg.max_words, long_captions=cfg.long_captions)
+    policy = "drop" if references else cfg.long_captions
+    result, table, _ = load_captioned(spec, max_words=cfg.max_words, long_captions=policy)
     return result, table
 
 
