@@ -205,7 +205,7 @@ def test_grid_writes_a_table_per_combination_and_beam(tiny: tuple[str, Path], ar
     grid = run_grid(tiny_config(spec, store, epochs=1), lrs=[5e-3], layers=[1, 0], beams=[1, 2])
     assert grid.parent == artifacts / "grids"
     table = pd.read_csv(grid / "results.csv")
-    assert len(table) == 4 and table["beam"].tolist() == [1, 2, 1, 2]
+    assert len(table) == 4 and table["beam"].tolist() == [1, 2, 1, 2] and (table["seed"] == 3).all()
     ok, bad = table.iloc[:2], table.iloc[2:]
     assert (ok["state"] == "finished").all() and ok["val_loss"].notna().all() and ok["n_val_images"].eq(3).all()
     assert ok["bleu1"].between(0, 1).all()
@@ -221,8 +221,9 @@ def test_grid_command_parses_value_lists(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     seen = {}
 
-    def fake_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[int]) -> Path:
-        seen.update(base=base, lrs=lrs, layers=layers, beams=beams)
+    def fake_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[int],
+                  seeds: list[int] | None = None) -> Path:
+        seen.update(base=base, lrs=lrs, layers=layers, beams=beams, seeds=seeds)
         write_json(tmp_path / "results.json", [])
         return tmp_path
 
@@ -233,3 +234,19 @@ def test_grid_command_parses_value_lists(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert seen["base"].epochs == 2 and seen["base"].batch_size == 128 and seen["base"].layers == 1
     assert capsys.readouterr().out.strip() == str(tmp_path)
     assert main(["grid", "--dataset", "synthetic", "--lr", "fast"]) == 2  # clear error, exit 2
+    assert main(["grid", "--dataset", "synthetic", "--seeds", "1,2,3"]) == 0 and seen["seeds"] == [1, 2, 3]
+
+
+def test_grid_seeds_vary_the_initialisation_not_the_split(tiny: tuple[str, Path], artifacts: Path) -> None:
+    from medcap.experiments.grid import run_grid
+
+    spec, store = tiny
+    grid = run_grid(tiny_config(spec, store, epochs=1), lrs=[5e-3], layers=[1], beams=[1], seeds=[1, 2])
+    table = pd.read_csv(grid / "results.csv")
+    assert table["seed"].tolist() == [1, 2] and (table["state"] == "finished").all()
+    runs = [artifacts / "runs" / r for r in table["run_id"]]
+    splits = [json.loads((r / "split.json").read_text()) for r in runs]
+    assert splits[0] == splits[1]  # the split seed stayed the base seed (3)
+    configs = [json.loads((r / "config.json").read_text())["run"] for r in runs]
+    assert [c["seed"] for c in configs] == [1, 2] and {c["split_seed"] for c in configs} == {3}
+    assert table["val_loss"].iloc[0] != table["val_loss"].iloc[1]  # different initialisations

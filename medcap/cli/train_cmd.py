@@ -52,6 +52,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--lr", default="1e-3,5e-4", help="comma-separated learning rates")
     g.add_argument("--layers", default="1,2", help="comma-separated BiLSTM layer counts")
     g.add_argument("--beam", default="1,3", help="comma-separated beam sizes (decode-time)")
+    g.add_argument("--seeds", default="", help="comma-separated init seeds (the split stays fixed), e.g. 1,2,3")
     g.set_defaults(func=cmd_grid)
 
     c = subparsers.add_parser("caption", help="caption image files with a trained run")
@@ -139,7 +140,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from medcap.train.runner import RunCancelled
 
     try:
-        grid_dir = run_grid(cfg, lrs, layers, beams)
+        seeds = _ints(args.seeds, "--seeds") if args.seeds else None
+        grid_dir = run_grid(cfg, lrs, layers, beams, seeds=seeds)
     except RunCancelled:
         return EXIT_CANCELLED
     if args.json:
