@@ -7,7 +7,7 @@ import streamlit as st
 from medcap import dashboard, viz
 from ui import common
 
-SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "nn_bleu1", "ref_len"]
+SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "nn_bleu1", "ref_len"]
 
 
 def detail(row: dict, info_run_id: str) -> None:
@@ -41,6 +41,8 @@ def body() -> None:
     name = common.pick_eval(info, key="pi_eval")
     df = common.predictions(info, name)
     st.caption(f"{len(df)} test images in evaluation `{name}` of `{info.run_id}`.")
+    for note in dashboard.missing_notes(df, info.run_id, ("cider",)):
+        st.caption(note)
 
     c1, c2, c3, c4 = st.columns(4)
     sort_by = c1.selectbox("Sort by", [c for c in SORT_COLUMNS if c in df.columns], key="pi_sort")
@@ -61,6 +63,8 @@ def body() -> None:
     top = shown.head(n).copy()
     top.insert(0, "thumbnail", [common.thumb_uri(p) for p in top["image_path"]])
     cols = ["thumbnail", "image_id", "reference", "prediction", "bleu1", "bleu2", "bleu4", "nn_caption", "nn_bleu1"]
+    if "cider" in top.columns:
+        cols.insert(cols.index("bleu4") + 1, "cider")
     if "modality" in top.columns:
         cols.insert(2, "modality")
     st.dataframe(

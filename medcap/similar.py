@@ -81,10 +81,10 @@ def case_memory(run_path: str | Path) -> CaseMemory:
     """
     run = RunDir(Path(run_path))
     cfg = run_settings(run.path)
+    store = run_store(run.path)
     train = [str(i) for i in run.read_split().get("train", [])]
     if not train:
         raise ValueError(f"{run.split}: no training images listed")
-    store = run_store(run.path)
     _, table, _ = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
     caption_of = dict(zip(table["image_id"].astype(str), table["caption"].astype(str), strict=True))
     path_of = dict(zip(table["image_id"].astype(str), table["image_path"].astype(str), strict=True))
