@@ -44,7 +44,6 @@ def _leakage(spec: str, root: str, max_words: int, protocol: str, seed: int) -> 
 
 def leakage_section(spec: str, root: str, settings: dict[str, Any]) -> None:
     """The leakage report as a figure: an image-level against a group-level split of the same data."""
-    st.markdown("**Leakage: image-level vs group-level split**")
     report = _leakage(spec, root, int(settings.get("max_words", 20)), str(settings.get("protocol", "model-80")),
                       int(settings.get("seed", 42)))
     st.plotly_chart(viz.leakage_figure(report), width="stretch")

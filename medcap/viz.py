@@ -340,9 +340,10 @@ def leakage_figure(report: pd.DataFrame, title: str = "Leakage: image-level vs g
         name = f"split by {mode}"
         color = "#d62728" if mode == "image" else "#1f77b4"
         fig.add_trace(go.Bar(x=counts["label"], y=counts["value"], name=name, marker_color=color,
-                             legendgroup=name), row=1, col=1)
+                             legendgroup=name, texttemplate="%{y:.0f}", textposition="outside"), row=1, col=1)
         fig.add_trace(go.Bar(x=fractions["label"], y=fractions["value"], name=name, marker_color=color,
-                             legendgroup=name, showlegend=False), row=1, col=2)
+                             legendgroup=name, showlegend=False, texttemplate="%{y:.2f}", textposition="outside"),
+                      row=1, col=2)
     fig.update_layout(title=title, barmode="group", legend_title="split")
     fig.update_yaxes(title_text="groups", row=1, col=1)
     fig.update_yaxes(title_text="fraction of images (0-1)", range=[0, 1], row=1, col=2)

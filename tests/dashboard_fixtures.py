@@ -224,7 +224,7 @@ def with_similar_cases(artifacts: Path, run_id: str = FINISHED_ID, store_dim: in
              "group": f"case{i // 2}", "modality": "CT" if i % 2 == 0 else "MR"} for i, image_id in enumerate(ids)]
     write_text(data / "captions.csv", pd.DataFrame(rows).to_csv(index=False))
     store = artifacts / "features" / "similar-store"
-    store.mkdir(parents=True)
+    store.mkdir(parents=True, exist_ok=True)
     feats = np.zeros((SIMILAR_N, store_dim), dtype=np.float16)  # (N, D)
     angles = np.arange(SIMILAR_N) * SIMILAR_STEP
     feats[:, 0], feats[:, 1] = np.cos(angles), np.sin(angles)

@@ -59,3 +59,33 @@ def test_the_compound_figures_open() -> None:
 )
 def test_split_figure_label(raw: str, label: str, rest: str) -> None:
     assert split_figure_label(raw) == (label, rest)
+
+
+@needs_sample
+def test_the_gallery_and_leakage_work_on_the_sample() -> None:
+    from medcap import dashboard
+
+    table = load_records(f"medicat:{SAMPLE}").table
+    gallery = dashboard.gallery_table(table, max_words=60, seed=0)
+    assert len(gallery) == 10
+    assert "figure_label" in dashboard.metadata_columns(gallery)
+    kept = gallery[gallery["split"] != "not kept"]
+    assert kept.groupby("group")["split"].nunique().max() == 1  # a paper's figures stay in one split
+    report = dashboard.leakage_by_split_mode(table, max_words=60, seed=0).set_index(["split_by", "check"])
+    assert report.loc[("group", "groups_shared_train_test"), "value"] == 0
+
+
+@needs_sample
+def test_the_data_page_shows_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MEDCAP_DATA", str(SAMPLE.parent))
+    at = AppTest.from_file(str(PROJECT_ROOT / "app_pages" / "1_Data.py"), default_timeout=60).run()
+    at.text_input[0].input(f"medicat:{SAMPLE}")
+    at.number_input[0].set_value(60)
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.warning, [w.value for w in at.warning]
+    assert {m.label: m.value for m in at.metric}["Groups (cases)"] == "5"
+    captions = "\n".join(str(c.value) for c in at.caption)
+    assert "of 10 images match" in captions
