@@ -6,6 +6,7 @@ the empty and populated states, including evaluations that lack the newer predic
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -269,8 +270,6 @@ def test_compare_overlays_both_runs_curves(artifacts: Path) -> None:
     full_state(artifacts)
     at = run_page("3_Compare.py")
     assert not at.exception
-    import json
-
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     loss = next(s for s in specs if "Loss per epoch" in json.dumps(s["layout"].get("title", "")))
     names = {t["name"] for t in loss["data"]}
@@ -293,8 +292,6 @@ def test_data_page_gallery_filters_and_leakage_figure(artifacts: Path) -> None:
     assert not at.warning, [w.value for w in at.warning]
     assert "16 of 16 images match; showing the first 12." in texts(at)
     assert "Download the filtered list as CSV" in downloads(at)
-    import json
-
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any("image-level vs group-level" in json.dumps(s["layout"].get("title", "")) for s in specs)
     at.multiselect(key="gal_f_group").set_value(["g1"]).run()
@@ -321,3 +318,28 @@ def test_per_image_single_run_shows_cider_or_says_it_is_missing(artifacts: Path)
     assert "no `cider` column" not in texts(at)
     at.selectbox(key="pi_sort").set_value("cider").run()
     assert at.dataframe[0].value["cider"].tolist() == pytest.approx(sorted(df["cider"]))
+
+
+@pytest.mark.slow
+def test_similar_cases_of_a_really_trained_run(tmp_path: Path) -> None:
+    """A tiny run trained for real: its config.json, split and store feed the similar cases as written."""
+    from medcap.config import RunConfig
+    from medcap.train import train_run
+    from tests.test_train_run import make_tiny
+
+    spec, store = make_tiny(tmp_path / "data", n=36, seed=0)
+    cfg = RunConfig.from_preset("model-80", dataset=spec, epochs=1, batch_size=16, embed_dim=16, lstm_units=16,
+                                dense_units=16, attn_units=16, dropout=0.1, min_count=1, seed=3,
+                                feature_store=str(store))
+    run = train_run(cfg, run_dir=tmp_path / "runs" / "tiny")
+    split = json.loads((run / "split.json").read_text())
+    memory = similar.case_memory(run)
+    assert sorted(memory.ids) == sorted(split["train"])
+    images = similar.run_images(run)
+    assert images["split"].tolist()[: len(split["test"])] == ["test"] * len(split["test"])
+    reference = dict(zip(images["image_id"], images["caption"], strict=True))
+    for test_id in split["test"]:
+        cases = similar.similar_cases(memory, similar.stored_features(run, [test_id])[0], k=3)
+        # the features encode the caption's class: the closest training images share the test's caption
+        assert cases["caption"].tolist() == [reference[test_id]] * 3
+        assert cases["similarity"].min() > 0.9
