@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from medcap import config, dataset_view, viz
+from medcap import config, dashboard, dataset_view, viz
 from medcap.data import load_records, summarize
 from ui import common
 
@@ -28,6 +28,72 @@ def _summary(spec: str, root: str, max_words: int, protocol: str, split_by: str,
 def _caption_stats(spec: str, root: str) -> tuple[list[int], list[tuple[str, int]]]:
     table, _ = _load(spec, root)
     return dataset_view.caption_lengths(table), dataset_view.frequent_words(table, 25)
+
+
+@st.cache_data(show_spinner="Splitting for the gallery…", max_entries=16)
+def _gallery(spec: str, root: str, max_words: int, protocol: str, split_by: str, seed: int) -> pd.DataFrame:
+    table, _ = _load(spec, root)
+    return dashboard.gallery_table(table, max_words=max_words, protocol=protocol, split_by=split_by, seed=seed)
+
+
+@st.cache_data(show_spinner="Checking both split modes for leakage…", max_entries=16)
+def _leakage(spec: str, root: str, max_words: int, protocol: str, seed: int) -> pd.DataFrame:
+    table, _ = _load(spec, root)
+    return dashboard.leakage_by_split_mode(table, max_words=max_words, protocol=protocol, seed=seed)
+
+
+def leakage_section(spec: str, root: str, settings: dict[str, Any]) -> None:
+    """The leakage report as a figure: an image-level against a group-level split of the same data."""
+    report = _leakage(spec, root, int(settings.get("max_words", 20)), str(settings.get("protocol", "model-80")),
+                      int(settings.get("seed", 42)))
+    st.plotly_chart(viz.leakage_figure(report), width="stretch")
+    st.caption(
+        "Both splits use the settings above except *split by*. Splitting images (the paper's literal split) "
+        "puts images of one case in train and test, so test captions repeat training captions; splitting "
+        "groups (cases) keeps every case in one split."
+    )
+
+
+def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
+    """Thumbnails of the dataset with caption, group and split, filterable, with a CSV export."""
+    st.subheader("Gallery")
+    gallery = _gallery(spec, root, int(settings.get("max_words", 20)), str(settings.get("protocol", "model-80")),
+                       str(settings.get("split_by", "group")), int(settings.get("seed", 42)))
+    meta = dashboard.metadata_columns(gallery)
+    chosen: dict[str, list[str]] = {}
+    if meta:
+        cols = st.columns(min(len(meta), 4))
+        for i, col in enumerate(meta):
+            options = sorted(gallery[col].dropna().astype(str).unique())
+            chosen[col] = cols[i % len(cols)].multiselect(col.replace("_", " ").capitalize(), options,
+                                                          key=f"gal_f_{col}")
+    c1, c2, c3 = st.columns(3)
+    lo, hi = int(gallery["caption_words"].min()), int(gallery["caption_words"].max())
+    length = c1.slider("Caption length (words)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="gal_len")
+    words = c2.text_input("Words in the caption", key="gal_words", placeholder="e.g. axial lesion")
+    n = int(c3.number_input("Images to show", 4, 96, 12, step=4, key="gal_n"))
+    shown = dashboard.filter_rows(gallery, chosen, length, "caption_words", words, ("caption",))
+    st.caption(f"{len(shown)} of {len(gallery)} images match; showing the first {min(n, len(shown))}.")
+    st.download_button(
+        "Download the filtered list as CSV",
+        shown.drop(columns=["image_path"]).to_csv(index=False).encode("utf-8"),
+        file_name="medcap-dataset-gallery.csv",
+        mime="text/csv",
+        key="gal_csv",
+    )
+    if shown.empty:
+        st.info("No image matches the filters.")
+        return
+    grid = st.columns(4)
+    for i, row in enumerate(shown.head(n).itertuples(index=False)):
+        with grid[i % 4]:
+            img = viz.thumbnail(row.image_path, 220)
+            label = f"{row.image_id} · {row.split} · group {row.group}"
+            if img is None:
+                st.caption(f"{label}: unreadable image")
+            else:
+                st.image(img, caption=label)
+            st.markdown(f"*{str(row.caption)[:200]}*")
 
 
 def body() -> None:
@@ -119,6 +185,10 @@ def show(spec: str, root: str, table: pd.DataFrame, summary: dict[str, Any]) -> 
                 st.caption(f"{row['image_id']}: unreadable image")
             else:
                 st.image(img, caption=f"{row['image_id']}: {str(row['caption'])[:160]}")
+
+    settings = summary.get("settings") or {}
+    common.guard(lambda: leakage_section(spec, root, settings), "the leakage figure")
+    common.guard(lambda: gallery_section(spec, root, settings), "the gallery")
 
 
 common.guard(body, "the Data page")

@@ -327,3 +327,24 @@ def thumbnail(path: str | Path, size: int = 160) -> Image.Image | None:
     except ValueError as exc:
         log.warning("%s", exc)
         return None
+
+
+def leakage_figure(report: pd.DataFrame, title: str = "Leakage: image-level vs group-level split") -> go.Figure:
+    """Grouped bars of a leakage report per split mode: shared groups (left, counts) and captions of
+    test/val also found in train (right, fractions). `report` columns: split_by, check, label, value."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Groups (cases) in two splits",
+                                                        "Captions also in the training split"))
+    for mode, part in report.groupby("split_by", sort=False):
+        counts = part[part["check"].str.startswith("groups_")]
+        fractions = part[part["check"].str.endswith("_fraction")]
+        name = f"split by {mode}"
+        color = "#d62728" if mode == "image" else "#1f77b4"
+        fig.add_trace(go.Bar(x=counts["label"], y=counts["value"], name=name, marker_color=color,
+                             legendgroup=name, texttemplate="%{y:.0f}", textposition="outside"), row=1, col=1)
+        fig.add_trace(go.Bar(x=fractions["label"], y=fractions["value"], name=name, marker_color=color,
+                             legendgroup=name, showlegend=False, texttemplate="%{y:.2f}", textposition="outside"),
+                      row=1, col=2)
+    fig.update_layout(title=title, barmode="group", legend_title="split")
+    fig.update_yaxes(title_text="groups", row=1, col=1)
+    fig.update_yaxes(title_text="fraction of images (0-1)", range=[0, 1], row=1, col=2)
+    return fig

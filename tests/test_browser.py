@@ -216,3 +216,84 @@ def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation(artifacts: Path
                     page.close()
         finally:
             browser.close()
+
+
+def _download_text(page: Any, label: str) -> str:
+    """Click a download button and return the downloaded file's text."""
+    with page.expect_download(timeout=30_000) as info:
+        page.get_by_role("button", name=label).click()
+    return Path(info.value.path()).read_text(encoding="utf-8")
+
+
+def _settled(page: Any) -> None:
+    page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(800)
+
+
+def test_the_cross_run_and_dataset_views(artifacts: Path, tmp_path: Path) -> None:
+    """Run-vs-run table with CSV export, similar cases (Attention, Caption), the gallery and leakage figure."""
+    _browser_ready()
+    if os.environ.get("MEDCAP_BROWSER_ARTIFACTS"):
+        pytest.skip("needs the fixture runs (known images and features)")
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard_fixtures import FINISHED70_ID, with_similar_cases
+
+    full_state(artifacts)
+    data = with_similar_cases(artifacts)
+    with_similar_cases(artifacts, FINISHED70_ID)  # the newest run, shown first
+    shots = Path(os.environ.get("MEDCAP_SCREENSHOTS") or PROJECT_ROOT / "artifacts" / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    exceptions = '[data-testid="stException"]'
+    with _serve(artifacts, tmp_path / "streamlit.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2600}, accept_downloads=True)
+            # run A vs run B: the older fixture evaluations lack per-image CIDEr and groups (a note, no error)
+            page.goto(url + "Per-image_BLEU", wait_until="domcontentloaded")
+            page.get_by_text("Run A vs run B, per image").first.wait_for(state="visible", timeout=30_000)
+            page.locator(TABLE).nth(2).wait_for(state="visible", timeout=30_000)
+            _settled(page)
+            assert page.get_by_text("predictions.csv has no", exact=False).count() >= 2
+            csv = _download_text(page, "Download the run-vs-run table as CSV")
+            assert csv.splitlines()[0].startswith("image_id,reference,prediction_a,prediction_b,bleu1_a,bleu1_b,")
+            assert len(csv.strip().splitlines()) == 7  # header + the 6 shared test images
+            page.screenshot(path=str(shots / "per_image_run_vs_run.png"), full_page=True)
+            assert page.locator(ERROR_SELECTORS).count() == 0
+
+            # similar cases beside a test image's attention
+            page.goto(url + "Attention", wait_until="domcontentloaded")
+            page.get_by_text("Similar cases").first.wait_for(state="visible", timeout=30_000)
+            try:
+                page.get_by_text("#1 · similarity", exact=False).first.wait_for(state="visible", timeout=30_000)
+            finally:
+                page.screenshot(path=str(shots / "attention_similar_cases.png"), full_page=True)
+            _settled(page)
+            assert page.locator(ERROR_SELECTORS).count() == 0
+
+            # caption a dataset image: its reference and similar cases (the fixture run has no weights)
+            page.goto(url + "Caption_an_image", wait_until="domcontentloaded")
+            page.get_by_text("An image of the run's dataset").first.click()
+            page.get_by_text("Reference:", exact=False).first.wait_for(state="visible", timeout=30_000)
+            page.get_by_text("#1 · similarity", exact=False).first.wait_for(state="visible", timeout=30_000)
+            _settled(page)
+            page.screenshot(path=str(shots / "caption_dataset_image.png"), full_page=True)
+            assert page.locator(exceptions).count() == 0
+
+            # the gallery and the leakage figure of a dataset
+            page.goto(url + "Data", wait_until="domcontentloaded")
+            page.get_by_placeholder("e.g. csv:my_data/captions.csv").fill(f"csv:{data / 'captions.csv'}")
+            page.get_by_role("button", name="Load dataset").click()
+            page.get_by_text("12 of 12 images match", exact=False).first.wait_for(state="visible", timeout=60_000)
+            page.get_by_text("image-level vs group-level", exact=False).first.wait_for(state="visible",
+                                                                                      timeout=30_000)
+            _settled(page)
+            csv = _download_text(page, "Download the filtered list as CSV")
+            assert csv.splitlines()[0].startswith("image_id,caption,group,split,caption_words")
+            assert len(csv.strip().splitlines()) == 13
+            page.screenshot(path=str(shots / "data_gallery.png"), full_page=True)
+            assert page.locator(ERROR_SELECTORS).count() == 0
+            assert "Traceback" not in page.inner_text("body")
+        finally:
+            browser.close()

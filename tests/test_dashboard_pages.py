@@ -175,7 +175,8 @@ def test_data_page_summarises_a_csv_dataset(artifacts: Path) -> None:
     assert metrics["Images found"] == "12"
     dropped = frames(at)[0]
     assert dropped["records"].sum() == 1
-    assert len(at.image) == 8  # the sample grid
+    assert len(at.image) == 8 + 12  # the sample grid, then the gallery's first 12 images
+    assert "12 of 12 images match; showing the first 12." in texts(at)
 
 
 def test_a_broken_run_folder_shows_a_warning_not_a_traceback(small: Path) -> None:

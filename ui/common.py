@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from medcap import dashboard, paths, runs, viz
+from medcap import dashboard, paths, runs, similar, viz
 from medcap.eval import artifacts
 
 log = logging.getLogger("medcap.pages")
@@ -165,3 +165,74 @@ def pick_eval(info: runs.RunInfo, key: str = "eval") -> str | None:
 def no_runs_hint() -> None:
     """The message shown on a page when there is nothing to show yet."""
     st.info("No evaluated runs yet. Go to **Home** and press **Build the demo**, or launch a run on **Train**.")
+
+
+# ----------------------------------------------------------------------------------------------
+# similar cases (the run's nearest training images) and the run's dataset images
+
+
+def _run_files_signature(info: runs.RunInfo) -> tuple[float, float]:
+    return dashboard.file_signature(info.dir.config), dashboard.file_signature(info.dir.split)
+
+
+@st.cache_data(show_spinner="Reading the run's training features…", max_entries=8)
+def _case_memory(run_path: str, signature: tuple) -> similar.CaseMemory:
+    return similar.case_memory(Path(run_path))
+
+
+def case_memory(info: runs.RunInfo) -> similar.CaseMemory:
+    """The run's training images, features and captions (cached per run folder)."""
+    return _case_memory(str(info.path), _run_files_signature(info))
+
+
+@st.cache_data(show_spinner="Loading the run's dataset…", max_entries=8)
+def _run_images(run_path: str, signature: tuple) -> pd.DataFrame:
+    return similar.run_images(Path(run_path))
+
+
+def run_images(info: runs.RunInfo) -> pd.DataFrame:
+    """The images of a run's dataset with reference captions, test images first (cached per run folder)."""
+    return _run_images(str(info.path), _run_files_signature(info))
+
+
+def _problem(exc: Exception) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def similar_cases_panel(
+    info: runs.RunInfo, image_id: str | None = None, query: np.ndarray | None = None, key: str = "sim"
+) -> None:
+    """The k training images closest to an image (by id in the run's store, or its features `query`)."""
+    st.subheader("Similar cases")
+    k = st.slider("Training images to show", 1, 10, 5, key=f"{key}_k")
+    try:
+        memory = case_memory(info)
+        if query is None:
+            if image_id is None:
+                return
+            query = similar.stored_features(info.path, [image_id])[0]  # (D,)
+        cases = similar.similar_cases(memory, query, k=k, exclude=image_id)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
+        st.info(f"Similar cases are unavailable for this run: {_problem(exc)}")
+        return
+    st.caption(
+        f"The {len(cases)} training images of `{info.run_id}` closest to this image in the run's global image "
+        f"features (cosine similarity, 1 = same direction), out of {len(memory)}, with the captions the model "
+        "learnt from them."
+    )
+    cols = st.columns(min(max(len(cases), 1), 5))
+    for i, row in enumerate(cases.itertuples(index=False)):
+        with cols[i % len(cols)]:
+            img = viz.thumbnail(row.image_path, 220)
+            if img is None:
+                st.caption(f"{row.image_id}: unreadable image")
+            else:
+                st.image(img, caption=f"#{row.rank} · similarity {row.similarity:.3f}")
+            st.markdown(f"*{row.caption}*")
+    st.dataframe(
+        cases.drop(columns=["image_path"]),
+        hide_index=True,
+        width="stretch",
+        column_config={"similarity": st.column_config.NumberColumn("cosine similarity", format="%.3f")},
+        key=f"{key}_table",
+    )

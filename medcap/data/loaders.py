@@ -263,8 +263,27 @@ def _medicat_files(root: Path) -> tuple[Path, Path]:
     raise FileNotFoundError(f"{jsonl.parent}: no MedICaT figures/ folder")
 
 
+# "Figure 4.", "Fig 3.", "Fig. 1:", "Figs. 2-3." at the start of a caption: the paper's own label
+_FIGURE_LABEL = re.compile(
+    r"^\s*(fig(?:ure)?s?\.?\s*[A-Za-z]?\d+[A-Za-z]?(?:\s*[-\u2013,&]\s*[A-Za-z]?\d+[A-Za-z]?)*)\s*[.:|\u2013-]?\s*",
+    re.IGNORECASE,
+)
+
+
+def split_figure_label(caption: str) -> tuple[str, str]:
+    """(label, caption without it): `"Figure 4. Axial CT"` -> `("Figure 4", "Axial CT")`; ("", caption) if none."""
+    match = _FIGURE_LABEL.match(caption)
+    if match is None or not caption[match.end():].strip():
+        return "", caption
+    return match.group(1).strip(), caption[match.end():]
+
+
 def load_medicat(root: Path, spec: str, allow_outside_root: bool = False) -> LoadResult:
-    """MedICaT: JSONL figure records (pdf_hash, fig_uri, s2_caption) + figures/<pdf_hash>_<fig_uri>."""
+    """MedICaT: JSONL figure records (pdf_hash, fig_uri, s2_caption) + figures/<pdf_hash>_<fig_uri>.
+
+    The papers' own figure label ("Figure 4.", "Fig. 1:") is cut from the caption's start (it is not a
+    finding) and kept in a `figure_label` column.
+    """
     root = _existing(root, "MedICaT path")
     jsonl, figures = _medicat_files(root)
     if root.is_dir():
@@ -277,8 +296,8 @@ def load_medicat(root: Path, spec: str, allow_outside_root: bool = False) -> Loa
             skips.add("missing_field", f"{jsonl.name}:{lineno}", "needs pdf_hash and fig_uri")
             continue
         file_name = f"{pdf_hash}_{fig_uri}"
-        caption = rec.get("s2_caption", rec.get("caption"))
-        rows.append(_row(file_name, figures / file_name, caption, pdf_hash, ""))
+        label, caption = split_figure_label(_text(rec.get("s2_caption", rec.get("caption"))))
+        rows.append(_row(file_name, figures / file_name, caption, pdf_hash, "", figure_label=label))
     name = safe_name(root.stem if root.is_file() else root.name)
     return _finish(spec, "medicat", name, root if root.is_dir() else root.parent, rows, skips, False,
                    allow_outside_root)
