@@ -51,7 +51,13 @@ METRIC_NAMES = {
     "meteor": "METEOR",
 }
 NEXT_WORD_NAMES = {
-    "accuracy": "Accuracy",
+    "paper_definition.accuracy": "Accuracy (paper's definition: arg-max over all words)",
+    "paper_definition.precision": "Precision (paper's definition: Keras, threshold 0.5)",
+    "paper_definition.recall": "Recall (paper's definition: Keras, threshold 0.5)",
+    "paper_definition.f1": "F1 (paper's definition)",
+    "accuracy": "Accuracy (words decoding may emit)",
+    "accuracy_excl_unk": "Accuracy, <unk> targets left out",
+    "majority_baseline.accuracy": "Majority next-word baseline accuracy",
     "precision_macro": "Precision (macro)",
     "recall_macro": "Recall (macro)",
     "f1_macro": "F1 (macro)",
@@ -218,5 +224,11 @@ def next_word_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame
     data = {}
     for label, metrics in metrics_by_label.items():
         nw = metrics.get("next_word") or {}
-        data[label] = {display: as_float(nw.get(key)) for key, display in NEXT_WORD_NAMES.items() if key in nw}
+        row = {}
+        for key, display in NEXT_WORD_NAMES.items():
+            value: Any = nw
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            row[display] = as_float(value) if value is not None else float("nan")
+        data[label] = row
     return pd.DataFrame(data)
