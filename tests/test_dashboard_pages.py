@@ -118,14 +118,19 @@ def test_train_shows_the_failed_runs_error(small: Path) -> None:
 
 def test_compare_shows_metrics_with_cis_and_the_paper(small: Path) -> None:
     at = run_page("compare")
-    side = frames(at)[0]
+    scope = frames(at)[0]
+    assert scope["role"].iloc[0] == "not recorded"  # an evaluation older than split roles: said, not guessed
+    side = frames(at)[1]
     column = "model-80 [aaaaaa]"
     assert side.loc["BLEU-1", column] == "0.312 [0.281, 0.344]"
     assert side.loc["BLEU-1", f"{column} · 1-NN baseline"] == "0.220 [0.200, 0.240]"
     assert "METEOR" not in side.index  # skipped in this evaluation (no JVM)
-    next_word = frames(at)[1]
-    assert next_word.loc["Accuracy", column] == pytest.approx(0.4567)
+    next_word = frames(at)[2]
+    assert next_word.loc["Accuracy (words decoding may emit)", column] == pytest.approx(0.4567)
     assert "Pick exactly two runs" in texts(at)
+    shown = [f for f in frames(at) if "run" in f.columns and "bleu1" in f.columns]
+    assert shown and (shown[0]["bleu1"] == "not computed").all()  # image reliance of an older evaluation
+    assert "No runs differ only in their init seed" in texts(at)
 
 
 def test_per_image_is_worst_first_and_filters(small: Path) -> None:

@@ -232,3 +232,33 @@ def next_word_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame
             row[display] = as_float(value) if value is not None else float("nan")
         data[label] = row
     return pd.DataFrame(data)
+
+
+def scope_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """What each evaluation scored: split, its role (test / validation used for model selection), the CI unit.
+
+    Evaluations written before these fields existed say "not recorded".
+    """
+    rows = []
+    for label, m in metrics_by_label.items():
+        boot = m.get("bootstrap") or {}
+        unit = f"{boot['n_groups']} cases" if boot.get("unit") == "group" else "images (not recorded: older)"
+        rows.append({"run": label, "run label": m.get("run_label", "not recorded"), "split": m.get("split", "?"),
+                     "role": m.get("split_role", "not recorded"), "images": m.get("n_images"),
+                     "CI resamples": unit, "decode": m.get("decode", "?")})
+    return pd.DataFrame(rows)
+
+
+def health_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Caption health of each evaluation's model captions ("not computed" for older evaluations)."""
+    keys = {"adjacent_repeat_share": "word repeated back to back", "repeated_bigram_share": "any 2-gram repeated",
+            "distinct_caption_ratio": "distinct captions / images", "distinct_words": "distinct words",
+            "mean_length": "mean length", "reference_mean_length": "reference mean length"}
+    rows = []
+    for label, m in metrics_by_label.items():
+        health = (m.get("caption_health") or {}).get("model")
+        row: dict[str, Any] = {"run": label}
+        for key, name in keys.items():
+            row[name] = health.get(key) if health else "not computed"
+        rows.append(row)
+    return pd.DataFrame(rows)
