@@ -348,3 +348,16 @@ def leakage_figure(report: pd.DataFrame, title: str = "Leakage: image-level vs g
     fig.update_yaxes(title_text="groups", row=1, col=1)
     fig.update_yaxes(title_text="fraction of images (0-1)", range=[0, 1], row=1, col=2)
     return fig
+
+
+def fold_figure(per_fold: pd.DataFrame, metric: str) -> go.Figure:
+    """One metric per fold (x) for every system and baseline (a line each): a study's fold-to-fold spread."""
+    fig = go.Figure()
+    for column in per_fold.columns:
+        if column in ("fold", "images"):
+            continue
+        dash = "dot" if column in ("nearest_neighbour", "most_frequent") else "solid"
+        fig.add_trace(go.Scatter(x=per_fold["fold"], y=per_fold[column], mode="lines+markers", name=column,
+                                 line={"dash": dash}))
+    fig.update_layout(title=f"{metric} per fold", xaxis_title="fold", yaxis_title=metric, legend_title="system")
+    return fig

@@ -37,10 +37,11 @@ PAGES = [
     ("", "home", "medcap · medical image captioning", 4, 0),
     ("Data", "data", "Load dataset", 0, 0),
     ("Train", "train", "Launch a run", 1, 0),
-    ("Compare", "compare", "Caption metrics (95% bootstrap CI)", 3, 3),
+    ("Compare", "compare", "Caption metrics (95% bootstrap CI", 3, 3),
     ("Per-image_BLEU", "per_image_bleu", "Per-image BLEU-1", 2, 1),
     ("Attention", "attention", "Generated:", 0, 2),
     ("Caption_an_image", "caption_an_image", "PNG or JPEG image", 0, 0),
+    ("Study", "study", "case-disjoint folds", 0, 0),
 ]
 TABLE = '[data-testid="stDataFrame"]'
 CHART = '[data-testid="stPlotlyChart"]'
@@ -203,7 +204,7 @@ def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation(artifacts: Path
     from playwright.sync_api import sync_playwright
 
     root = _fixture_artifacts(artifacts)
-    expected = ["Home", "Data", "Train", "Compare", "Per-image BLEU", "Attention", "Caption an image"]
+    expected = ["Home", "Data", "Train", "Compare", "Per-image BLEU", "Attention", "Caption an image", "Study"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

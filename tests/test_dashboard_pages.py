@@ -19,6 +19,7 @@ PAGES = {
     "per_image": "app_pages/4_Per-image_BLEU.py",
     "attention": "app_pages/5_Attention.py",
     "caption": "app_pages/6_Caption_an_image.py",
+    "study": "app_pages/7_Study.py",
 }
 TITLES = {
     "home": "medcap · medical image captioning",
@@ -28,6 +29,7 @@ TITLES = {
     "per_image": "Per-image BLEU",
     "attention": "Attention",
     "caption": "Caption an image",
+    "study": "Study",
 }
 
 
@@ -65,6 +67,7 @@ def test_page_without_runs(name: str) -> None:
         "per_image": "No evaluated runs yet",
         "attention": "No evaluated runs yet",
         "caption": "No finished run yet",
+        "study": "No study yet",
     }[name]
     assert expected in shown
 
@@ -277,3 +280,27 @@ def test_the_router_routes_every_page_and_opens_home() -> None:
     at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert [t.value for t in at.title][:1] == [TITLES["home"]]
+
+
+def test_study_page_shows_pooled_results_and_folds(artifacts: Path) -> None:
+    from medcap.io import write_json
+
+    folder = artifacts / "studies" / "20260101-000000-s-abcdef"
+    write_json(folder / "study.json", {"dataset": "medpix:x", "folds": 2, "seed": 0,
+                                       "systems": {"model-80": {"preset": "model-80"}}})
+    write_json(folder / "status.json", {"state": "finished", "progress": 1.0})
+    metric = {"value": 0.2, "ci95": [0.1, 0.3]}
+    write_json(folder / "results.json", {
+        "dataset": "medpix:x", "folds": 2, "n_images": 10, "n_groups": 4,
+        "pooled": {"model-80": {"cider": metric}, "nearest_neighbour": {"cider": {"value": 0.1, "ci95": [0, 0.2]}}},
+        "paired_vs_nearest_neighbour": {"model-80": {"cider": {"diff": 0.1, "ci95": [0.02, 0.18]}}},
+        "per_fold": [{"fold": 0, "n_images": 5, "systems": {"model-80": {"cider": 0.25}},
+                      "baselines": {"nearest_neighbour": {"cider": 0.1}}},
+                     {"fold": 1, "n_images": 5, "systems": {"model-80": {"cider": 0.15}},
+                      "baselines": {"nearest_neighbour": {"cider": 0.1}}}],
+        "caption_health": {"model-80": {"adjacent_repeat_share": 0.0}}})
+    at = run_page("study")
+    assert_clean(at, "study")
+    pooled = frames(at)[0].set_index("system")
+    assert pooled.loc["model-80", "cider - 1-NN"] == "+0.1000 [+0.0200, +0.1800]"
+    assert list(frames(at)[1]["model-80"]) == [0.25, 0.15]

@@ -267,3 +267,10 @@ def fold_frame(results: dict[str, Any], metric: str = "cider") -> pd.DataFrame:
             row[system] = values.get(metric, np.nan)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def health_frame(health: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Caption health per system (rows) from results.json."""
+    keys = ("adjacent_repeat_share", "repeated_bigram_share", "distinct_caption_ratio", "distinct_words",
+            "mean_length", "reference_mean_length")
+    return pd.DataFrame([{"system": name, **{k: h.get(k) for k in keys}} for name, h in health.items()])
