@@ -83,28 +83,12 @@ class LoadedRun:
             _, table, _ = load_captioned(self.cfg.dataset, max_words=self.cfg.max_words,
                                          long_captions=self.cfg.long_captions)
             in_train = set(self.split.get("train", []))
-            store = self.store
-            rows: list[int] = []
-            ids: list[str] = []
-            tokens: list[list[str]] = []
-            groups: list[str] = []
-            for image_id, toks, group in zip(table["image_id"].astype(str), table["tokens"],
-                                             table["group"].astype(str), strict=True):
-                if image_id not in in_train:
-                    continue
-                try:
-                    rows.append(store.index_of(image_id))
-                except KeyError:
-                    continue
-                ids.append(image_id)
-                tokens.append(list(toks))
-                groups.append(group)
+            token_of = {i: list(t) for i, t in zip(table["image_id"].astype(str), table["tokens"], strict=True)}
+            group_of = dict(zip(table["image_id"].astype(str), table["group"].astype(str), strict=True))
+            ids, g, _ = self.store.gather([i for i in token_of if i in in_train], with_grid=False)  # (Ntr, D)
             if not ids:
                 raise ValueError(f"{self.run_dir}: no training image with features")
-            idx = np.asarray(rows, dtype=np.int64)
-            order = np.argsort(idx, kind="stable")
-            g = np.empty((len(idx), int(store.global_dim)), dtype=np.float32)  # (Ntr, D)
-            g[order] = np.asarray(store.global_feats()[idx[order]], dtype=np.float32)  # memmap read in row order
+            tokens, groups = [token_of[i] for i in ids], [group_of[i] for i in ids]
             self._train = TrainingSet(ids=ids, tokens=tokens, groups=groups, global_feats=g)
         return self._train
 

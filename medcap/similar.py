@@ -88,22 +88,10 @@ def case_memory(run_path: str | Path) -> CaseMemory:
     _, table, _ = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
     caption_of = dict(zip(table["image_id"].astype(str), table["caption"].astype(str), strict=True))
     path_of = dict(zip(table["image_id"].astype(str), table["image_path"].astype(str), strict=True))
-    rows, ids = [], []
-    for image_id in train:
-        if image_id not in caption_of:
-            continue
-        try:
-            rows.append(store.index_of(image_id))
-        except KeyError:
-            continue
-        ids.append(image_id)
+    ids, feats, _ = store.gather([i for i in train if i in caption_of], with_grid=False)  # (N, D)
     if not ids:
         raise ValueError(f"{run.path.name}: none of its {len(train)} training images is in both its feature "
                          f"store and its dataset {cfg.dataset}")
-    rows_arr = np.asarray(rows, dtype=np.int64)
-    order = np.argsort(rows_arr, kind="stable")  # memmap reads in row order
-    feats = np.empty((len(ids), store.global_dim), dtype=np.float32)  # (N, D)
-    feats[order] = np.asarray(store.global_feats()[rows_arr[order]], dtype=np.float32)
     log.info("%s: %d training images for similar cases", run.path.name, len(ids))
     return CaseMemory(run_id=run.path.name, dataset=cfg.dataset, ids=ids, feats=feats,
                       captions=[caption_of[i] for i in ids], paths=[path_of[i] for i in ids])

@@ -90,25 +90,9 @@ def select_ids(table: pd.DataFrame, split: str, run_split: dict[str, list[str]] 
 
 def gather(store: Any, ids: list[str], with_grid: bool = True) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     """Features of the ids present in the store, in the given order: (ids kept, global (N, D),
-    grid (N, 7, 7, C) or (0,) without `with_grid`, number of ids without features). Memmaps are read in row order."""
-    kept: list[str] = []
-    rows_list: list[int] = []
-    for i in ids:
-        try:
-            rows_list.append(store.index_of(i))
-        except KeyError:
-            continue
-        kept.append(i)
-    rows = np.array(rows_list, dtype=np.int64)
-    order = np.argsort(rows, kind="stable")
-    g = np.empty((len(rows), store.global_dim), dtype=np.float32)  # (N, D)
-    g[order] = np.asarray(store.global_feats()[rows[order]], dtype=np.float32)
-    if not with_grid:
-        return kept, g, np.zeros(0, dtype=np.float32), len(ids) - len(kept)
-    grid = store.grid()
-    r = np.empty((len(rows), *grid.shape[1:]), dtype=np.float32)  # (N, 7, 7, C)
-    r[order] = np.asarray(grid[rows[order]], dtype=np.float32)
-    return kept, g, r, len(ids) - len(kept)
+    grid (N, 7, 7, C) or (0,) without `with_grid`, number of ids without features)."""
+    kept, g, r = store.gather(ids, with_grid=with_grid)
+    return kept, g, (r if r is not None else np.zeros(0, dtype=np.float32)), len(ids) - len(kept)
 
 
 def build_eval_set(spec: str, table: pd.DataFrame, name: str, split: str,

@@ -102,6 +102,31 @@ class FeatureStore:
             raise FileNotFoundError(f"{self.path}: grid.npy missing")
         return arr
 
+    def gather(self, ids: list[str], with_grid: bool = True) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """Features of the ids present in the store, in the given order, as float32.
+
+        Returns (ids kept, global (N, D), grid (N, 7, 7, C) or None without `with_grid`); ids without
+        features are left out. The memmaps are read in row order.
+        """
+        kept: list[str] = []
+        rows_list: list[int] = []
+        for image_id in ids:
+            try:
+                rows_list.append(self.index_of(image_id))
+            except KeyError:
+                continue
+            kept.append(image_id)
+        rows = np.asarray(rows_list, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        g = np.empty((len(rows), self.global_dim), dtype=np.float32)  # (N, D)
+        g[order] = np.asarray(self.global_feats()[rows[order]], dtype=np.float32)
+        if not with_grid:
+            return kept, g, None
+        grid = self.grid()
+        r = np.empty((len(rows), *grid.shape[1:]), dtype=np.float32)  # (N, 7, 7, C)
+        r[order] = np.asarray(grid[rows[order]], dtype=np.float32)
+        return kept, g, r
+
     def aug_global(self) -> np.ndarray | None:
         """(N, K, D) float16 memmap when the store has K > 0 augmented views, else None."""
         return self._array("aug_global") if self.augment_k else None
