@@ -250,3 +250,16 @@ def test_grid_seeds_vary_the_initialisation_not_the_split(tiny: tuple[str, Path]
     configs = [json.loads((r / "config.json").read_text())["run"] for r in runs]
     assert [c["seed"] for c in configs] == [1, 2] and {c["split_seed"] for c in configs} == {3}
     assert table["val_loss"].iloc[0] != table["val_loss"].iloc[1]  # different initialisations
+
+
+def test_select_by_val_cider_keeps_the_epoch_whose_captions_score_best(tiny: tuple[str, Path], artifacts: Path) -> None:
+    from medcap.train import train_run
+
+    spec, store = tiny
+    run = train_run(tiny_config(spec, store, epochs=3, select_by="val_cider"))
+    hist = pd.read_csv(run / "history.csv")
+    assert hist["val_cider"].notna().all() and (hist["val_cider"] >= 0).all()
+    status = json.loads((run / "status.json").read_text())
+    assert status["best_epoch"] == int(hist.loc[hist["val_cider"].idxmax(), "epoch"])  # first best on ties
+    plain = train_run(tiny_config(spec, store, epochs=1))
+    assert pd.read_csv(plain / "history.csv")["val_cider"].isna().all()  # not computed unless asked

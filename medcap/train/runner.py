@@ -31,7 +31,7 @@ from medcap.train.state import ResumeState, load_resume_state, restore_variables
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_cider", "lr", "seconds")
 
 
 class RunCancelled(Exception):  # noqa: N818 (a state, not an error)
@@ -134,18 +134,21 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
                              callbacks=[StatusCallback(run_dir, epoch, cfg.epochs, steps)]).history
         train_m = {k: float(v[-1]) for k, v in fit_logs.items()}
         val_m = model.evaluate(val_ds, verbose=0, return_dict=True) if val_ds is not None else {}
+        val_cider = _val_cider(model, data) if has_val and cfg.select_by == "val_cider" else math.nan
         row = {
             "epoch": epoch + 1,
             "loss": train_m.get("loss", math.nan),
             "accuracy": _accuracy(train_m),
             "val_loss": float(val_m.get("loss", math.nan)),
             "val_accuracy": _accuracy(val_m),
+            "val_cider": val_cider,
             "lr": float(state.lr),
             "seconds": round(time.monotonic() - start, 3),
         }
         state.epoch = epoch + 1
         state.history.append(row)
-        monitor = row["val_loss"] if has_val else row["loss"]
+        # the kept epoch: lowest validation loss, or (select_by="val_cider") the captions that score best
+        monitor = (-val_cider if cfg.select_by == "val_cider" else row["val_loss"]) if has_val else row["loss"]
         improved, stop = update_on_epoch(state, monitor, cfg.patience, cfg.lr_patience, cfg.lr_factor, cfg.min_lr)
         log.info("epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f lr %.3g (%.1fs)%s",
                  row["epoch"], cfg.epochs, row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"],
@@ -165,6 +168,29 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
     if not RunDir(run_dir).best_weights.is_file():
         save_weights(model, RunDir(run_dir).best_weights)
     return state
+
+
+def _val_cider(model: Any, data: RunData, max_images: int = 500) -> float:
+    """CIDEr of plain greedy captions of (up to `max_images`) validation images against their captions.
+
+    References are the vocabulary-encoded captions (out-of-vocabulary words dropped): a selection signal
+    for choosing the epoch, not a reported figure.
+    """
+    from medcap.eval.metrics import cider
+    from medcap.model import greedy_decode
+
+    rows = data.rows["val"][:max_images]
+    if len(rows) == 0:
+        return math.nan
+    order = np.argsort(rows, kind="stable")
+    g = np.empty((len(rows), int(data.store.global_dim)), dtype=np.float32)  # (N, D)
+    g[order] = np.asarray(data.store.global_feats()[rows[order]], dtype=np.float32)
+    grid = data.store.grid()
+    r = np.empty((len(rows), *grid.shape[1:]), dtype=np.float32)  # (N, 7, 7, C)
+    r[order] = np.asarray(grid[rows[order]], dtype=np.float32)
+    caps = greedy_decode(model, g, r, data.vocab, max_words=data.max_len - 1)
+    refs = [[data.vocab.decode(ids)] for ids in data.token_ids["val"][:max_images]]
+    return float(cider(refs, [list(c.words) for c in caps]).value)
 
 
 def _pairs(data: RunData, split: str, cfg: RunConfig, shuffle: bool, epoch: int) -> tf.data.Dataset:
