@@ -204,7 +204,7 @@ class RunConfig:
         return {k: getattr(self, k) for k in MODEL_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "config.json") -> RunConfig:
+    def from_dict(cls, data: Any, source: str = "run settings") -> RunConfig:
         """Rebuild from JSON; unknown keys (a newer or older medcap) are logged and ignored.
 
         Settings older versions kept in `extra` (attention_score, region_positions, feature_store) are

@@ -164,7 +164,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     config = run.read_config()
     if "run" not in config:
         raise ValueError(f"{run.config}: missing or malformed")
-    cfg = RunConfig.from_dict(config["run"])
+    cfg = RunConfig.from_dict(config["run"], source=str(run.config))
     if not run.best_weights.is_file():
         raise FileNotFoundError(f"{run.best_weights}: no trained weights (run unfinished or failed?)")
     vocab = Vocabulary.load(run.vocab)

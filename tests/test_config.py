@@ -72,15 +72,15 @@ def test_every_field_has_a_bad_value_case() -> None:
 def test_a_bad_value_names_the_field_and_what_it_expects(name: str) -> None:
     value, expected = BAD_VALUES[name]
     with pytest.raises(ValueError) as info:
-        RunConfig.from_dict({**RunConfig().to_dict(), name: value})
-    assert str(info.value) == f"config.json: {name} {expected}, got {value!r}"
+        RunConfig.from_dict({**RunConfig().to_dict(), name: value}, source="runs/x/config.json")
+    assert str(info.value) == f"runs/x/config.json: {name} {expected}, got {value!r}"
     with pytest.raises(ValueError, match=f"^{name} "):  # the same check for configs made in code
         RunConfig(**{name: value})
 
 
 def test_bad_config_json_example_from_the_issue() -> None:
-    with pytest.raises(ValueError, match=r"^config\.json: lstm_units must be an int, got 'lots'$"):
-        RunConfig.from_dict({"lstm_units": "lots"})
+    with pytest.raises(ValueError, match=r"^runs/x/config\.json: lstm_units must be an int, got 'lots'$"):
+        RunConfig.from_dict({"lstm_units": "lots"}, source="runs/x/config.json")
     with pytest.raises(ValueError, match=r"runs/x/config\.json: run settings must be a JSON object, got list"):
         RunConfig.from_dict([1, 2], source="runs/x/config.json")
 

@@ -35,7 +35,7 @@ from medcap.runs import new_unique_dir
 log = logging.getLogger(__name__)
 
 STUDY_FILE = "study.json"
-STATUS_FILE = "status.json"
+STATUS_FILE = RunDir.STATUS  # a run's status format
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 RUNS = "runs"

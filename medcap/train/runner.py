@@ -55,7 +55,7 @@ def resume_run(run_dir: Path) -> Path:
     config = read_config(run_dir)
     if "run" not in config:
         raise ValueError(f"{run_dir / 'config.json'}: missing or malformed; cannot resume")
-    cfg = RunConfig.from_dict(config["run"], source=str(run_dir / "config.json"))
+    cfg = RunConfig.from_dict(config["run"], source=str(RunDir(run_dir).config))
     if read_status(run_dir).get("state") == "finished":
         log.info("%s already finished; nothing to resume", run_dir)
         return run_dir
