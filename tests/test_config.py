@@ -118,7 +118,7 @@ def test_old_config_with_options_in_extra_loads_typed_settings(caplog: pytest.Lo
     # an old config saved with empty extra and the defaults gives today's defaults (same model)
     plain = RunConfig.from_dict({"name": "older", "extra": {}, "decoder_state": "last_context"})
     assert plain == RunConfig(name="older")
-    with pytest.raises(ValueError, match=r"config\.json: attention_score must be one of additive, dot"):
+    with pytest.raises(ValueError, match=r"^run settings: attention_score must be one of additive, dot"):
         RunConfig.from_dict({"extra": {"attention_score": "cosine"}})
 
 
