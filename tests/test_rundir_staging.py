@@ -37,12 +37,11 @@ def test_a_failure_mid_write_keeps_the_old_evaluation_and_lists_no_partial_one(t
     run = RunDir(tmp_path / "run")
     _write_eval(run, "test", 0.5)
     seen: list[str] = []
-    with pytest.raises(RuntimeError, match="decoder crashed"):
-        with run.new_eval("test") as tmp:
-            write_text(tmp.predictions, "image_id,prediction\nhalf\n")
-            write_json(tmp.metrics, {"bleu1": 0.9})  # even a complete-looking temp folder is not listed
-            seen = [e.name for e in run.evals()]
-            raise RuntimeError("decoder crashed")
+    with pytest.raises(RuntimeError, match="decoder crashed"), run.new_eval("test") as tmp:
+        write_text(tmp.predictions, "image_id,prediction\nhalf\n")
+        write_json(tmp.metrics, {"bleu1": 0.9})  # even a complete-looking temp folder is not listed
+        seen = [e.name for e in run.evals()]
+        raise RuntimeError("decoder crashed")
     assert seen == ["test"]
     assert read_json(run.eval_dir("test").metrics) == {"bleu1": 0.5}
     assert run.eval_dir("test").predictions.read_text() == "image_id,prediction\na,b\n"
@@ -51,9 +50,8 @@ def test_a_failure_mid_write_keeps_the_old_evaluation_and_lists_no_partial_one(t
 
 def test_a_failed_first_evaluation_leaves_nothing(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
-    with pytest.raises(ValueError):
-        with run.new_eval("other") as tmp:
-            write_json(tmp.metrics, {})
-            raise ValueError("no images")
+    with pytest.raises(ValueError), run.new_eval("other") as tmp:
+        write_json(tmp.metrics, {})
+        raise ValueError("no images")
     assert run.evals() == []
     assert list(run.eval_root.iterdir()) == []
