@@ -40,7 +40,10 @@ def body() -> None:
         left, right = st.columns([2, 1])
         with left:
             choice = st.selectbox("Dataset", specs, index=0)
-            custom = st.text_input("…or type a spec", placeholder="e.g. csv:my_data/captions.csv")
+            custom = st.text_input("…or type a spec", placeholder="e.g. csv:data/my_set/captions.csv",
+                                   help="Read only inside the data folders ($MEDCAP_DATA, default ./data) and the "
+                                        f"artifacts folder; synthetic:N (at most {jobs.SYNTHETIC_MAX:,}) is "
+                                        "generated in the background first.")
         with right:
             max_words = st.number_input("Max caption words", 1, 200, 20)
             protocol = st.selectbox("Split protocol", config.PROTOCOL_CHOICES, help=config.field_help("protocol"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from medcap import config, dashboard, jobs, runs, viz
+from medcap.data.roots import check_spec
 from medcap.rundir import ACTIVE_STATES, RESUMABLE_STATES
 from ui import common
 
@@ -33,6 +34,7 @@ def launch_form() -> None:
                 "learning_rate": float(lr), "layers": int(layers), "batch_size": int(batch) or None,
                 "patience": int(patience), "attention": attention}
     try:
+        check_spec(dataset)  # only datasets inside the data folders, however the form was filled
         launch = jobs.launch_train(settings)
     except (ValueError, OSError) as exc:
         st.warning(f"Could not launch: {exc}")
