@@ -12,6 +12,8 @@ Layout of `artifacts/runs/<run-id>/`:
     weights/      best.weights.h5, last.weights.h5, resume.npz
     train.log     the run's log (evaluate.log for evaluations launched from the dashboard)
     eval/<name>/  metrics.json, predictions.csv, attention.npz
+    eval/.tmp-<name>-<hex>/  an evaluation being written (`EvalDir.staging`); never listed
+    .lock         the run lock (`medcap.locks.RunLock`, held by train/resume; empty when free)
 """
 
 from __future__ import annotations

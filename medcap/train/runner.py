@@ -77,14 +77,12 @@ def resume_run(run_dir: Path) -> Path:
 
 
 def restart_reason(run_dir: Path) -> str | None:
-    """Why a resume of `run_dir` must restart from epoch 1 (None when it can continue where it stopped)."""
+    """Why a resume of `run_dir` must start again at epoch 1 (None when it can continue where it stopped)."""
     run = RunDir(run_dir)
     if not run.resume_state.is_file():
-        return (f"no saved training state ({run.resume_state} is missing: weights deleted, or no epoch "
-                f"finished yet), so it restarts from epoch 1")
+        return f"no saved training state ({run.resume_state} is missing: weights deleted, or no epoch finished yet)"
     if not run.best_weights.is_file():
-        return (f"its best weights ({run.best_weights}) are missing, so the saved state cannot be trusted; "
-                f"it restarts from epoch 1")
+        return f"its best weights ({run.best_weights}) are missing, so its saved state is not used"
     return None
 
 
@@ -128,8 +126,8 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
     weights = RunDir(run_dir).weights_dir
     restart = restart_reason(run_dir) if resume else None
     if restart:
-        log.warning("resume of %s: %s", run_dir.name, restart)
-        write_status(run_dir, "running", pid=os.getpid(), message=f"resumed from scratch: {restart}",
+        log.warning("resume of %s restarts from epoch 1: %s", run_dir.name, restart)
+        write_status(run_dir, "running", pid=os.getpid(), message=f"restarting from epoch 1: {restart}",
                      restarted=restart)
     elif resume:
         write_status(run_dir, "running", pid=os.getpid(), restarted=None)
