@@ -1,13 +1,13 @@
-"""Dataset facts for the dashboard's pages: which datasets to offer, caption statistics, finding boxes.
+"""Dataset facts for the dashboard's pages: generated synthetic sets, caption statistics, finding boxes.
 
-No Streamlit and no TensorFlow here; nothing is generated or extracted (only read when on disk).
+No Streamlit and no TensorFlow here; nothing is generated or extracted (only read when on disk). The datasets
+the pages offer come from `medcap.data.roots.find_datasets`.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,30 +16,6 @@ import pandas as pd
 from medcap import paths
 from medcap.data.loaders import DEFAULT_SYNTHETIC_N, parse_spec
 from medcap.data.text import tokenize
-from medcap.jobs import project_root
-from medcap.runs import RunInfo
-
-
-def dataset_specs(infos: Sequence[RunInfo] = ()) -> list[str]:
-    """Dataset specs worth offering: those used by runs, generated synthetic sets, the MedPix sample.
-
-    Old discovery, kept for scripts; the dashboard offers `medcap.data.roots.find_datasets()` instead.
-    """
-    specs: list[str] = []
-    for info in infos:
-        if info.dataset and info.dataset != "?":
-            specs.append(info.dataset)
-    ds = paths.artifacts_dir() / "datasets"
-    if ds.is_dir():
-        for p in sorted(ds.iterdir()):
-            parts = p.name.split("-")
-            if p.name.startswith("synthetic-") and len(parts) >= 2 and parts[1].isdigit():
-                specs.append(f"synthetic:{parts[1]}")
-    medpix = project_root().parent / "shared" / "data" / "medpix-dev"
-    if (medpix / "Descriptions.json").is_file():
-        specs.append("medpix:../shared/data/medpix-dev")
-    specs.append("synthetic:2000")
-    return list(dict.fromkeys(specs))
 
 
 def synthetic_size(spec: str) -> int | None:
