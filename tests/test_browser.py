@@ -155,7 +155,7 @@ def _type_a_path_outside_the_data_folders(page: Any, shots: Path) -> None:
     """`csv:/etc/passwd` on the Data page: the uniform refusal, and nothing of the file."""
     from medcap.data.roots import REFUSED_TEXT
 
-    page.get_by_label("…or type a spec").fill("csv:/etc/passwd")
+    page.get_by_label("…or type a spec", exact=True).fill("csv:/etc/passwd")
     page.get_by_role("button", name="Load dataset").click()
     error = page.locator('[data-testid="stAlertContentError"]')
     error.wait_for(state="visible", timeout=30_000)
