@@ -7,8 +7,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from medcap import config, dashboard, dataset_view, viz
+from medcap import config, dashboard, dataset_view, jobs, viz
 from medcap.data import load_records, summarize
+from medcap.data.roots import DatasetRefusedError, check_spec
+from medcap.rundir import ACTIVE_STATES
 from ui import common
 
 
@@ -99,12 +101,15 @@ def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
 def body() -> None:
     st.title("Data")
     st.caption("Pick a dataset spec (`KIND[:PATH]`): record counts, drops by reason, caption lengths, splits, leakage.")
-    specs = dataset_view.dataset_specs(common.list_runs())
+    specs = common.dataset_choices(common.list_runs())
     with st.form("data_form"):
         left, right = st.columns([2, 1])
         with left:
             choice = st.selectbox("Dataset", specs, index=0)
-            custom = st.text_input("…or type a spec", placeholder="e.g. csv:my_data/captions.csv")
+            custom = st.text_input("…or type a spec", placeholder="e.g. csv:data/my_set/captions.csv",
+                                   help="Read only inside the data folders ($MEDCAP_DATA, default ./data) and the "
+                                        f"artifacts folder; synthetic:N (at most {jobs.SYNTHETIC_MAX:,}) is "
+                                        "generated in the background first.")
         with right:
             max_words = st.number_input("Max caption words", 1, 200, 20)
             protocol = st.selectbox("Split protocol", config.PROTOCOL_CHOICES, help=config.field_help("protocol"))
@@ -115,10 +120,12 @@ def body() -> None:
         st.session_state["data_spec"] = (custom.strip() or choice, int(max_words), protocol, split_by, seed)
     chosen = st.session_state.get("data_spec")
     if not chosen:
-        st.info("Pick a dataset and press **Load dataset** (a synthetic set is generated on first use).")
+        st.info("Pick a dataset and press **Load dataset** (a synthetic set is first generated in the background).")
         return
     spec, max_words, protocol, split_by, seed = chosen
     root = common.artifacts_key()
+    if not readable(spec):
+        return
     try:
         table, _ = _load(spec, root)
         summary = _summary(spec, root, max_words, protocol, split_by, seed)
@@ -126,6 +133,66 @@ def body() -> None:
         st.warning(f"Could not load `{spec}`: {exc}")
         return
     show(spec, root, table, summary)
+
+
+def readable(spec: str) -> bool:
+    """True when `spec` may be loaded here now: inside the data folders, and a synthetic set already
+    generated (otherwise its background generation is offered or followed)."""
+    try:
+        check_spec(spec)
+    except DatasetRefusedError as exc:  # one text, whatever is (or is not) on disk
+        st.error(f"`{spec}`: {exc}")
+        return False
+    except ValueError as exc:
+        st.warning(f"Could not load `{spec}`: {exc}")
+        return False
+    n = dataset_view.synthetic_size(spec)
+    if n is None or dataset_view.synthetic_ready(n):
+        return True
+    if jobs.synthetic_job(n)["state"] in ACTIVE_STATES:
+        _generating(n)
+    else:
+        _offer_generation(n)
+    return False
+
+
+def _offer_generation(n: int) -> None:
+    if n > jobs.SYNTHETIC_MAX:
+        st.error(f"`synthetic:{n}`: the dashboard generates at most {jobs.SYNTHETIC_MAX:,} images; generate "
+                 f"larger sets with `python -m medcap data --dataset synthetic:{n}`.")
+        return
+    job = jobs.synthetic_job(n)
+    st.info(f"`synthetic:{n}` is not generated yet: it is generated in a background process (at most "
+            f"{jobs.SYNTHETIC_MAX:,} images here), then shown here.")
+    if job["state"] in ("interrupted", "cancelled"):
+        st.caption(f"The last generation of `synthetic:{n}` stopped ({job['state']}).")
+    if st.button(f"Generate synthetic:{n}", type="primary", key="gen_synthetic"):
+        try:
+            launch = jobs.launch_synthetic(n)
+            st.toast(f"Generating synthetic:{n} (pid {launch.pid}).")
+        except (ValueError, OSError) as exc:
+            st.warning(f"Could not start the generation: {exc}")
+            return
+        st.rerun()
+
+
+@st.fragment(run_every=2.0)
+def _generating(n: int) -> None:
+    """Progress of a background generation; redraw the page once the set is ready or the job ends."""
+    job = jobs.synthetic_job(n)
+    if dataset_view.synthetic_ready(n) or job["state"] not in ACTIVE_STATES:
+        st.rerun()
+    done = dataset_view.synthetic_rendered(n)
+    st.progress(min(done / n, 1.0), text=f"Generating synthetic:{n} in the background (pid {job.get('pid')}): "
+                                         f"{done:,}/{n:,} images")
+    if st.button("Cancel the generation", key="cancel_synthetic"):
+        try:
+            jobs.cancel_synthetic(n)
+            st.toast("Asked the generation to stop.")
+        except (ValueError, OSError) as exc:
+            st.warning(str(exc))
+    with st.expander("Generation log (last lines)"):
+        st.code(jobs.tail(jobs.launch_log(str(job.get("log") or "none"))) or "(starting…)", language="text")
 
 
 def show(spec: str, root: str, table: pd.DataFrame, summary: dict[str, Any]) -> None:
@@ -184,7 +251,7 @@ def show(spec: str, root: str, table: pd.DataFrame, summary: dict[str, Any]) -> 
             if img is None:
                 st.caption(f"{row['image_id']}: unreadable image")
             else:
-                st.image(img, caption=f"{row['image_id']}: {str(row['caption'])[:160]}")
+                common.show_image(img, caption=f"{row['image_id']}: {str(row['caption'])[:160]}")
 
     settings = summary.get("settings") or {}
     common.guard(lambda: leakage_section(spec, root, settings), "the leakage figure")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap import config, dashboard, dataset_view, jobs, runs, viz
+from medcap import config, dashboard, jobs, runs, viz
+from medcap.data.roots import check_spec
 from medcap.rundir import ACTIVE_STATES, RESUMABLE_STATES
 from ui import common
 
 
 def launch_form() -> None:
     """The launch form: preset, dataset, epochs, seed and the main hyper-parameters (choices from RunConfig)."""
-    specs = dataset_view.dataset_specs(common.list_runs())
+    specs = common.dataset_choices(common.list_runs())
     with st.form("launch"):
         st.markdown("**Launch a run** (it keeps running when this page reloads or the browser closes)")
         c1, c2, c3, c4 = st.columns(4)
@@ -33,6 +34,7 @@ def launch_form() -> None:
                 "learning_rate": float(lr), "layers": int(layers), "batch_size": int(batch) or None,
                 "patience": int(patience), "attention": attention}
     try:
+        check_spec(dataset)  # only datasets inside the data folders, however the form was filled
         launch = jobs.launch_train(settings)
     except (ValueError, OSError) as exc:
         st.warning(f"Could not launch: {exc}")
@@ -51,6 +53,18 @@ def run_detail(info: runs.RunInfo) -> None:
         st.markdown(f":red[**Failed:**] `{status.get('error') or 'no error message recorded'}`")
     if info.state == "interrupted":
         st.markdown(":orange[**Interrupted:**] the process stopped without finishing (killed?). Resume it below.")
+    problem = common.config_problem(info)
+    if problem:
+        st.markdown(f":red[**Unusable config.json:**] `{problem}` (fix the value, or train a new run)")
+    missing = common.weights_missing(info)
+    if missing:
+        st.markdown(f":orange[**Weights missing:**] {missing}")
+    holder = common.trained_by(info)
+    if holder is not None and info.state not in ACTIVE_STATES:
+        st.markdown(f":orange[**Locked:**] `{info.run_id}` is being trained by pid {holder or '?'}; "
+                    "Resume is offered once that process ends.")
+    if status.get("restarted"):
+        st.markdown(f":orange[**Restarted from epoch 1:**] {status['restarted']}")
     try:
         fraction = min(max(float(status.get("progress") or 0.0), 0.0), 1.0)
     except (TypeError, ValueError):
@@ -91,13 +105,18 @@ def actions(info: runs.RunInfo) -> None:
             st.toast("Asked the run to stop; it will show as cancelled.")
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
-    if info.state in RESUMABLE_STATES and cols[1].button("Resume run", key="resume"):
+    usable = common.config_problem(info) is None
+    missing = common.weights_missing(info) is not None
+    free = common.trained_by(info) is None  # no live process holds the run's lock
+    resumable = info.state in RESUMABLE_STATES or missing
+    if usable and free and resumable and cols[1].button("Resume run", key="resume"):
         try:
             launch = jobs.launch_resume(info)
             st.toast(f"Resuming (pid {launch.pid}).")
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
-    if info.state == "finished" and not info.evals and cols[2].button("Evaluate", key="evaluate"):
+    if usable and not missing and info.state == "finished" and not info.evals and cols[2].button(
+            "Evaluate", key="evaluate"):
         try:
             launch = jobs.launch_evaluate(info)
             st.toast(f"Evaluating (pid {launch.pid}).")

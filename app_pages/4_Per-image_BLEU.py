@@ -18,7 +18,7 @@ def detail(row: dict, info_run_id: str) -> None:
         if img is None:
             st.caption("The image file cannot be read.")
         else:
-            st.image(img, caption=str(row["image_id"]))
+            common.show_image(img, caption=str(row["image_id"]))
     with right:
         st.markdown(f"**Reference:** {row['reference']}")
         st.markdown(f"**Prediction:** {row['prediction'] or '(empty)'}")

@@ -46,7 +46,7 @@ def body() -> None:
     st.markdown(f"**Reference:** {row['reference']}")
     if n == 0:
         st.info("No generated words with attention for this image.")
-        st.image(image)
+        common.show_image(image)
         return
     boxes: list = []
     if info.dataset.startswith("synthetic"):

@@ -8,7 +8,7 @@ from typing import Any
 import streamlit as st
 
 from medcap import dashboard, viz
-from medcap.upload import MAX_UPLOAD_BYTES, open_upload
+from medcap.upload import MAX_UPLOAD_BYTES, display_copy, open_upload
 from ui import common
 
 
@@ -82,6 +82,10 @@ def body() -> None:
     with c1:
         info = common.pick_run(infos, key="cap_run")
     beam = c2.slider("Beam size", 1, 5, 1, key="cap_beam")
+    missing = common.weights_missing(info)
+    if missing:
+        st.warning(missing)
+        return
     source = st.radio("Image", SOURCES, horizontal=True, key="cap_source")
     if source == SOURCES[1]:
         common.guard(lambda: dataset_image(info, beam), "the dataset image")
@@ -102,8 +106,9 @@ def body() -> None:
     except Exception as exc:  # a run whose model cannot be loaded must not break the page
         st.warning(f"Could not caption with `{info.run_id}`: {exc}")
         return
+    shown = display_copy(image)  # the browser and the charts get a bounded copy, never the original
     left, right = st.columns([1, 2])
-    left.image(image, caption="uploaded image")
+    left.image(shown, caption="uploaded image")
     with right:
         st.markdown(f"### {caption.text or '(empty caption)'}")
         st.caption(f"run `{info.run_id}` · beam {beam} · log-probability {caption.score:.2f}")
@@ -118,11 +123,11 @@ def body() -> None:
     pick = st.select_slider("Word", labels, key="cap_word")
     k = labels.index(pick)
     st.plotly_chart(
-        viz.attention_figure(image, caption.attention[k], title=f"Attention for “{caption.words[k]}”"),
+        viz.attention_figure(shown, caption.attention[k], title=f"Attention for “{caption.words[k]}”"),
         width="stretch",
         theme=None,
     )
-    st.plotly_chart(viz.attention_strip(image, caption.attention[:n], caption.words[:n]), width="stretch", theme=None)
+    st.plotly_chart(viz.attention_strip(shown, caption.attention[:n], caption.words[:n]), width="stretch", theme=None)
 
 
 common.guard(body, "the Caption page")

@@ -152,6 +152,13 @@ class LoadedRun:
         return self.decode(g, r, beam=beam)
 
 
+def weights_missing_text(run: RunDir) -> str:
+    """What to say when a run has no best weights: which file is missing and what the user can do."""
+    return (f"{run.run_id}: weights missing ({run.best_weights} not found; unfinished run, or its weights/ "
+            f"were deleted). Resume it (`python -m medcap train --resume {run.run_id}`, or Resume run on the "
+            f"Train page) or train it again.")
+
+
 def load_run(run_dir: str | Path) -> LoadedRun:
     """Rebuild a run's model from config.json, vocab.json and weights/best.weights.h5.
 
@@ -166,7 +173,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         raise ValueError(f"{run.config}: missing or malformed")
     cfg = RunConfig.from_dict(config["run"], source=str(run.config))
     if not run.best_weights.is_file():
-        raise FileNotFoundError(f"{run.best_weights}: no trained weights (run unfinished or failed?)")
+        raise FileNotFoundError(weights_missing_text(run))
     vocab = Vocabulary.load(run.vocab)
     store_info = config.get("feature_store") or {}
     global_dim = store_info.get("global_dim")

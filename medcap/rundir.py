@@ -12,6 +12,8 @@ Layout of `artifacts/runs/<run-id>/`:
     weights/      best.weights.h5, last.weights.h5, resume.npz
     train.log     the run's log (evaluate.log for evaluations launched from the dashboard)
     eval/<name>/  metrics.json, predictions.csv, attention.npz
+    eval/.tmp-<name>-<hex>/  an evaluation being written (`EvalDir.staging`); never listed
+    .lock         the run lock (`medcap.locks.RunLock`, held by train/resume; empty when free)
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,24 +130,31 @@ class EvalDir:
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[EvalDir]:
-        """Write a whole evaluation into a hidden sibling folder, then move it into place in one rename.
+        """Write a whole evaluation, then put it in place at once.
 
-        On success an older evaluation of that name is moved aside and removed; on error the partial
-        folder is removed and the older evaluation stays. Listings skip dot-folders.
+            with run.eval_dir("test").staging() as tmp:   # tmp: EvalDir of eval/.tmp-test-<hex>/
+                write_json(tmp.metrics, ...)               # write every file into tmp
+            # here eval/test/ is the new evaluation, complete
+
+        On success the temporary sibling folder is renamed onto this folder (an older evaluation of
+        the same name is first renamed aside to `.old-<name>-<hex>`, then removed); on any error the
+        temporary folder is removed and an older evaluation stays untouched. Dot-folders are never
+        listed by `RunDir.evals()`.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{self.name}-", dir=self.path.parent))
+        parent = self.path.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".tmp-{self.name}-{secrets.token_hex(4)}"
+        tmp.mkdir()
         try:
             yield EvalDir(tmp)
+            old = None
+            if self.path.exists():
+                old = parent / f".old-{self.name}-{secrets.token_hex(4)}"
+                os.replace(self.path, old)
+            os.replace(tmp, self.path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        old = None
-        if self.path.exists():
-            old = self.path.parent / f".old-{self.name}-{os.getpid()}"
-            os.replace(self.path, old)
-        os.replace(tmp, self.path)
-        os.chmod(self.path, 0o755)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
@@ -229,6 +238,10 @@ class RunDir:
     def eval_dir(self, name: str) -> EvalDir:
         """The evaluation folder called `name` (sanitised; it may not exist yet)."""
         return EvalDir(self.eval_root / safe_name(name, max_len=200))
+
+    def new_eval(self, name: str) -> contextlib.AbstractContextManager[EvalDir]:
+        """`self.eval_dir(name).staging()`: yields a temporary EvalDir, renamed into place on success."""
+        return self.eval_dir(name).staging()
 
     def evals(self) -> list[EvalDir]:
         """Complete evaluations (those with a metrics.json), by name."""

@@ -92,6 +92,8 @@ def make_run(
     write_json(run / "vocab.json", {"words": ["<pad>", "<unk>", "<start>", "<end>", *WORDS]})
     ids = [f"img{i:05d}" for i in range(n_preds)]
     write_json(run / "split.json", {"train": [], "val": [], "test": ids})
+    if state == "finished":  # a placeholder where a real run keeps its best weights (never loaded here)
+        write_text(run / "weights" / "best.weights.h5", "placeholder\n")
     if not evaluate:
         return run
     images_dir = images_dir or (run / "_images")

@@ -127,9 +127,43 @@ def _upload_a_bad_file(page: Any, shots: Path) -> None:
     )
     error = page.locator('[data-testid="stAlertContentError"]')
     error.wait_for(state="visible", timeout=30_000)
-    assert "not-an-image.png: not a readable PNG or JPEG image" in error.inner_text()
+    assert "not-an-image.png: not an image file PIL can read" in error.inner_text()
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(shots / "caption_an_image_bad_file.png"), full_page=True)
+
+
+def _upload_an_oversized_image(page: Any, shots: Path, server: str) -> None:
+    """A 13000 x 13000 PNG (a small file, 169 MP) gets a clear error box; the server stays up."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (13000, 13000)).save(buf, format="PNG")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "huge-scan.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
+    )
+    error = page.locator('[data-testid="stAlertContentError"]', has_text="huge-scan.png")
+    error.wait_for(state="visible", timeout=60_000)
+    assert "image is too large (13000 x 13000" in error.inner_text()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "caption_an_image_oversized.png"), full_page=True)
+    with urllib.request.urlopen(server + "_stcore/health", timeout=10) as resp:
+        assert resp.status == 200  # the server is still up
+
+
+def _type_a_path_outside_the_data_folders(page: Any, shots: Path) -> None:
+    """`csv:/etc/passwd` on the Data page: the uniform refusal, and nothing of the file."""
+    from medcap.data.roots import REFUSED_TEXT
+
+    page.get_by_label("…or type a spec", exact=True).fill("csv:/etc/passwd")
+    page.get_by_role("button", name="Load dataset").click()
+    error = page.locator('[data-testid="stAlertContentError"]')
+    error.wait_for(state="visible", timeout=30_000)
+    assert REFUSED_TEXT in error.inner_text()
+    body = page.inner_text("body")
+    assert "root:" not in body and "/bin/" not in body and "Traceback" not in body
+    page.screenshot(path=str(shots / "data_refused.png"), full_page=True)
 
 
 def _caption_an_image(page: Any, shots: Path) -> None:
@@ -175,8 +209,11 @@ def test_every_page_renders_without_errors(server: str) -> None:
                 errors = page.locator(ERROR_SELECTORS)
                 assert errors.count() == 0, f"{name}: {errors.first.inner_text()}"
                 assert "Traceback" not in page.inner_text("body"), name
+                if name == "data":
+                    _type_a_path_outside_the_data_folders(page, shots)
                 if name == "caption_an_image":
                     _upload_a_bad_file(page, shots)
+                    _upload_an_oversized_image(page, shots, server)
                     if not fixture_run:  # a real run: caption a real image end to end
                         _caption_an_image(page, shots)
                 if fixture_run and name == "home":

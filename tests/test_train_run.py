@@ -93,7 +93,8 @@ def test_train_run_writes_a_complete_run_folder(tiny: tuple[str, Path], tiny_run
     assert status["state"] == "finished" and status["progress"] == 1.0 and status["epoch"] == 3
     assert status["best_val_loss"] == pytest.approx(hist["val_loss"].min(), rel=1e-6)
     assert "epoch 3/3" in (run / "train.log").read_text()
-    assert not [p.name for p in run.rglob(".*")]  # no temp files left behind
+    assert [p.name for p in run.rglob(".*")] == [".lock"]  # no temp files left behind; the run lock stays (empty)
+    assert (run / ".lock").read_text() == ""  # released: no pid left in it
 
 
 def test_load_run_captions_from_the_store(tiny_run: tuple[RunConfig, Path]) -> None:

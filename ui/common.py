@@ -16,9 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from medcap import dashboard, paths, runs, similar, viz
+from medcap.config import RunConfig
+from medcap.data import roots
+from medcap.data.images import display_copy
 from medcap.eval import artifacts
+from medcap.inference import weights_missing_text
+from medcap.locks import lock_holder
+from medcap.rundir import RunDir
 
 log = logging.getLogger("medcap.pages")
 
@@ -26,6 +33,7 @@ STATE_BADGES = {
     "interrupted": "interrupted (process gone)",
     "unknown": "unknown (half-written?)",
 }
+WEIGHTS_MISSING = "finished (weights missing)"
 
 
 def artifacts_key() -> str:
@@ -50,9 +58,59 @@ def _runs_table(root: str, signature: tuple) -> pd.DataFrame:
 
 
 def runs_table() -> pd.DataFrame:
-    """The runs overview table (cached until any run folder changes)."""
+    """The runs overview table (cached until any run folder changes); a finished run whose best
+    weights are gone reads "finished (weights missing)"."""
     root = paths.runs_dir().resolve()
-    return _runs_table(str(root), dashboard.runs_signature(root))
+    table = _runs_table(str(root), dashboard.runs_signature(root)).copy()
+    if not table.empty:
+        gone = [state == "finished" and not RunDir(root / str(run)).best_weights.is_file()
+                for run, state in zip(table["run"], table["state"], strict=True)]
+        table.loc[gone, "state"] = WEIGHTS_MISSING
+    return table
+
+
+def weights_missing(info: runs.RunInfo) -> str | None:
+    """For a finished run whose best weights are gone: which file and what to do; else None."""
+    if info.state != "finished" or info.dir.best_weights.is_file():
+        return None
+    return weights_missing_text(info.dir)
+
+
+def config_problem(info: runs.RunInfo) -> str | None:
+    """Why a run's config.json cannot be used (a wrong-typed value names the field), or None."""
+    if not info.config:
+        return None
+    try:
+        RunConfig.from_dict(info.config.get("run"), source=str(info.dir.config))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def trained_by(info: runs.RunInfo) -> int | None:
+    """The pid of the live process holding the run's lock (0 when unknown), or None when nobody trains it."""
+    return lock_holder(info.path)
+
+
+def show_image(image: Image.Image, **kwargs: Any) -> None:
+    """`st.image` of a bounded copy (`display_copy`): the browser never gets a huge original."""
+    st.image(display_copy(image), **kwargs)
+
+
+def dataset_choices(infos: Sequence[runs.RunInfo] = ()) -> list[str]:
+    """Datasets the pages offer: what `roots.find_datasets` finds under $MEDCAP_DATA and the artifacts
+    folder, plus the runs' own datasets that pass `roots.check_spec`, plus `synthetic:2000`."""
+    specs = roots.find_datasets()
+    for info in infos:
+        spec = info.dataset
+        if not spec or spec == "?":
+            continue
+        try:
+            specs.append(roots.check_spec(spec))
+        except ValueError:
+            continue  # outside the data folders (or malformed): not offered
+    specs.append("synthetic:2000")
+    return list(dict.fromkeys(specs))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -13,6 +13,7 @@ from medcap import config
 from medcap.config import flag_for
 
 EXIT_CANCELLED = 143
+EXIT_LOCKED = 3  # the run is being trained by another live process
 
 
 # Fields whose default comes from the preset (the flag's help says so).
@@ -112,12 +113,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.dataset:
             raise ValueError("train: --dataset is required (or --resume RUN)")
         cfg = config_from_args(args)
+    from medcap.locks import LockedError
     from medcap.train.runner import RunCancelled, resume_run, train_run
 
     try:
         run_dir = resume_run(run_dir) if args.resume else train_run(cfg)
     except RunCancelled:
         return EXIT_CANCELLED
+    except LockedError as exc:  # nothing was touched: the other process owns the run
+        print(f"train: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except (FileNotFoundError, ValueError):
         raise
     except Exception as exc:  # status.json already says failed, with the error

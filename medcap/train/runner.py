@@ -23,6 +23,7 @@ import tensorflow as tf
 import medcap
 from medcap.config import RunConfig
 from medcap.io import save_weights, write_json, write_text
+from medcap.locks import RunLock
 from medcap.rundir import RunDir
 from medcap.runs import new_run_dir, read_config, read_status, write_status
 from medcap.train.callbacks import StatusCallback, progress_fraction
@@ -39,27 +40,50 @@ class RunCancelled(Exception):  # noqa: N818 (a state, not an error)
 
 
 def train_run(cfg: RunConfig, run_dir: Path | None = None) -> Path:
-    """Train a new run (or fill the given empty folder) and return its folder."""
+    """Train a new run (or fill the given empty folder) and return its folder.
+
+    The whole run holds the folder's `RunLock` (LockedError when another live process trains it).
+    """
     cfg.validate()  # a config edited after it was made
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.name, cfg.preset)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_status(run_dir, "queued", epoch=0, epochs=cfg.epochs, step=0, steps=0, progress=0.0,
-                 message="queued", error=None, pid=os.getpid())
-    write_json(RunDir(run_dir).config, _config_json(cfg, None, None))
-    return _execute(run_dir, cfg, resume=False)
+    with RunLock(run_dir):
+        write_status(run_dir, "queued", epoch=0, epochs=cfg.epochs, step=0, steps=0, progress=0.0,
+                     message="queued", error=None, pid=os.getpid())
+        write_json(RunDir(run_dir).config, _config_json(cfg, None, None))
+        return _execute(run_dir, cfg, resume=False)
 
 
 def resume_run(run_dir: Path) -> Path:
-    """Continue an interrupted run from its last finished epoch (same data order, optimizer state)."""
+    """Continue an interrupted run from its last finished epoch (same data order, optimizer state).
+
+    The whole resume holds the folder's `RunLock`: a second resume of a run being trained raises
+    LockedError ("<run> is already being trained by pid N") and touches nothing. A finished run whose
+    best weights are gone is trained again from epoch 1 (said in the log and the status message).
+    """
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    if "run" not in config:
-        raise ValueError(f"{run_dir / 'config.json'}: missing or malformed; cannot resume")
-    cfg = RunConfig.from_dict(config["run"], source=str(RunDir(run_dir).config))
-    if read_status(run_dir).get("state") == "finished":
-        log.info("%s already finished; nothing to resume", run_dir)
-        return run_dir
-    return _execute(run_dir, cfg, resume=True, expected_fingerprint=config.get("dataset_fingerprint"))
+    with RunLock(run_dir):
+        config = read_config(run_dir)
+        if "run" not in config:
+            raise ValueError(f"{RunDir(run_dir).config}: missing or malformed; cannot resume")
+        cfg = RunConfig.from_dict(config["run"], source=str(RunDir(run_dir).config))
+        if read_status(run_dir).get("state") == "finished":
+            if RunDir(run_dir).best_weights.is_file():
+                log.info("%s already finished; nothing to resume", run_dir)
+                return run_dir
+            log.warning("%s finished but its best weights (%s) are missing: training it again", run_dir,
+                        RunDir(run_dir).best_weights)
+        return _execute(run_dir, cfg, resume=True, expected_fingerprint=config.get("dataset_fingerprint"))
+
+
+def restart_reason(run_dir: Path) -> str | None:
+    """Why a resume of `run_dir` must start again at epoch 1 (None when it can continue where it stopped)."""
+    run = RunDir(run_dir)
+    if not run.resume_state.is_file():
+        return f"no saved training state ({run.resume_state} is missing: weights deleted, or no epoch finished yet)"
+    if not run.best_weights.is_file():
+        return f"its best weights ({run.best_weights}) are missing, so its saved state is not used"
+    return None
 
 
 def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: str | None = None) -> Path:
@@ -87,10 +111,12 @@ def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: 
                          message="failed", pid=os.getpid())
             raise
     reason = "early stopping" if state.stopped_early else f"{state.epoch} epochs"
+    restarted = read_status(run_dir).get("restarted") if resume else None
     write_status(run_dir, "finished", epoch=state.epoch, progress=1.0, pid=os.getpid(),
                  best_val_loss=_finite(state.best_val_loss), best_epoch=state.best_epoch,
                  message=f"finished after {reason}; best val_loss {state.best_val_loss:.4f} "
-                         f"at epoch {state.best_epoch}")
+                         f"at epoch {state.best_epoch}"
+                         + (f" (restarted from epoch 1: {restarted})" if restarted else ""))
     return run_dir
 
 
@@ -98,8 +124,15 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
     from medcap.model import build_model, compile_model
 
     weights = RunDir(run_dir).weights_dir
+    restart = restart_reason(run_dir) if resume else None
+    if restart:
+        log.warning("resume of %s restarts from epoch 1: %s", run_dir.name, restart)
+        write_status(run_dir, "running", pid=os.getpid(), message=f"restarting from epoch 1: {restart}",
+                     restarted=restart)
+    elif resume:
+        write_status(run_dir, "running", pid=os.getpid(), restarted=None)
     weights.mkdir(exist_ok=True)
-    saved = load_resume_state(weights) if resume else None
+    saved = load_resume_state(weights) if resume and not restart else None
     keras.utils.set_random_seed(cfg.seed)
     strategy = tf.distribute.MirroredStrategy() if cfg.strategy == "mirrored" else tf.distribute.get_strategy()
     log.info("devices: %s; strategy %s (%d replicas)", [d.name for d in tf.config.list_logical_devices()],
