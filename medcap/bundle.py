@@ -67,11 +67,13 @@ def example_id(preset: str) -> str:
 
 
 def normalise_config(config: dict[str, Any]) -> dict[str, Any]:
-    """config.json without machine- or moment-specific fields (store path, commit, creation time)."""
+    """config.json without machine- or moment-specific fields (store and dataset paths, commit, creation time)."""
     out = json.loads(json.dumps(config))
     store = out.get("feature_store")
     if isinstance(store, dict):
         store["path"] = None  # the store is not shipped; the check features are (check/<run>.npz)
+        if isinstance(store.get("dataset"), dict) and "root" in store["dataset"]:
+            store["dataset"]["root"] = None  # the scratch folder the demo was built in
     out["git_commit"] = None
     out["created"] = fixed_time()
     return out

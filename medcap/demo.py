@@ -32,6 +32,8 @@ from medcap.rundir import ACTIVE_STATES, RunDir, effective_state, read_status_fi
 log = logging.getLogger(__name__)
 
 PRESETS = ("model-80", "model-70")
+# What the Home page and the CLI promise; measured with `benchmarks/demo.py` (numbers in the README).
+EXPECTED_TIME = "about 3 minutes on a quiet 2-core machine (longer when other work shares the CPUs)"
 
 
 @dataclass

@@ -32,11 +32,13 @@ def test_fixed_time_honours_source_date_epoch(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_config_status_metrics_lose_their_moment_and_machine(epoch: int) -> None:
-    config = {"run": {"preset": "model-80"}, "feature_store": {"path": "/tmp/x/features/s", "global_dim": 512},
-              "git_commit": "abc123", "created": "2026-11-28T04:00:00+00:00", "vocab_size": 60}
+    dataset = {"spec": "synthetic:200", "root": "/tmp/x/datasets/synthetic-200-seed0"}
+    config = {"run": {"preset": "model-80"}, "git_commit": "abc123", "created": "2026-11-28T04:00:00+00:00",
+              "feature_store": {"path": "/tmp/x/features/s", "global_dim": 512, "dataset": dataset}, "vocab_size": 60}
     out = bundle.normalise_config(config)
-    assert out == {"run": {"preset": "model-80"}, "feature_store": {"path": None, "global_dim": 512},
-                   "git_commit": None, "created": "2023-11-14T22:13:20+00:00", "vocab_size": 60}
+    assert out == {"run": {"preset": "model-80"}, "git_commit": None, "created": "2023-11-14T22:13:20+00:00",
+                   "feature_store": {"path": None, "global_dim": 512,
+                                     "dataset": {"spec": "synthetic:200", "root": None}}, "vocab_size": 60}
     assert config["feature_store"]["path"] == "/tmp/x/features/s"  # the input is left alone
     status = {"state": "finished", "epoch": 8, "epochs": 8, "progress": 1.0, "pid": 4242, "step": 13,
               "steps": 13, "message": "finished", "best_epoch": 7, "updated": "2026-11-28T04:03:11+00:00"}

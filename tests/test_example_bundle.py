@@ -41,7 +41,7 @@ def test_bundle_holds_no_machine_paths_nor_optimizer_state() -> None:
     for path in BUNDLE.rglob("*"):
         if path.suffix in (".json", ".csv", ".md"):
             text = path.read_text(encoding="utf-8")
-            for marker in ("/tmp/", "/work/", "/home/", "/root/", "artifacts/"):
+            for marker in ("/tmp/", "/work/", "/home/", "/root/", "/artifacts/"):
                 assert marker not in text, (path, marker)
     for run_id in EXAMPLE_IDS:
         run = RunDir(BUNDLE / "runs" / run_id)
