@@ -53,7 +53,7 @@ def main() -> int:
         clone = Path(tmp) / "medcap"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         assert not (clone / "artifacts" / "runs").exists()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDCAP_")}  # the defaults, as a user
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDCAP_") and k != "PYTHONPATH"}  # as a user
         port = _port()
         url = f"http://127.0.0.1:{port}/"
         log = open(Path(tmp) / "streamlit.log", "wb")  # noqa: SIM115 - closed below
