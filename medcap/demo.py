@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 PRESETS = ("model-80", "model-70")
 # What the Home page and the CLI promise; measured with `benchmarks/demo.py` (numbers in the README).
-EXPECTED_TIME = "about 3 minutes on a quiet 2-core machine (longer when other work shares the CPUs)"
+EXPECTED_TIME = "about 3½ minutes on a busy 2-core machine (measured: 208 s), less on a quiet one"
 
 
 @dataclass
