@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from medcap.io import read_json, write_bytes, write_json, write_text
 from medcap.rundir import EvalDir, RunDir
@@ -119,8 +120,6 @@ def relative_image(file_name: str) -> str:
 
 def normalise_predictions(text: str, image_names: dict[str, str]) -> str:
     """predictions.csv with `image_path` replaced by the bundle-relative path (`image_names`: old -> file name)."""
-    import pandas as pd
-
     df = pd.read_csv(io.StringIO(text), keep_default_na=False, dtype=str)
     df["image_path"] = [relative_image(image_names[p]) for p in df["image_path"]]
     return df.to_csv(index=False)
@@ -190,8 +189,6 @@ def export_run(
         dst = EvalDir(out.eval_root / ev.name)
         dst.path.mkdir(parents=True, exist_ok=True)
         text = ev.predictions.read_text(encoding="utf-8")
-        import pandas as pd
-
         paths = pd.read_csv(io.StringIO(text), keep_default_na=False, dtype=str)
         names = {}
         for path in paths["image_path"]:
