@@ -17,6 +17,7 @@ PAGES = [
     ("app_pages/4_Per-image_BLEU.py", "Per-image BLEU", ":material/leaderboard:"),
     ("app_pages/5_Attention.py", "Attention", ":material/visibility:"),
     ("app_pages/6_Caption_an_image.py", "Caption an image", ":material/image:"),
+    ("app_pages/7_Study.py", "Study", ":material/science:"),
 ]
 
 

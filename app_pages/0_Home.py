@@ -131,12 +131,23 @@ def paper_section() -> None:
     infos = common.list_runs()
     chosen = [i for i in infos if i.run_id in dashboard.default_compare(infos)]
     if chosen:
-        metrics = {}
-        for info in chosen:
+        presets = {dashboard.run_label(i): i.preset for i in chosen}
+        metrics, problems = {}, []
+        for info in chosen:  # one run's broken metrics.json never hides the others
             name = dashboard.latest_eval(info)
-            if name:
-                metrics[dashboard.run_label(info)] = common.metrics(info, name)
-        beside = paper.comparison(metrics, {dashboard.run_label(i): i.preset for i in chosen})
+            if not name:
+                continue
+            label = dashboard.run_label(info)
+            try:
+                found = common.metrics(info, name)
+                paper.comparison({label: found}, presets)  # its shape is usable
+            except Exception as exc:
+                problems.append(f"`{info.run_id}`: {exc}")
+                continue
+            metrics[label] = found
+        beside = paper.comparison(metrics, presets)
+        for problem in problems:
+            st.markdown(f":orange[Left out of the comparison] {problem}")
         if not beside.empty:
             st.markdown("**medcap beside the paper** (latest evaluated Model-80 / Model-70 runs)")
             st.dataframe(beside, hide_index=True, width="stretch")

@@ -4,44 +4,38 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap import dashboard, dataset_view, jobs, runs, viz
+from medcap import config, dashboard, jobs, runs, viz
+from medcap.data.roots import check_spec
 from medcap.rundir import ACTIVE_STATES, RESUMABLE_STATES
 from ui import common
 
 
 def launch_form() -> None:
-    """The launch form: preset, dataset, epochs, seed and the main hyper-parameters."""
-    specs = dataset_view.dataset_specs(common.list_runs())
-    flags = jobs.cli_options("train")
+    """The launch form: preset, dataset, epochs, seed and the main hyper-parameters (choices from RunConfig)."""
+    specs = common.dataset_choices(common.list_runs())
     with st.form("launch"):
         st.markdown("**Launch a run** (it keeps running when this page reloads or the browser closes)")
         c1, c2, c3, c4 = st.columns(4)
-        preset = c1.selectbox(
-            "Preset", ["model-80", "model-70"], help="model-80: 80/10/10, batch 64; model-70: 70/15/15, batch 128"
-        )
+        preset = c1.selectbox("Preset", config.PRESET_CHOICES, help=config.field_help("preset"))
         dataset = c2.selectbox("Dataset", specs)
         epochs = c3.number_input("Epochs (max)", 1, 100, 10)
-        seed = c4.number_input("Seed", 0, 10**6, 42)
+        seed = c4.number_input("Seed", 0, 10**6, config.default("seed"))
         c1, c2, c3, c4, c5 = st.columns(5)
-        lr = c1.number_input("Learning rate", 1e-5, 1e-1, 1e-3, format="%.5f")
-        layers = c2.number_input("BiLSTM layers", 1, 4, 1)
+        lr = c1.number_input("Learning rate", 1e-5, 1e-1, config.default("learning_rate"), format="%.5f")
+        layers = c2.number_input("BiLSTM layers", 1, 4, config.default("layers"))
         batch = c3.number_input("Batch size (0 = preset's)", 0, 1024, 0)
-        patience = c4.number_input("Early-stop patience", 1, 50, 5)
-        attention = c5.selectbox("Attention", ["grid", "self"])
+        patience = c4.number_input("Early-stop patience", 1, 50, config.default("patience"))
+        attention = c5.selectbox("Attention", config.ATTENTION_CHOICES, help=config.field_help("attention"))
         name = st.text_input("Name (optional)", max_chars=40)
         go = st.form_submit_button("Launch", type="primary")
     if not go:
         return
-    options = {
-        "--lr": lr,
-        "--layers": int(layers),
-        "--batch-size": int(batch) or None,
-        "--patience": int(patience),
-        "--attention": attention,
-    }
-    options = {k: v for k, v in options.items() if k in flags}
+    settings = {"preset": preset, "dataset": dataset, "epochs": int(epochs), "seed": int(seed), "name": name,
+                "learning_rate": float(lr), "layers": int(layers), "batch_size": int(batch) or None,
+                "patience": int(patience), "attention": attention}
     try:
-        launch = jobs.launch_train(preset, dataset, int(epochs), int(seed), name, options)
+        check_spec(dataset)  # only datasets inside the data folders, however the form was filled
+        launch = jobs.launch_train(settings)
     except (ValueError, OSError) as exc:
         st.warning(f"Could not launch: {exc}")
         return
@@ -59,6 +53,18 @@ def run_detail(info: runs.RunInfo) -> None:
         st.markdown(f":red[**Failed:**] `{status.get('error') or 'no error message recorded'}`")
     if info.state == "interrupted":
         st.markdown(":orange[**Interrupted:**] the process stopped without finishing (killed?). Resume it below.")
+    problem = common.config_problem(info)
+    if problem:
+        st.markdown(f":red[**Unusable config.json:**] `{problem}` (fix the value, or train a new run)")
+    missing = common.weights_missing(info)
+    if missing:
+        st.markdown(f":orange[**Weights missing:**] {missing}")
+    holder = common.trained_by(info)
+    if holder is not None and info.state not in ACTIVE_STATES:
+        st.markdown(f":orange[**Locked:**] `{info.run_id}` is being trained by pid {holder or '?'}; "
+                    "Resume is offered once that process ends.")
+    if status.get("restarted"):
+        st.markdown(f":orange[**Restarted from epoch 1:**] {status['restarted']}")
     try:
         fraction = min(max(float(status.get("progress") or 0.0), 0.0), 1.0)
     except (TypeError, ValueError):
@@ -103,13 +109,18 @@ def actions(info: runs.RunInfo) -> None:
             st.toast("Asked the run to stop; it will show as cancelled.")
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
-    if info.state in RESUMABLE_STATES and cols[1].button("Resume run", key="resume"):
+    usable = common.config_problem(info) is None
+    missing = common.weights_missing(info) is not None
+    free = common.trained_by(info) is None  # no live process holds the run's lock
+    resumable = info.state in RESUMABLE_STATES or missing
+    if usable and free and resumable and cols[1].button("Resume run", key="resume"):
         try:
             launch = jobs.launch_resume(info)
             st.toast(f"Resuming (pid {launch.pid}).")
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
-    if info.state == "finished" and not info.evals and cols[2].button("Evaluate", key="evaluate"):
+    if usable and not missing and info.state == "finished" and not info.evals and cols[2].button(
+            "Evaluate", key="evaluate"):
         try:
             launch = jobs.launch_evaluate(info)
             st.toast(f"Evaluating (pid {launch.pid}).")

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from medcap import dashboard, jobs, viz
+from medcap import dashboard, jobs, seed_stats, viz
 from medcap.eval import artifacts, paper
 from ui import common
 
@@ -57,6 +57,37 @@ def paired_section(chosen: list) -> None:
     st.caption(f"{result.get('n_images', '?')} images: {result.get('images', '')}. {result.get('notes', '')}")
 
 
+def grounding_section(metrics: dict[str, dict[str, Any]]) -> None:
+    st.subheader("Does the caption depend on the image?")
+    st.caption("Image reliance: the metric of the real captions minus that of captions decoded with each image's "
+               "features swapped for another case's (95% paired CI over cases). Near 0: the captions ignore the image.")
+    st.dataframe(seed_stats.reliance_table(metrics), hide_index=True, width="stretch")
+    st.caption("Caption health of the model's captions.")
+    st.dataframe(artifacts.health_table(metrics), hide_index=True, width="stretch")
+
+
+def seed_section(infos: list) -> None:
+    st.subheader("Seed noise")
+    groups = seed_stats.seed_groups(infos)
+    if not groups:
+        st.caption("No runs differ only in their init seed. `python -m medcap grid --seeds 1,2,3 ...` trains such "
+                   "runs (the split stays fixed), so a difference between settings can be judged against seed noise.")
+        return
+    for group in groups[:4]:
+        first = group[0]
+        st.markdown(f"**{first.preset}** on `{first.dataset}`: {len(group)} seeds "
+                    f"({', '.join(str(i.config.get('run', {}).get('seed')) for i in group)})")
+        by_run = {}
+        for info in group:
+            name = dashboard.latest_eval(info)
+            if name:
+                by_run[info.run_id] = common.metrics(info, name)
+        if by_run:
+            st.dataframe(seed_stats.seed_summary(by_run), hide_index=True, width="stretch")
+    st.caption("sd: standard deviation over seeds (training randomness); CI half-width: the mean bootstrap "
+               "half-width (case sampling). A gap between settings smaller than both is noise.")
+
+
 def body() -> None:
     st.title("Compare")
     infos = [i for i in common.list_runs() if i.evals]
@@ -84,7 +115,8 @@ def body() -> None:
     if not metrics:
         return
     long = artifacts.metrics_table(metrics)
-    st.subheader("Caption metrics (95% bootstrap CI), with both baselines")
+    st.subheader("Caption metrics (95% bootstrap CI over cases), with both baselines")
+    st.dataframe(artifacts.scope_table(metrics), hide_index=True, width="stretch")
     st.dataframe(artifacts.side_by_side(long), width="stretch")
     st.plotly_chart(viz.metric_bars(long), width="stretch")
     st.subheader("Next-word classification (paper Table 2 style)")
@@ -103,6 +135,8 @@ def body() -> None:
             st.caption(notes.get(key, ""))
 
     common.guard(lambda: paired_section(chosen), "the paired difference")
+    common.guard(lambda: grounding_section(metrics), "image reliance and caption health")
+    common.guard(lambda: seed_section(infos), "seed noise")
 
     st.subheader("Training curves")
     hists = {dashboard.run_label(i): common.history(i) for i in chosen}

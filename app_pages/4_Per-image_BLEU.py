@@ -7,7 +7,7 @@ import streamlit as st
 from medcap import dashboard, viz
 from ui import common
 
-SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "nn_bleu1", "ref_len"]
+SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "nn_bleu1", "ref_len"]
 
 
 def detail(row: dict, info_run_id: str) -> None:
@@ -18,7 +18,7 @@ def detail(row: dict, info_run_id: str) -> None:
         if img is None:
             st.caption("The image file cannot be read.")
         else:
-            st.image(img, caption=str(row["image_id"]))
+            common.show_image(img, caption=str(row["image_id"]))
     with right:
         st.markdown(f"**Reference:** {row['reference']}")
         st.markdown(f"**Prediction:** {row['prediction'] or '(empty)'}")
@@ -41,6 +41,8 @@ def body() -> None:
     name = common.pick_eval(info, key="pi_eval")
     df = common.predictions(info, name)
     st.caption(f"{len(df)} test images in evaluation `{name}` of `{info.run_id}`.")
+    for note in dashboard.missing_notes(df, info.run_id, ("cider",)):
+        st.caption(note)
 
     c1, c2, c3, c4 = st.columns(4)
     sort_by = c1.selectbox("Sort by", [c for c in SORT_COLUMNS if c in df.columns], key="pi_sort")
@@ -61,6 +63,8 @@ def body() -> None:
     top = shown.head(n).copy()
     top.insert(0, "thumbnail", [common.thumb_uri(p) for p in top["image_path"]])
     cols = ["thumbnail", "image_id", "reference", "prediction", "bleu1", "bleu2", "bleu4", "nn_caption", "nn_bleu1"]
+    if "cider" in top.columns:
+        cols.insert(cols.index("bleu4") + 1, "cider")
     if "modality" in top.columns:
         cols.insert(2, "modality")
     st.dataframe(
@@ -90,4 +94,84 @@ def body() -> None:
     detail(top[top["image_id"] == image_id].iloc[0].to_dict(), info.run_id)
 
 
+PAIR_SORTS = {
+    "bleu1_diff": "where A beats B most (BLEU-1)",
+    "bleu4_diff": "where A beats B most (BLEU-4)",
+    "cider_diff": "where A beats B most (CIDEr)",
+    "rouge_l_diff": "where A beats B most (ROUGE-L)",
+}
+
+
+def pair_section() -> None:
+    """Two runs evaluated on the same images: both captions and scores per image, A − B, filters, CSV."""
+    infos = [i for i in common.list_runs() if i.evals]
+    if not infos:
+        return
+    st.divider()
+    st.subheader("Run A vs run B, per image")
+    if len(infos) < 2:
+        st.caption("Needs two evaluated runs: evaluate another run to compare captions image by image.")
+        return
+    defaults = dashboard.default_compare(infos)
+    c1, c2 = st.columns(2)
+    with c1:
+        a = common.pick_run(infos, "Run A", key="pair_a", default=defaults[0] if defaults else None)
+        eval_a = common.pick_eval(a, key="pair_a_eval")
+    others = [i for i in infos if i.run_id != a.run_id]
+    with c2:
+        b = common.pick_run(others, "Run B", key="pair_b", default=defaults[1] if len(defaults) > 1 else None)
+        eval_b = common.pick_eval(b, key="pair_b_eval")
+    df_a, df_b = common.predictions(a, eval_a), common.predictions(b, eval_b)
+    for note in [*dashboard.missing_notes(df_a, a.run_id), *dashboard.missing_notes(df_b, b.run_id)]:
+        st.info(note)
+    try:
+        pairs = dashboard.pair_predictions(df_a, df_b)
+    except ValueError as exc:
+        st.info(f"`{a.run_id}` and `{b.run_id}`: {exc}.")
+        return
+    st.caption(f"{len(pairs)} images evaluated by both runs. Differences are A − B: above 0 where A scores higher.")
+
+    sorts = [c for c in PAIR_SORTS if c in pairs.columns]
+    c1, c2, c3 = st.columns(3)
+    sort_by = c1.selectbox("Sort", sorts, format_func=PAIR_SORTS.get, key="pair_sort")
+    lo, hi = int(pairs["ref_len"].min()), int(pairs["ref_len"].max())
+    length = c2.slider("Reference length (words)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="pair_len")
+    words = c3.text_input("Words in the reference or a prediction", key="pair_words",
+                          placeholder="e.g. liver lesion")
+    meta = dashboard.metadata_columns(pairs)
+    chosen = {}
+    if meta:
+        cols = st.columns(min(len(meta), 4))
+        for i, col in enumerate(meta):
+            options = sorted(pairs[col].dropna().astype(str).unique())
+            chosen[col] = cols[i % len(cols)].multiselect(col.replace("_", " ").capitalize(), options,
+                                                          key=f"pair_f_{col}")
+    shown = dashboard.filter_rows(pairs, chosen, length, "ref_len", words,
+                                  ("reference", "prediction_a", "prediction_b"))
+    shown = shown.sort_values(sort_by, ascending=False, kind="stable")
+    if shown.empty:
+        st.info("No image matches the filters.")
+        return
+    st.plotly_chart(viz.histogram(shown[sort_by].dropna(), f"{PAIR_SORTS[sort_by]}: A − B per image",
+                                  "A − B (sentence score)"), width="stretch")
+    number = st.column_config.NumberColumn(format="%.3f")
+    table = shown.drop(columns=["image_path"])
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={c: number for c in table.columns if c.endswith(("_a", "_b", "_diff")) and
+                       not c.startswith("prediction")},
+        key="pair_table",
+    )
+    st.download_button(
+        "Download the run-vs-run table as CSV",
+        table.to_csv(index=False).encode("utf-8"),
+        file_name=f"{a.run_id}-vs-{b.run_id}-per-image.csv",
+        mime="text/csv",
+        key="pair_csv",
+    )
+
+
 common.guard(body, "the Per-image BLEU page")
+common.guard(pair_section, "the run-vs-run table")

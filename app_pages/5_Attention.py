@@ -46,7 +46,7 @@ def body() -> None:
     st.markdown(f"**Reference:** {row['reference']}")
     if n == 0:
         st.info("No generated words with attention for this image.")
-        st.image(image)
+        common.show_image(image)
         return
     boxes: list = []
     if info.dataset.startswith("synthetic"):
@@ -65,4 +65,14 @@ def body() -> None:
     st.plotly_chart(viz.attention_strip(image, att[:n], words[:n]), width="stretch", theme=None)
 
 
+def similar_section() -> None:
+    """The training images closest to the chosen test image (by the run's global features)."""
+    run_id, image_id = st.session_state.get("att_run"), st.session_state.get("att_image")
+    info = next((i for i in common.list_runs() if i.run_id == run_id), None)
+    if info is None or not image_id:
+        return
+    common.similar_cases_panel(info, image_id=str(image_id), key="att_sim")
+
+
 common.guard(body, "the Attention page")
+common.guard(similar_section, "the similar cases")

@@ -8,15 +8,68 @@ from typing import Any
 import streamlit as st
 
 from medcap import dashboard, viz
-from medcap.upload import MAX_UPLOAD_BYTES, open_upload
+from medcap.upload import MAX_UPLOAD_BYTES, display_copy, open_upload
 from ui import common
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…", max_entries=2)
 def _model(run_path: str, weights_mtime: float) -> Any:
-    from medcap.train import load_run  # imports TensorFlow lazily, in medcap
+    from medcap.inference import load_run  # imports TensorFlow lazily, in medcap
 
     return load_run(Path(run_path))
+
+
+SOURCES = ("Upload an image", "An image of the run's dataset")
+
+
+def similar_for_upload(info: Any, loaded: Any, image: Any) -> None:
+    """Similar cases of an uploaded image: its global features from the run's own featurizer."""
+    query = loaded.featurizer()(image)[0]  # (D,)
+    common.similar_cases_panel(info, query=query, key="cap_sim")
+
+
+def dataset_image(info: Any, beam: int) -> None:
+    """Pick an image of the run's dataset (test images first): reference, generated caption, similar cases."""
+    try:
+        images = common.run_images(info)
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        st.info(f"The dataset of `{info.run_id}` cannot be loaded here: {exc}")
+        return
+    if images.empty:
+        st.info(f"The dataset of `{info.run_id}` has no image with a usable caption.")
+        return
+    split_of = dict(zip(images["image_id"], images["split"], strict=True))
+    image_id = st.selectbox(
+        "Image of the run's dataset (test images first)",
+        images["image_id"].tolist(),
+        format_func=lambda i: f"{i} ({split_of.get(i, '?')})",
+        key="cap_pick",
+    )
+    row = images[images["image_id"] == image_id].iloc[0]
+    left, right = st.columns([1, 2])
+    try:
+        image = viz.load_image(row["image_path"])
+    except ValueError as exc:
+        st.warning(str(exc))
+        return
+    left.image(image, caption=f"{image_id} ({row['split']} image)")
+    with right:
+        st.markdown(f"**Reference:** {row['caption']}")
+        try:
+            loaded = _model(str(info.path), dashboard.file_signature(info.dir.best_weights))
+            caption = loaded.caption_images([image], beam=beam)[0]
+        except Exception as exc:  # a run whose model cannot be loaded must not break the page
+            st.warning(f"Could not caption with `{info.run_id}`: {exc}")
+        else:
+            st.markdown(f"### {caption.text or '(empty caption)'}")
+            st.caption(f"run `{info.run_id}` · beam {beam} · log-probability {caption.score:.2f}")
+            if caption.words:
+                st.plotly_chart(viz.word_probabilities(caption.words, caption.probs), width="stretch")
+            if caption.attention is not None and caption.words:
+                n = min(len(caption.words), len(caption.attention))
+                st.plotly_chart(viz.attention_strip(image, caption.attention[:n], caption.words[:n]),
+                                width="stretch", theme=None)
+    common.similar_cases_panel(info, image_id=str(image_id), key="cap_sim")
 
 
 def body() -> None:
@@ -29,6 +82,14 @@ def body() -> None:
     with c1:
         info = common.pick_run(infos, key="cap_run")
     beam = c2.slider("Beam size", 1, 5, 1, key="cap_beam")
+    missing = common.weights_missing(info)
+    if missing:
+        st.warning(missing)
+        return
+    source = st.radio("Image", SOURCES, horizontal=True, key="cap_source")
+    if source == SOURCES[1]:
+        common.guard(lambda: dataset_image(info, beam), "the dataset image")
+        return
     label = f"PNG or JPEG image ({MAX_UPLOAD_BYTES // 2**20} MB at most)"
     uploaded = st.file_uploader(label, type=["png", "jpg", "jpeg"], key="cap_file")
     if uploaded is None:
@@ -45,13 +106,15 @@ def body() -> None:
     except Exception as exc:  # a run whose model cannot be loaded must not break the page
         st.warning(f"Could not caption with `{info.run_id}`: {exc}")
         return
+    shown = display_copy(image)  # the browser and the charts get a bounded copy, never the original
     left, right = st.columns([1, 2])
-    left.image(image, caption="uploaded image")
+    left.image(shown, caption="uploaded image")
     with right:
         st.markdown(f"### {caption.text or '(empty caption)'}")
         st.caption(f"run `{info.run_id}` · beam {beam} · log-probability {caption.score:.2f}")
         if caption.words:
             st.plotly_chart(viz.word_probabilities(caption.words, caption.probs), width="stretch")
+    common.guard(lambda: similar_for_upload(info, loaded, image), "the similar cases")
     if caption.attention is None or not caption.words:
         st.caption("This model has no spatial attention to show.")
         return
@@ -60,11 +123,11 @@ def body() -> None:
     pick = st.select_slider("Word", labels, key="cap_word")
     k = labels.index(pick)
     st.plotly_chart(
-        viz.attention_figure(image, caption.attention[k], title=f"Attention for “{caption.words[k]}”"),
+        viz.attention_figure(shown, caption.attention[k], title=f"Attention for “{caption.words[k]}”"),
         width="stretch",
         theme=None,
     )
-    st.plotly_chart(viz.attention_strip(image, caption.attention[:n], caption.words[:n]), width="stretch", theme=None)
+    st.plotly_chart(viz.attention_strip(shown, caption.attention[:n], caption.words[:n]), width="stretch", theme=None)
 
 
 common.guard(body, "the Caption page")

@@ -1,9 +1,10 @@
 """Dashboard interactivity: 10 runs x 10,000 predictions each; time one interaction per page (AppTest).
 
-    .venv/bin/python benchmarks/dashboard.py [--runs 10] [--preds 10000] [--repeat 3]
+    .venv/bin/python -m benchmarks.dashboard [--runs 10] [--preds 10000] [--repeat 3]
 
 Builds the fixture under a temporary MEDCAP_ARTIFACTS, runs each page once (cold: caches filled),
 then times interactions that re-run the page script (warm caches, as a user clicking). Goal < 2 s.
+Run it as a module from the project root: it reuses the test fixtures (`tests.dashboard_fixtures`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def build(artifacts: Path, n_runs: int, n_preds: int) -> list[str]:

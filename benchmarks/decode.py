@@ -13,12 +13,9 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 log = logging.getLogger("benchmarks.decode")
 

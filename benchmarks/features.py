@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))
 
 log = logging.getLogger("benchmarks.features")
 
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from medcap.data import load_records
-    from medcap.features import decode, ensure_features
+    from medcap.features import ensure_features, imageload
     from medcap.features.backbones import get_backbone
 
     spec = args.dataset or default_dataset(args.images)
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     bb = get_backbone(args.backbone, args.precision)
     size = bb.input_size
     fn = bb.feature_fn()
-    warm = np.stack([decode.load_array(p, size) for p in paths[: args.batch_size]])  # (B, S, S, 3)
+    warm = np.stack([imageload.load_array(p, size) for p in paths[: args.batch_size]])  # (B, S, S, 3)
     fn(warm)  # trace + warm-up, excluded from every timing
 
     # (a) medcap pipeline end to end, into a throw-away artifacts folder
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("(a) pipeline: %.2f img/s", a)
 
     # (b) bare compiled model on pre-decoded batches
-    decoded = np.stack([decode.load_array(p, size) for p in paths])  # (N, S, S, 3) uint8
+    decoded = np.stack([imageload.load_array(p, size) for p in paths])  # (N, S, S, 3) uint8
     t0 = time.perf_counter()
     for i in range(0, n, args.batch_size):
         glob, grid = fn(decoded[i : i + args.batch_size])  # (B, D), (B, 7, 7, C)
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     model.predict(keras.applications.vgg16.preprocess_input(warm[:1].astype(np.float32)), verbose=0)
     t0 = time.perf_counter()
     for p in paths:
-        x = decode.load_array(p, size).astype(np.float32)[None]  # (1, S, S, 3)
+        x = imageload.load_array(p, size).astype(np.float32)[None]  # (1, S, S, 3)
         grid = model.predict(keras.applications.vgg16.preprocess_input(x), verbose=0)  # (1, 7, 7, 512)
         grid.mean(axis=(1, 2))  # (1, 512)
     c = n / (time.perf_counter() - t0)

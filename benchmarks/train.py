@@ -22,9 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 log = logging.getLogger("benchmarks.train")
 VOCAB, DIM = 1000, 4096
 

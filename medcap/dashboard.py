@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from medcap import paths
+from medcap.data import leakage_report, make_split, prepare_captions, tokenize
 from medcap.eval.artifacts import METRIC_NAMES, as_float, ci_text, read_metrics
 from medcap.rundir import EvalDir, RunDir
 from medcap.runs import RunInfo, list_runs
@@ -178,3 +179,141 @@ def paired_difference_table(result: dict[str, Any]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# run vs run, per image
+
+PAIR_SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider")
+# Columns that are text or numbers of one system, never a metadata column to filter on.
+_NOT_METADATA = {"image_id", "image_path", "references", "reference", "prediction", "caption", "tokens",
+                 "nn_caption", "boxes", "ref_len", "pred_len", "caption_words"}
+
+
+def missing_notes(df: pd.DataFrame, label: str, wanted: Sequence[str] = ("cider", "group")) -> list[str]:
+    """One note per wanted column the predictions lack (an older evaluation), naming the run."""
+    what = {"cider": "per-image CIDEr", "group": "the case group", "modality": "the modality"}
+    return [f"`{label}`: its predictions.csv has no `{c}` column ({what.get(c, c)}; evaluated by an older "
+            f"medcap?), so it is not shown." for c in wanted if c not in df.columns]
+
+
+def pair_predictions(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Two evaluations' predictions on the images both have, one row per image.
+
+    Columns: image_id, image_path, reference, prediction_a, prediction_b; for every score in
+    `PAIR_SCORES` that both have: `<score>_a`, `<score>_b` and `<score>_diff` (A − B, > 0 where A is
+    better); then the metadata of A (group, modality, ref_len, ...). ValueError when no image is shared.
+    """
+    shared = [s for s in PAIR_SCORES if s in a.columns and s in b.columns]
+    meta = [c for c in a.columns if c not in _NOT_METADATA and c not in PAIR_SCORES
+            and not c.startswith(("bleu", "nn_", "rouge"))]
+    left = a[["image_id", "image_path", "reference", "prediction", *shared,
+              *[c for c in ("ref_len",) if c in a.columns], *meta]].copy()
+    right = b[["image_id", "prediction", *shared]].copy()
+    left["image_id"] = left["image_id"].astype(str)
+    right["image_id"] = right["image_id"].astype(str)
+    right = right.drop_duplicates("image_id")
+    merged = left.drop_duplicates("image_id").merge(right, on="image_id", suffixes=("_a", "_b"), how="inner")
+    if merged.empty:
+        raise ValueError("the two evaluations share no image id: evaluate both runs on the same images")
+    out = merged[["image_id", "image_path", "reference", "prediction_a", "prediction_b"]].copy()
+    for score in shared:
+        out[f"{score}_a"] = merged[f"{score}_a"].astype(float)
+        out[f"{score}_b"] = merged[f"{score}_b"].astype(float)
+        out[f"{score}_diff"] = out[f"{score}_a"] - out[f"{score}_b"]
+    for col in [*[c for c in ("ref_len",) if c in merged.columns], *meta]:
+        out[col] = merged[col]
+    return out
+
+
+def metadata_columns(df: pd.DataFrame, max_values: int = 100) -> list[str]:
+    """Columns worth a multiselect filter: `group` always (when present), others with 2..max_values values."""
+    out = []
+    for col in df.columns:
+        if col in _NOT_METADATA or col.startswith(("prediction", "bleu", "nn_", "rouge", "cider")):
+            continue
+        if pd.api.types.is_float_dtype(df[col]):
+            continue
+        n = df[col].astype(str).nunique()
+        if col == "group" or 2 <= n <= max_values:
+            out.append(col)
+    return out
+
+
+def filter_rows(
+    df: pd.DataFrame,
+    values: dict[str, Sequence[str]] | None = None,
+    length: tuple[int, int] | None = None,
+    length_column: str = "ref_len",
+    words: str = "",
+    text_columns: Sequence[str] = ("reference",),
+) -> pd.DataFrame:
+    """Rows whose metadata is among the chosen `values` (empty choice: any), whose `length_column` lies in
+    `length` (inclusive), and whose text in any of `text_columns` contains every word of `words`
+    (medcap's tokenizer, so case and punctuation do not matter)."""
+    out = df
+    for col, chosen in (values or {}).items():
+        if chosen and col in out.columns:
+            out = out[out[col].astype(str).isin([str(v) for v in chosen])]
+    if length is not None and length_column in out.columns:
+        out = out[out[length_column].between(length[0], length[1])]
+    wanted = set(tokenize(words or ""))
+    cols = [c for c in text_columns if c in out.columns]
+    if wanted and cols:
+        def has_all(row: pd.Series) -> bool:
+            return any(wanted <= set(tokenize(str(row[c]))) for c in cols)
+
+        out = out[out.apply(has_all, axis=1)] if len(out) else out
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# datasets: gallery and leakage
+
+
+def gallery_table(table: pd.DataFrame, max_words: int = 20, protocol: str = "model-80", split_by: str = "group",
+                  seed: int = 42) -> pd.DataFrame:
+    """One row per image of a loaded dataset: image_id, image_path, caption, group, split, caption_words and
+    its metadata columns. `split` is the split these settings make ('not kept' when the caption is
+    dropped by the caption rules); the loader's own split column is kept as `official_split`."""
+    out = table.copy()
+    out["image_id"] = out["image_id"].astype(str)
+    if "split" in out.columns:
+        out = out.rename(columns={"split": "official_split"})
+    out["caption_words"] = [len(tokenize(str(c))) for c in out["caption"].tolist()]
+    kept, _ = prepare_captions(table, max_words=max_words)
+    where: dict[str, str] = {}
+    if not kept.empty:
+        split = make_split(kept, protocol=protocol, split_by=split_by, seed=seed)
+        where = {str(i): name for name, ids in split.items() for i in ids}
+    out["split"] = out["image_id"].map(where).fillna("not kept")
+    first = ["image_id", "image_path", "caption", "group", "split", "caption_words"]
+    return out[[*first, *[c for c in out.columns if c not in first]]]
+
+
+LEAKAGE_CHECKS = {
+    "groups_shared_train_test": "groups in train and test",
+    "groups_shared_train_val": "groups in train and val",
+    "groups_shared_val_test": "groups in val and test",
+    "test_captions_in_train_fraction": "test captions also in train (fraction)",
+    "val_captions_in_train_fraction": "val captions also in train (fraction)",
+}
+
+
+def leakage_by_split_mode(table: pd.DataFrame, max_words: int = 20, protocol: str = "model-80",
+                          seed: int = 42) -> pd.DataFrame:
+    """The leakage report for an image-level and a group-level split of the same dataset.
+
+    Long table: split_by ('image' / 'group'), check (key), label, value. The `official` protocol has one
+    split whatever `split_by` says, so model-80 is used for this comparison then.
+    """
+    kept, _ = prepare_captions(table, max_words=max_words)
+    if kept.empty:
+        raise ValueError("no caption is left after the caption rules: nothing to split")
+    proto = "model-80" if protocol == "official" else protocol
+    rows = []
+    for mode in ("image", "group"):
+        report = leakage_report(kept, make_split(kept, protocol=proto, split_by=mode, seed=seed))
+        for key, label in LEAKAGE_CHECKS.items():
+            rows.append({"split_by": mode, "check": key, "label": label, "value": float(report.get(key, 0))})
+    return pd.DataFrame(rows, columns=["split_by", "check", "label", "value"])

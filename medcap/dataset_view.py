@@ -1,40 +1,53 @@
-"""Dataset facts for the dashboard's pages: which datasets to offer, caption statistics, finding boxes.
+"""Dataset facts for the dashboard's pages: generated synthetic sets, caption statistics, finding boxes.
 
-No Streamlit and no TensorFlow here; nothing is generated or extracted (only read when on disk).
+No Streamlit and no TensorFlow here; nothing is generated or extracted (only read when on disk). The datasets
+the pages offer come from `medcap.data.roots.find_datasets`.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from medcap import paths
+from medcap.data.loaders import DEFAULT_SYNTHETIC_N, parse_spec
 from medcap.data.text import tokenize
-from medcap.jobs import project_root
-from medcap.runs import RunInfo
 
 
-def dataset_specs(infos: Sequence[RunInfo] = ()) -> list[str]:
-    """Dataset specs worth offering: those used by runs, generated synthetic sets, the MedPix sample."""
-    specs: list[str] = []
-    for info in infos:
-        if info.dataset and info.dataset != "?":
-            specs.append(info.dataset)
-    ds = paths.artifacts_dir() / "datasets"
-    if ds.is_dir():
-        for p in sorted(ds.iterdir()):
-            parts = p.name.split("-")
-            if p.name.startswith("synthetic-") and len(parts) >= 2 and parts[1].isdigit():
-                specs.append(f"synthetic:{parts[1]}")
-    medpix = project_root().parent / "shared" / "data" / "medpix-dev"
-    if (medpix / "Descriptions.json").is_file():
-        specs.append("medpix:../shared/data/medpix-dev")
-    specs.append("synthetic:2000")
-    return list(dict.fromkeys(specs))
+def synthetic_size(spec: str) -> int | None:
+    """N for a generated-set spec (`synthetic` -> the default N, `synthetic:N`), None for any other spec."""
+    kind, arg = parse_spec(spec)
+    if kind != "synthetic":
+        return None
+    if not arg:
+        return DEFAULT_SYNTHETIC_N
+    return int(arg) if arg.isdigit() else None
+
+
+def synthetic_folder(n: int, seed: int = 0) -> Path:
+    """Where `synthetic:n` is generated (`artifacts/datasets/synthetic-<n>-seed<seed>/`)."""
+    return paths.datasets_dir() / f"synthetic-{int(n)}-seed{seed}"
+
+
+def synthetic_ready(n: int, seed: int = 0) -> bool:
+    """True once `synthetic:n` is fully generated (its records.jsonl and meta.json are in place)."""
+    folder = synthetic_folder(n, seed)
+    return (folder / "records.jsonl").is_file() and (folder / "meta.json").is_file()
+
+
+def synthetic_rendered(n: int, seed: int = 0) -> int:
+    """Images of `synthetic:n` rendered so far by a generation in progress (its temporary folders)."""
+    parent = paths.datasets_dir()
+    if not parent.is_dir():
+        return 0
+    name = synthetic_folder(n, seed).name
+    counts = [sum(1 for _ in (tmp / "images").glob("*.png")) for tmp in parent.glob(f".{name}.tmp-*")
+              if (tmp / "images").is_dir()]
+    return max(counts, default=0)
 
 
 def caption_lengths(table: pd.DataFrame) -> list[int]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from medcap import jobs, paths
+from medcap.config import train_cli_args
 from medcap.io import read_json, safe_name
 from medcap.rundir import ACTIVE_STATES, RunDir, effective_state, read_status_file, write_status_file
 
@@ -242,8 +243,9 @@ def _train(runner: Runner, progress: Progress, preset: str, spec: str, opts: Dem
         )
 
     progress.update(stage, 0.0, f"{preset}: preparing")
-    options = {"--patience": opts.patience, "--lr": opts.learning_rate, "--json": True}
-    args = jobs.train_args(preset, spec, opts.epochs, opts.seed, label, options)
+    settings = {"preset": preset, "dataset": spec, "epochs": opts.epochs, "seed": opts.seed, "name": label,
+                "patience": opts.patience, "learning_rate": opts.learning_rate}
+    args = [*train_cli_args(settings), "--json"]
     out = runner.run(args, poll, env=thread_env(opts.parallel))
     run = _run_dir_from(out) or _new_run(before, label)
     if run is None:

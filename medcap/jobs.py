@@ -10,19 +10,21 @@ import datetime as dt
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import medcap
 from medcap import paths
-from medcap.io import safe_name
-from medcap.rundir import ACTIVE_STATES, effective_state, pid_alive
+from medcap.config import RunConfig, train_cli_args
+from medcap.io import read_json, safe_name, write_json
+from medcap.rundir import ACTIVE_STATES, effective_state, now_iso, pid_alive
 from medcap.runs import RunInfo
 
 log = logging.getLogger(__name__)
@@ -34,10 +36,9 @@ def project_root() -> Path:
 
 
 def child_env() -> dict[str, str]:
-    """This process's environment plus the artifacts root and the project on PYTHONPATH."""
+    """This process's environment plus the artifacts root (children import the installed `medcap`)."""
     env = dict(os.environ)
     env["MEDCAP_ARTIFACTS"] = str(paths.artifacts_dir().resolve())
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(project_root()), env.get("PYTHONPATH", "")) if p)
     return env
 
 
@@ -157,43 +158,14 @@ def launch_log(name: str) -> Path:
     return launches_dir() / safe_name(Path(name).name, max_len=120)
 
 
-def cli_options(command: str) -> set[str]:
-    """The option strings (`--epochs`, ...) that `python -m medcap <command>` accepts ({} if absent)."""
-    import argparse
+def launch_train(settings: RunConfig | Mapping[str, Any]) -> Launch:
+    """Start a training run of `settings` (a RunConfig or field -> value) in the background.
 
-    from medcap.cli import build_parser
-
-    parser = build_parser()
-    for action in parser._actions:  # argparse has no public accessor for sub-parsers
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            return {opt for a in action.choices[command]._actions for opt in a.option_strings}
-    return set()
-
-
-def train_args(
-    preset: str, dataset: str, epochs: int, seed: int, name: str = "", options: dict[str, Any] | None = None
-) -> list[str]:
-    """CLI arguments of `python -m medcap train` for a form's values; `options` maps flags to values."""
-    args = ["train", "--preset", preset, "--dataset", dataset, "--epochs", str(int(epochs)), "--seed", str(int(seed))]
-    if name:
-        args += ["--name", safe_name(name, max_len=40)]
-    for flag, value in (options or {}).items():
-        if value is None or value is False:
-            continue
-        if not flag.startswith("--"):
-            raise ValueError(f"not a flag: {flag!r}")
-        args += [flag] if value is True else [flag, str(value)]
-    return args
-
-
-def launch_train(
-    preset: str, dataset: str, epochs: int, seed: int, name: str = "", options: dict[str, Any] | None = None
-) -> Launch:
-    """Start a training run in the background; its log goes to artifacts/launches/<stamp>-<name>.log."""
-    args = train_args(preset, dataset, epochs, seed, name, options)
-    label = safe_name(name or preset, max_len=40)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
-    return spawn(args, launches_dir() / f"{stamp}-{label}.log")
+    The command line comes from `config.train_cli_args`; the log goes to artifacts/launches/<stamp>-<name>.log.
+    """
+    args = train_cli_args(settings)
+    name = settings.get("name") if isinstance(settings, Mapping) else settings.name
+    return spawn(args, _stamped_log(str(name or "run")))  # unique even within a second
 
 
 def _writable(info: RunInfo, action: str) -> None:
@@ -220,6 +192,75 @@ def cancel_run(info: RunInfo) -> int:
     """Ask a running run to stop (SIGTERM to its pid; the trainer marks it cancelled)."""
     _writable(info, "cancelled")
     return terminate(info.dir.read_status(), f"run {info.run_id}")
+
+
+# ----------------------------------------------------------------------------------------------
+# synthetic sets generated for the dashboard
+
+SYNTHETIC_MAX = 5000  # largest `synthetic:N` the dashboard generates (the CLI has no such limit)
+
+
+def _stamped_log(label: str) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return launch_log(f"{stamp}-{safe_name(label, max_len=40)}-{secrets.token_hex(3)}.log")
+
+
+def synthetic_job_file(n: int) -> Path:
+    """The status file of the dashboard's generation of `synthetic:n` (artifacts/launches/)."""
+    return launches_dir() / f"synthetic-{int(n)}.json"
+
+
+def synthetic_job(n: int) -> dict[str, Any]:
+    """{state, pid, n, log, ...} of the last generation of `synthetic:n` started here; state 'none' when
+    none was, 'interrupted' once its process is gone (finished or killed: the set on disk tells which)."""
+    path = synthetic_job_file(n)
+    try:
+        job = read_json(path)
+    except (OSError, ValueError):
+        return {"state": "none", "n": int(n)}
+    if not isinstance(job, dict):
+        return {"state": "none", "n": int(n)}
+    return {**job, "state": effective_state(job)}
+
+
+def launch_synthetic(n: int) -> Launch:
+    """Generate `synthetic:n` in a background `python -m medcap data --dataset synthetic:n` (never in the
+    dashboard's process); at most SYNTHETIC_MAX images. ValueError when out of bounds or already running."""
+    n = int(n)
+    if not 1 <= n <= SYNTHETIC_MAX:
+        raise ValueError(f"synthetic:{n}: the dashboard generates 1 to {SYNTHETIC_MAX:,} images; generate larger "
+                         f"sets with `python -m medcap data --dataset synthetic:{n}`")
+    job = synthetic_job(n)
+    if job["state"] in ACTIVE_STATES:
+        raise ValueError(f"synthetic:{n} is already being generated (pid {job.get('pid')})")
+    launch = spawn(["data", "--dataset", f"synthetic:{n}"], _stamped_log(f"synthetic-{n}"))
+    write_json(synthetic_job_file(n), {"state": "running", "pid": launch.pid, "n": n, "log": launch.log_path.name,
+                                       "started": now_iso(), "updated": now_iso()})
+    return launch
+
+
+def cancel_synthetic(n: int) -> int:
+    """Stop the generation of `synthetic:n` (SIGTERM to its process group: its render workers too)."""
+    job = synthetic_job(n)
+    pid = terminate_group(job, f"generation of synthetic:{int(n)}")
+    write_json(synthetic_job_file(n), {**job, "state": "cancelled", "updated": now_iso()})
+    return pid
+
+
+def terminate_group(status: dict[str, Any], what: str) -> int:
+    """Like `terminate`, but signals the whole process group a `spawn`ed child leads."""
+    state = effective_state(status)
+    pid = status.get("pid")
+    if state not in ACTIVE_STATES or not pid:
+        raise ValueError(f"{what} is not running (state {state})")
+    if not _is_medcap_process(int(pid)):
+        raise ValueError(f"{what}: process {pid} is not a medcap process; not signalled")
+    try:
+        os.killpg(int(pid), signal.SIGTERM)  # spawn() starts a new session: pgid == pid
+    except (ProcessLookupError, PermissionError):
+        os.kill(int(pid), signal.SIGTERM)
+    log.info("sent SIGTERM to %s (process group %s)", what, pid)
+    return int(pid)
 
 
 def compare_cli(a: RunInfo, b: RunInfo, timeout: float = 600.0) -> dict[str, Any]:

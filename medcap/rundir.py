@@ -13,12 +13,18 @@ Layout of `artifacts/runs/<run-id>/`:
     tensorboard/  TensorBoard event files (Keras' own callback): `tensorboard --logdir <run>/tensorboard`
     train.log     the run's log (evaluate.log for evaluations launched from the dashboard)
     eval/<name>/  metrics.json, predictions.csv, attention.npz
+    eval/.tmp-<name>-<hex>/  an evaluation being written (`EvalDir.staging`); never listed
+    .lock         the run lock (`medcap.locks.RunLock`, held by train/resume; empty when free)
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import secrets
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -96,7 +102,8 @@ class EvalDir:
 
     METRICS = "metrics.json"
     PREDICTIONS = "predictions.csv"
-    ATTENTION = "attention.npz"
+    ATTENTION = "attention.npz"  # per word: the last prefix position's map (older evaluations: the mean)
+    ATTENTION_MEAN = "attention_mean.npz"  # per word: the mean over the prefix positions
 
     @property
     def name(self) -> str:
@@ -114,9 +121,43 @@ class EvalDir:
     def attention(self) -> Path:
         return self.path / self.ATTENTION
 
+    @property
+    def attention_mean(self) -> Path:
+        return self.path / self.ATTENTION_MEAN
+
     def is_complete(self) -> bool:
         """An evaluation counts once its metrics.json exists (written last)."""
         return self.metrics.is_file()
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[EvalDir]:
+        """Write a whole evaluation, then put it in place at once.
+
+            with run.eval_dir("test").staging() as tmp:   # tmp: EvalDir of eval/.tmp-test-<hex>/
+                write_json(tmp.metrics, ...)               # write every file into tmp
+            # here eval/test/ is the new evaluation, complete
+
+        On success the temporary sibling folder is renamed onto this folder (an older evaluation of
+        the same name is first renamed aside to `.old-<name>-<hex>`, then removed); on any error the
+        temporary folder is removed and an older evaluation stays untouched. Dot-folders are never
+        listed by `RunDir.evals()`.
+        """
+        parent = self.path.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".tmp-{self.name}-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            yield EvalDir(tmp)
+            old = None
+            if self.path.exists():
+                old = parent / f".old-{self.name}-{secrets.token_hex(4)}"
+                os.replace(self.path, old)
+            os.replace(tmp, self.path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -204,6 +245,10 @@ class RunDir:
     def eval_dir(self, name: str) -> EvalDir:
         """The evaluation folder called `name` (sanitised; it may not exist yet)."""
         return EvalDir(self.eval_root / safe_name(name, max_len=200))
+
+    def new_eval(self, name: str) -> contextlib.AbstractContextManager[EvalDir]:
+        """`self.eval_dir(name).staging()`: yields a temporary EvalDir, renamed into place on success."""
+        return self.eval_dir(name).staging()
 
     def evals(self) -> list[EvalDir]:
         """Complete evaluations (those with a metrics.json), by name."""

@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
+
+from medcap.data.images import DISPLAY_MAX_SIDE, display_copy, open_image_rgb
 
 log = logging.getLogger(__name__)
 
@@ -308,23 +310,54 @@ def word_probabilities(words: Sequence[str], probs: Sequence[float]) -> go.Figur
     return fig
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image fully (EXIF orientation applied); ValueError naming the file when unreadable."""
-    p = Path(path)
-    try:
-        with Image.open(p) as img:
-            img.load()
-            return ImageOps.exif_transpose(img).copy()
-    except (OSError, UnidentifiedImageError) as exc:
-        raise ValueError(f"{p.name}: cannot read image ({exc.__class__.__name__})") from exc
+def load_image(path: str | Path, max_side: int | None = DISPLAY_MAX_SIDE) -> Image.Image:
+    """Open an image as RGB through medcap's one reader (`open_image_rgb`: EXIF orientation, 16-bit range
+    scaling, the `MAX_PIXELS` limit), downscaled to at most `max_side` px (None: full size) for display.
+
+    ValueError naming the file when unreadable.
+    """
+    img = open_image_rgb(path)
+    return img if max_side is None else display_copy(img, max_side)
 
 
 def thumbnail(path: str | Path, size: int = 160) -> Image.Image | None:
-    """A small RGB copy of an image, or None (logged) when it cannot be read."""
+    """A small RGB copy of an image (longest side `size`), or None (logged) when it cannot be read."""
     try:
-        img = load_image(path).convert("RGB")
+        return load_image(path, max_side=size)
     except ValueError as exc:
         log.warning("%s", exc)
         return None
-    img.thumbnail((size, size))
-    return img
+
+
+def leakage_figure(report: pd.DataFrame, title: str = "Leakage: image-level vs group-level split") -> go.Figure:
+    """Grouped bars of a leakage report per split mode: shared groups (left, counts) and captions of
+    test/val also found in train (right, fractions). `report` columns: split_by, check, label, value."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Groups (cases) in two splits",
+                                                        "Captions also in the training split"))
+    for mode, part in report.groupby("split_by", sort=False):
+        counts = part[part["check"].str.startswith("groups_")]
+        fractions = part[part["check"].str.endswith("_fraction")]
+        name = f"split by {mode}"
+        color = "#d62728" if mode == "image" else "#1f77b4"
+        fig.add_trace(go.Bar(x=counts["label"], y=counts["value"], name=name, marker_color=color,
+                             legendgroup=name, texttemplate="%{y:.0f}", textposition="outside"), row=1, col=1)
+        fig.add_trace(go.Bar(x=fractions["label"], y=fractions["value"], name=name, marker_color=color,
+                             legendgroup=name, showlegend=False, texttemplate="%{y:.2f}", textposition="outside"),
+                      row=1, col=2)
+    fig.update_layout(title=title, barmode="group", legend_title="split")
+    fig.update_yaxes(title_text="groups", row=1, col=1)
+    fig.update_yaxes(title_text="fraction of images (0-1)", range=[0, 1], row=1, col=2)
+    return fig
+
+
+def fold_figure(per_fold: pd.DataFrame, metric: str) -> go.Figure:
+    """One metric per fold (x) for every system and baseline (a line each): a study's fold-to-fold spread."""
+    fig = go.Figure()
+    for column in per_fold.columns:
+        if column in ("fold", "images"):
+            continue
+        dash = "dot" if column in ("nearest_neighbour", "most_frequent") else "solid"
+        fig.add_trace(go.Scatter(x=per_fold["fold"], y=per_fold[column], mode="lines+markers", name=column,
+                                 line={"dash": dash}))
+    fig.update_layout(title=f"{metric} per fold", xaxis_title="fold", yaxis_title=metric, legend_title="system")
+    return fig

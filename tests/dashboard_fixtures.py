@@ -92,6 +92,8 @@ def make_run(
     write_json(run / "vocab.json", {"words": ["<pad>", "<unk>", "<start>", "<end>", *WORDS]})
     ids = [f"img{i:05d}" for i in range(n_preds)]
     write_json(run / "split.json", {"train": [], "val": [], "test": ids})
+    if state == "finished":  # a placeholder where a real run keeps its best weights (never loaded here)
+        write_text(run / "weights" / "best.weights.h5", "placeholder\n")
     if not evaluate:
         return run
     images_dir = images_dir or (run / "_images")
@@ -199,3 +201,41 @@ def full_state(artifacts: Path, n_preds: int = 6) -> None:
     make_run(runs, KILLED_ID, "model-80", state="running", evaluate=False, pid=dead_pid())
     (runs / HALF_ID).mkdir(parents=True)
     write_json(runs / HALF_ID / "config.json", _config("model-80", "synthetic:40", 3))
+
+
+SIMILAR_N = 12  # images of the similar-cases dataset: img00000..05 are the run's test images, 06..11 train
+SIMILAR_STEP = 0.2  # image i has global features at angle i * SIMILAR_STEP (radians): known cosine neighbours
+
+
+def similar_caption(i: int) -> str:
+    return f"axial ct shows lesion number {i} in the {'liver' if i % 2 else 'lung'}"
+
+
+def with_similar_cases(artifacts: Path, run_id: str = FINISHED_ID, store_dim: int = 8) -> Path:
+    """Give a fixture run what similar cases need: a csv dataset of its images, a feature store, a split.
+
+    Image `img000ii` has global features (cos(i * step), sin(i * step), 0, ...), so the training images
+    closest to a test image are known: for img00005 they are img00006 (cosine cos(0.2)), img00007, ...
+    """
+    run = artifacts / "runs" / run_id
+    data = artifacts / "similar-data"
+    ids = [f"img{i:05d}" for i in range(SIMILAR_N)]
+    for i, image_id in enumerate(ids):
+        write_image(data / f"{image_id}.png", seed=i)
+    rows = [{"image_id": image_id, "image_path": f"{image_id}.png", "caption": similar_caption(i),
+             "group": f"case{i // 2}", "modality": "CT" if i % 2 == 0 else "MR"} for i, image_id in enumerate(ids)]
+    write_text(data / "captions.csv", pd.DataFrame(rows).to_csv(index=False))
+    store = artifacts / "features" / "similar-store"
+    store.mkdir(parents=True, exist_ok=True)
+    feats = np.zeros((SIMILAR_N, store_dim), dtype=np.float16)  # (N, D)
+    angles = np.arange(SIMILAR_N) * SIMILAR_STEP
+    feats[:, 0], feats[:, 1] = np.cos(angles), np.sin(angles)
+    np.save(store / "global.npy", feats)
+    write_json(store / "ids.json", ids)
+    write_json(store / "meta.json", {"complete": True, "global_dim": store_dim, "format": 1})
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    config["run"]["dataset"] = f"csv:{data / 'captions.csv'}"
+    config["feature_store"] = {"path": str(store), "global_dim": store_dim}
+    write_json(run / "config.json", config)
+    write_json(run / "split.json", {"train": ids[6:], "val": [], "test": ids[:6]})
+    return data

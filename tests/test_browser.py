@@ -37,10 +37,11 @@ PAGES = [
     ("", "home", "medcap · medical image captioning", 4, 0),
     ("Data", "data", "Load dataset", 0, 0),
     ("Train", "train", "Launch a run", 1, 0),
-    ("Compare", "compare", "Caption metrics (95% bootstrap CI)", 3, 3),
+    ("Compare", "compare", "Caption metrics (95% bootstrap CI", 3, 3),
     ("Per-image_BLEU", "per_image_bleu", "Per-image BLEU-1", 2, 1),
     ("Attention", "attention", "Generated:", 0, 2),
     ("Caption_an_image", "caption_an_image", "PNG or JPEG image", 0, 0),
+    ("Study", "study", "case-disjoint folds", 0, 0),
 ]
 TABLE = '[data-testid="stDataFrame"]'
 CHART = '[data-testid="stPlotlyChart"]'
@@ -126,9 +127,43 @@ def _upload_a_bad_file(page: Any, shots: Path) -> None:
     )
     error = page.locator('[data-testid="stAlertContentError"]')
     error.wait_for(state="visible", timeout=30_000)
-    assert "not-an-image.png: not a readable PNG or JPEG image" in error.inner_text()
+    assert "not-an-image.png: not an image file PIL can read" in error.inner_text()
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(shots / "caption_an_image_bad_file.png"), full_page=True)
+
+
+def _upload_an_oversized_image(page: Any, shots: Path, server: str) -> None:
+    """A 13000 x 13000 PNG (a small file, 169 MP) gets a clear error box; the server stays up."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (13000, 13000)).save(buf, format="PNG")
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
+        files=[{"name": "huge-scan.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
+    )
+    error = page.locator('[data-testid="stAlertContentError"]', has_text="huge-scan.png")
+    error.wait_for(state="visible", timeout=60_000)
+    assert "image is too large (13000 x 13000" in error.inner_text()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(shots / "caption_an_image_oversized.png"), full_page=True)
+    with urllib.request.urlopen(server + "_stcore/health", timeout=10) as resp:
+        assert resp.status == 200  # the server is still up
+
+
+def _type_a_path_outside_the_data_folders(page: Any, shots: Path) -> None:
+    """`csv:/etc/passwd` on the Data page: the uniform refusal, and nothing of the file."""
+    from medcap.data.roots import REFUSED_TEXT
+
+    page.get_by_label("…or type a spec", exact=True).fill("csv:/etc/passwd")
+    page.get_by_role("button", name="Load dataset").click()
+    error = page.locator('[data-testid="stAlertContentError"]')
+    error.wait_for(state="visible", timeout=30_000)
+    assert REFUSED_TEXT in error.inner_text()
+    body = page.inner_text("body")
+    assert "root:" not in body and "/bin/" not in body and "Traceback" not in body
+    page.screenshot(path=str(shots / "data_refused.png"), full_page=True)
 
 
 def _caption_an_image(page: Any, shots: Path) -> None:
@@ -174,8 +209,11 @@ def test_every_page_renders_without_errors(server: str) -> None:
                 errors = page.locator(ERROR_SELECTORS)
                 assert errors.count() == 0, f"{name}: {errors.first.inner_text()}"
                 assert "Traceback" not in page.inner_text("body"), name
+                if name == "data":
+                    _type_a_path_outside_the_data_folders(page, shots)
                 if name == "caption_an_image":
                     _upload_a_bad_file(page, shots)
+                    _upload_an_oversized_image(page, shots, server)
                     if not fixture_run:  # a real run: caption a real image end to end
                         _caption_an_image(page, shots)
                 if fixture_run and name == "home":
@@ -203,7 +241,7 @@ def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation(artifacts: Path
     from playwright.sync_api import sync_playwright
 
     root = _fixture_artifacts(artifacts)
-    expected = ["Home", "Data", "Train", "Compare", "Per-image BLEU", "Attention", "Caption an image"]
+    expected = ["Home", "Data", "Train", "Compare", "Per-image BLEU", "Attention", "Caption an image", "Study"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -264,3 +302,84 @@ def test_a_fresh_clone_shows_the_example_runs_on_every_page(artifacts: Path, tmp
         finally:
             browser.close()
     assert not (artifacts / "runs").exists() or not any((artifacts / "runs").iterdir())  # the bundle stays read-only
+
+
+def _download_text(page: Any, label: str) -> str:
+    """Click a download button and return the downloaded file's text."""
+    with page.expect_download(timeout=30_000) as info:
+        page.get_by_role("button", name=label).click()
+    return Path(info.value.path()).read_text(encoding="utf-8")
+
+
+def _settled(page: Any) -> None:
+    page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(800)
+
+
+def test_the_cross_run_and_dataset_views(artifacts: Path, tmp_path: Path) -> None:
+    """Run-vs-run table with CSV export, similar cases (Attention, Caption), the gallery and leakage figure."""
+    _browser_ready()
+    if os.environ.get("MEDCAP_BROWSER_ARTIFACTS"):
+        pytest.skip("needs the fixture runs (known images and features)")
+    from playwright.sync_api import sync_playwright
+
+    from tests.dashboard_fixtures import FINISHED70_ID, with_similar_cases
+
+    full_state(artifacts)
+    data = with_similar_cases(artifacts)
+    with_similar_cases(artifacts, FINISHED70_ID)  # the newest run, shown first
+    shots = Path(os.environ.get("MEDCAP_SCREENSHOTS") or PROJECT_ROOT / "artifacts" / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    exceptions = '[data-testid="stException"]'
+    with _serve(artifacts, tmp_path / "streamlit.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2600}, accept_downloads=True)
+            # run A vs run B: the older fixture evaluations lack per-image CIDEr and groups (a note, no error)
+            page.goto(url + "Per-image_BLEU", wait_until="domcontentloaded")
+            page.get_by_text("Run A vs run B, per image").first.wait_for(state="visible", timeout=30_000)
+            page.locator(TABLE).nth(2).wait_for(state="visible", timeout=30_000)
+            _settled(page)
+            assert page.get_by_text("predictions.csv has no", exact=False).count() >= 2
+            csv = _download_text(page, "Download the run-vs-run table as CSV")
+            assert csv.splitlines()[0].startswith("image_id,reference,prediction_a,prediction_b,bleu1_a,bleu1_b,")
+            assert len(csv.strip().splitlines()) == 7  # header + the 6 shared test images
+            page.screenshot(path=str(shots / "per_image_run_vs_run.png"), full_page=True)
+            assert page.locator(ERROR_SELECTORS).count() == 0
+
+            # similar cases beside a test image's attention
+            page.goto(url + "Attention", wait_until="domcontentloaded")
+            page.get_by_text("Similar cases").first.wait_for(state="visible", timeout=30_000)
+            try:
+                page.get_by_text("#1 · similarity", exact=False).first.wait_for(state="visible", timeout=30_000)
+            finally:
+                page.screenshot(path=str(shots / "attention_similar_cases.png"), full_page=True)
+            _settled(page)
+            assert page.locator(ERROR_SELECTORS).count() == 0
+
+            # caption a dataset image: its reference and similar cases (the fixture run has no weights)
+            page.goto(url + "Caption_an_image", wait_until="domcontentloaded")
+            page.get_by_text("An image of the run's dataset").first.click()
+            page.get_by_text("Reference:", exact=False).first.wait_for(state="visible", timeout=30_000)
+            page.get_by_text("#1 · similarity", exact=False).first.wait_for(state="visible", timeout=30_000)
+            _settled(page)
+            page.screenshot(path=str(shots / "caption_dataset_image.png"), full_page=True)
+            assert page.locator(exceptions).count() == 0
+
+            # the gallery and the leakage figure of a dataset
+            page.goto(url + "Data", wait_until="domcontentloaded")
+            page.get_by_placeholder("e.g. csv:my_data/captions.csv").fill(f"csv:{data / 'captions.csv'}")
+            page.get_by_role("button", name="Load dataset").click()
+            page.get_by_text("12 of 12 images match", exact=False).first.wait_for(state="visible", timeout=60_000)
+            page.get_by_text("image-level vs group-level", exact=False).first.wait_for(state="visible",
+                                                                                      timeout=30_000)
+            _settled(page)
+            csv = _download_text(page, "Download the filtered list as CSV")
+            assert csv.splitlines()[0].startswith("image_id,caption,group,split,caption_words")
+            assert len(csv.strip().splitlines()) == 13
+            page.screenshot(path=str(shots / "data_gallery.png"), full_page=True)
+            assert page.locator(ERROR_SELECTORS).count() == 0
+            assert "Traceback" not in page.inner_text("body")
+        finally:
+            browser.close()

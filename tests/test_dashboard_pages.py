@@ -19,6 +19,7 @@ PAGES = {
     "per_image": "app_pages/4_Per-image_BLEU.py",
     "attention": "app_pages/5_Attention.py",
     "caption": "app_pages/6_Caption_an_image.py",
+    "study": "app_pages/7_Study.py",
 }
 TITLES = {
     "home": "medcap · medical image captioning",
@@ -28,6 +29,7 @@ TITLES = {
     "per_image": "Per-image BLEU",
     "attention": "Attention",
     "caption": "Caption an image",
+    "study": "Study",
 }
 
 
@@ -65,6 +67,7 @@ def test_page_without_runs(name: str) -> None:
         "per_image": "No evaluated runs yet",
         "attention": "No evaluated runs yet",
         "caption": "No finished run yet",
+        "study": "No study yet",
     }[name]
     assert expected in shown
 
@@ -118,14 +121,19 @@ def test_train_shows_the_failed_runs_error(small: Path) -> None:
 
 def test_compare_shows_metrics_with_cis_and_the_paper(small: Path) -> None:
     at = run_page("compare")
-    side = frames(at)[0]
+    scope = frames(at)[0]
+    assert scope["role"].iloc[0] == "not recorded"  # an evaluation older than split roles: said, not guessed
+    side = frames(at)[1]
     column = "model-80 [aaaaaa]"
     assert side.loc["BLEU-1", column] == "0.312 [0.281, 0.344]"
     assert side.loc["BLEU-1", f"{column} · 1-NN baseline"] == "0.220 [0.200, 0.240]"
     assert "METEOR" not in side.index  # skipped in this evaluation (no JVM)
-    next_word = frames(at)[1]
-    assert next_word.loc["Accuracy", column] == pytest.approx(0.4567)
+    next_word = frames(at)[2]
+    assert next_word.loc["Accuracy (words decoding may emit)", column] == pytest.approx(0.4567)
     assert "Pick exactly two runs" in texts(at)
+    shown = [f for f in frames(at) if "run" in f.columns and "bleu1" in f.columns]
+    assert shown and (shown[0]["bleu1"] == "not computed").all()  # image reliance of an older evaluation
+    assert "No runs differ only in their init seed" in texts(at)
 
 
 def test_per_image_is_worst_first_and_filters(small: Path) -> None:
@@ -175,7 +183,8 @@ def test_data_page_summarises_a_csv_dataset(artifacts: Path) -> None:
     assert metrics["Images found"] == "12"
     dropped = frames(at)[0]
     assert dropped["records"].sum() == 1
-    assert len(at.image) == 8  # the sample grid
+    assert len(at.image) == 8 + 12  # the sample grid, then the gallery's first 12 images
+    assert "12 of 12 images match; showing the first 12." in texts(at)
 
 
 def test_a_broken_run_folder_shows_a_warning_not_a_traceback(small: Path) -> None:
@@ -335,3 +344,27 @@ def test_train_marks_example_runs_read_only(bundle_only: Path) -> None:
     at = run_page("train")
     assert "example run of the pre-built bundle" in texts(at)
     assert not {"Resume run", "Cancel run", "Evaluate"} & {b.label for b in at.button}
+
+
+def test_study_page_shows_pooled_results_and_folds(artifacts: Path) -> None:
+    from medcap.io import write_json
+
+    folder = artifacts / "studies" / "20260101-000000-s-abcdef"
+    write_json(folder / "study.json", {"dataset": "medpix:x", "folds": 2, "seed": 0,
+                                       "systems": {"model-80": {"preset": "model-80"}}})
+    write_json(folder / "status.json", {"state": "finished", "progress": 1.0})
+    metric = {"value": 0.2, "ci95": [0.1, 0.3]}
+    write_json(folder / "results.json", {
+        "dataset": "medpix:x", "folds": 2, "n_images": 10, "n_groups": 4,
+        "pooled": {"model-80": {"cider": metric}, "nearest_neighbour": {"cider": {"value": 0.1, "ci95": [0, 0.2]}}},
+        "paired_vs_nearest_neighbour": {"model-80": {"cider": {"diff": 0.1, "ci95": [0.02, 0.18]}}},
+        "per_fold": [{"fold": 0, "n_images": 5, "systems": {"model-80": {"cider": 0.25}},
+                      "baselines": {"nearest_neighbour": {"cider": 0.1}}},
+                     {"fold": 1, "n_images": 5, "systems": {"model-80": {"cider": 0.15}},
+                      "baselines": {"nearest_neighbour": {"cider": 0.1}}}],
+        "caption_health": {"model-80": {"adjacent_repeat_share": 0.0}}})
+    at = run_page("study")
+    assert_clean(at, "study")
+    pooled = frames(at)[0].set_index("system")
+    assert pooled.loc["model-80", "cider - 1-NN"] == "+0.1000 [+0.0200, +0.1800]"
+    assert list(frames(at)[1]["model-80"]) == [0.25, 0.15]

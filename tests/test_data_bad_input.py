@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medcap.data import images as image_reader
 from medcap.data import load_records, summarize
 from tests.test_data_loaders import make_medpix, png
 
@@ -39,7 +40,7 @@ def test_bad_image_files_are_skipped_by_reason(tmp_path: Path, monkeypatch: pyte
     Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)).save(images / "d16.png")
     stems = ["missing", "zero", "text", "cut", "bomb", "rgba", "gray", "d16"]
     _add_medpix(root, [_rec(s) for s in stems])
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.setattr(image_reader, "MAX_PIXELS", 1000)
     with caplog.at_level(logging.WARNING):
         res = load_records(f"medpix:{root}")
     assert res.skipped == {"missing_file": 1, "empty_file": 1, "not_an_image": 1, "corrupt_image": 1,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from medcap.data import images
 from medcap.data.images import check_image, check_images, index_images, open_image_rgb
 
 
@@ -53,7 +54,7 @@ def test_decompression_bomb_is_a_reason(tmp_path: Path, monkeypatch: pytest.Monk
     big = _gray(tmp_path / "big.png", size=20)  # 400 px: over 2x the limit -> PIL raises
     mid = _gray(tmp_path / "mid.png", size=12)  # 144 px: over the limit, under 2x -> PIL only warns
     small = _gray(tmp_path / "small.png", size=8)  # 64 px: fine
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr(images, "MAX_PIXELS", 100)
     assert check_images([big, mid, small]) == ["decompression_bomb", "decompression_bomb", None]
     with pytest.raises(ValueError, match=r"big\.png.*decompression-bomb"):
         open_image_rgb(big)

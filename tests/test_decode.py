@@ -56,8 +56,12 @@ def test_greedy_exact_caption_probs_score_and_attention() -> None:
     assert c.attention.shape == (2, 7, 7)
     want = np.zeros((2, 49))
     want[0, 2] = 1.0  # "a" came from prefix [<start>]
-    want[1, [2, 4]] = 0.5  # "c" from [<start>, a]: the mean of the positions' maps
+    want[1, 4] = 1.0  # "c" from [<start>, a]: the last position's map (where "a" looks)
     np.testing.assert_allclose(c.attention.reshape(2, 49), want, atol=1e-6)
+    mean = np.zeros((2, 49))
+    mean[0, 2] = 1.0
+    mean[1, [2, 4]] = 0.5  # the mean over the prefix positions' maps, kept as attention_mean
+    np.testing.assert_allclose(c.attention_mean.reshape(2, 49), mean, atol=1e-6)
 
 
 def test_beam_finds_the_better_caption_greedy_misses() -> None:
@@ -140,20 +144,61 @@ def test_bad_feature_shapes_are_reported() -> None:
         beam_decode(MarkovModel(TRAP), g, grid, VOCAB, beam=0)
 
 
-@pytest.mark.parametrize(("layers", "state"), [(1, "none"), (2, "none"), (1, "last"), (1, "last_context"),
-                                               (2, "last_context")])
-def test_split_inference_passes_match_the_full_model(layers: int, state: str) -> None:
-    from medcap.model.decode import _split_passes
-
-    cfg = RunConfig(embed_dim=16, lstm_units=16, dense_units=16, attn_units=8, layers=layers, decoder_state=state)
-    model = build_model(cfg, V, 12)
+@pytest.mark.parametrize(("attention", "layers", "state"), [("grid", 2, "last_context"), ("self", 1, "last")])
+def test_decoding_with_the_model_passes_equals_decoding_with_the_whole_model(attention: str, layers: int,
+                                                                              state: str) -> None:
+    """The model's encode/step passes decode exactly what running the whole model at every step decodes."""
+    cfg = RunConfig(embed_dim=16, lstm_units=16, dense_units=16, attn_units=8, layers=layers, decoder_state=state,
+                    attention=attention)
+    tf.keras.utils.set_random_seed(4)
+    model = build_model(cfg, V, 12, {"global": 0.5, "grid": 2.0})
     g, grid = feats(5, seed=4)
-    grid = grid.reshape(5, 49, 512)
-    prefix = np.array([[2, 4, 9], [2, 5, 5], [2, 30 - 1, 6], [2, 7, 8], [2, 4, 4]], dtype=np.int32)
-    passes = _split_passes(model)
-    assert passes is not None
-    probs, pooled = passes.step(*passes.encode(g, grid), prefix)
-    out = model({"global": g, "grid": grid, "prefix": prefix}, training=False)
-    np.testing.assert_allclose(probs.numpy(), np.asarray(out["probs"]), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(pooled.numpy(), np.asarray(out["attention"]).mean(axis=1), rtol=1e-5, atol=1e-7)
-    assert _split_passes(tiny("self")) is None  # the self-attention path runs the whole model
+
+    def whole(inputs: dict, training: bool = False) -> dict:  # a plain callable: no passes
+        return model(inputs, training=training)
+
+    for fast, slow in ((greedy_decode(model, g, grid, VOCAB, max_words=6), greedy_decode(whole, g, grid, VOCAB,
+                                                                                           max_words=6)),
+                       (beam_decode(model, g, grid, VOCAB, beam=2, max_words=6),
+                        beam_decode(whole, g, grid, VOCAB, beam=2, max_words=6))):
+        for a, b in zip(fast, slow, strict=True):
+            assert a.token_ids == b.token_ids
+            np.testing.assert_allclose(a.probs, b.probs, rtol=1e-5)
+            assert a.score == pytest.approx(b.score, rel=1e-5)
+            if attention == "grid":
+                np.testing.assert_allclose(a.attention, b.attention, atol=1e-6)
+            else:
+                assert a.attention is None
+
+
+def test_decode_options_min_length_repeats_and_gnmt_penalty() -> None:
+    from medcap.model.decode import DecodeOptions, gnmt_length_penalty
+
+    g, grid = feats(2)
+    # "a" then <end> is the greedy caption; "a" again is the next best word after "a"
+    model = MarkovModel({2: {4: 0.9, 5: 0.1}, 4: {3: 0.6, 4: 0.3, 5: 0.1}, 5: {3: 0.9, 4: 0.1}})
+    assert [c.words for c in greedy_decode(model, g, grid, VOCAB)] == [["a"]] * 2
+    longer = greedy_decode(model, g, grid, VOCAB, options=DecodeOptions(min_words=2))
+    assert [c.words for c in longer] == [["a", "a"]] * 2
+    no_rep = greedy_decode(model, g, grid, VOCAB, options=DecodeOptions(min_words=2, block_adjacent=True))
+    assert [c.words for c in no_rep] == [["a", "b"]] * 2
+    assert no_rep[0].probs == pytest.approx([0.9, 0.1])
+    assert gnmt_length_penalty(np.array([1, 2]), 0.0).tolist() == [1.0, 1.0]
+    assert gnmt_length_penalty(np.array([1]), 1.0)[0] == pytest.approx(1.0)
+    assert gnmt_length_penalty(np.array([7]), 0.5)[0] == pytest.approx(np.sqrt(2.0))
+
+
+def test_memory_mixing_steers_greedy_towards_the_neighbours_words() -> None:
+    from medcap.model.decode import DecodeOptions
+    from medcap.model.retrieval import build_memory
+
+    g, grid = feats(2)
+    model = MarkovModel({2: {4: 0.6, 5: 0.4}, 4: {3: 1.0}, 5: {3: 1.0}})
+    train = np.eye(2, dtype=np.float32)
+    memory = build_memory(train, [[5], [4]], np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32), k=1)
+    caps = greedy_decode(model, g, grid, VOCAB, options=DecodeOptions(memory=memory, memory_lambda=0.5))
+    # image 0's neighbour says "b": 0.5*0.4 + 0.5 = 0.7 beats 0.3; image 1's says "a"
+    assert [c.words for c in caps] == [["b"], ["a"]]
+    assert caps[0].probs == pytest.approx([0.4])  # the model's own probability is reported
+    beams = beam_decode(model, g, grid, VOCAB, beam=2, options=DecodeOptions(memory=memory, memory_lambda=0.5))
+    assert [c.words for c in beams] == [["b"], ["a"]]

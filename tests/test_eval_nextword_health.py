@@ -75,6 +75,8 @@ def test_next_word_metrics_restricted_argmax_unk_and_majority() -> None:
     # 4 (unk 0.6, target unk: TP), 5 (end 0.8, target b: FP), 6 (end 0.9: TP) -> P 4/6, R 4/6
     assert m["paper_definition"]["precision"] == pytest.approx(4 / 6)
     assert m["paper_definition"]["recall"] == pytest.approx(4 / 6)
+    # Keras accuracy (unrestricted arg-max): unk, b, end, unk, end, end -> right on 2, 3, 4, 6
+    assert m["paper_definition"]["accuracy"] == pytest.approx(4 / 6)
     assert majority_next_word([[4, 4]], 2, 3, banned=[4]) == 3
 
 
@@ -102,3 +104,18 @@ def test_most_frequent_caption_counts_each_case_once() -> None:
     assert baselines.most_frequent_caption(caps, groups=["1", "1", "1", "2", "3"]) == ["y"]
     with pytest.raises(ValueError, match="group labels"):
         baselines.most_frequent_caption(caps, groups=["1"])
+
+
+def test_paper_columns_pair_with_the_same_definition_and_older_files_say_not_computed() -> None:
+    from medcap.eval import paper
+
+    new = {"next_word": {"accuracy": 0.3, "precision_macro": 0.02,
+                         "paper_definition": {"accuracy": 0.25, "precision": 0.6, "recall": 0.2, "f1": 0.3}},
+           "model": {"bleu1": {"value": 0.1}, "bleu2": {"value": 0.05}}}
+    old = {"next_word": {"accuracy": 0.3, "precision_macro": 0.02}, "model": {"bleu1": {"value": 0.1}}}
+    table = paper.comparison({"new": new, "old": old}, {"new": "model-80", "old": "model-80"})
+    row = table[(table["run"] == "new") & (table["figure"] == "precision")].iloc[0]
+    assert row["medcap"] == 0.6 and row["paper"] == pytest.approx(0.7095)  # not the macro 0.02
+    assert table[(table["run"] == "new") & (table["figure"] == "accuracy")].iloc[0]["medcap"] == 0.25
+    old_rows = table[(table["run"] == "old") & table["figure"].isin(["precision", "recall", "f1", "accuracy"])]
+    assert old_rows["medcap"].isna().all() and old_rows["note"].str.startswith("not computed").all()

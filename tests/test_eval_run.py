@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from medcap.config import RunConfig
-from medcap.eval.artifacts import PREDICTION_COLUMNS, read_predictions
+from medcap.eval.artifacts import CASE_PREDICTION_COLUMNS, PREDICTION_COLUMNS, read_predictions
 from medcap.eval.metrics import BLEU_WEIGHTS, corpus_bleu_scores
 from tests.test_train_run import make_tiny
 
@@ -24,7 +24,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     other_spec, other_store = make_tiny(root / "other", n=9, seed=1, prefix="ext")
     cfg = RunConfig.from_preset("model-80", dataset=spec, epochs=1, batch_size=16, embed_dim=16, lstm_units=16,
                                 dense_units=16, attn_units=16, dropout=0.1, min_count=1, seed=3,
-                                extra={"feature_store": str(store)})
+                                feature_store=str(store))
     run = train_run(cfg, run_dir=root / "runs" / "tiny")
     return {"run": run, "spec": spec, "other_spec": other_spec, "other_store": other_store}
 
@@ -56,7 +56,8 @@ def test_evaluate_run_writes_metrics_predictions_attention(tiny_run: dict) -> No
     pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert list(pred.columns[:4]) == ["image_id", "image_path", "references", "prediction"]
     assert {"bleu1", "bleu4", "rouge_l", "ref_len", "pred_len", "nn_caption", "nn_bleu1", "modality"} <= set(pred)
-    assert list(pred.columns) == [*PREDICTION_COLUMNS, "modality"]  # the writer's order is the reader's contract
+    # the writer's order is the reader's contract
+    assert list(pred.columns) == [*PREDICTION_COLUMNS, *CASE_PREDICTION_COLUMNS, "modality"]
     back = read_predictions(tiny_run["run"], out.name)
     assert list(back["image_id"]) == list(pred["image_id"].astype(str))
     assert list(back["reference"]) == [" | ".join(json.loads(x)) for x in pred["references"]]
@@ -67,10 +68,29 @@ def test_evaluate_run_writes_metrics_predictions_attention(tiny_run: dict) -> No
     assert (pred["nn_caption"] == [" ".join(r[0]) for r in refs]).all()
     assert (pred["nn_bleu1"] == 1.0).all()
 
-    with np.load(out / "attention.npz") as att:
-        assert sorted(att.files) == sorted(split["test"])
-        for image_id, n_words in zip(pred["image_id"], pred["pred_len"], strict=True):
-            assert att[image_id].shape == (n_words, 7, 7) and att[image_id].dtype == np.float16
+    for maps in ("attention.npz", "attention_mean.npz"):
+        with np.load(out / maps) as att:
+            assert sorted(att.files) == sorted(split["test"])
+            for image_id, n_words in zip(pred["image_id"], pred["pred_len"], strict=True):
+                assert att[image_id].shape == (n_words, 7, 7) and att[image_id].dtype == np.float16
+    assert metrics["attention_maps"] == "last_position"
+
+    # case-level bootstrap, split role, paper-definition P/R/F1, image reliance, caption health: stable names
+    groups = dict(zip(pred["image_id"], pred["group"].astype(str), strict=True))
+    assert metrics["bootstrap"]["unit"] == "group" and metrics["bootstrap"]["n_groups"] == len(set(groups.values()))
+    assert metrics["split_role"] == "test" and metrics["used_for_model_selection"] is False
+    assert metrics["run_label"].startswith("model-80 · ")
+    paper = nw["paper_definition"]
+    assert set(paper) >= {"precision", "recall", "f1"} and 0 <= paper["recall"] <= 1
+    assert "majority_baseline" in nw and "accuracy_excl_unk" in nw
+    rel = metrics["image_reliance"]["metrics"]
+    assert set(rel) >= {"bleu1", "cider"} and len(rel["bleu1"]["ci95"]) == 2
+    assert rel["bleu1"]["value"] == pytest.approx(metrics["model"]["bleu1"]["value"] - rel["bleu1"]["swapped"])
+    health = metrics["caption_health"]["model"]
+    assert health["n_images"] == len(pred) and 0 <= health["adjacent_repeat_share"] <= 1
+    assert metrics["decode_options"]["beam"] == 1 and metrics["dataset_check"]["changed"] is False
+    assert (pred["nn_cider"] > 0).all()  # 1-NN returns the image's own caption
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
 def _test_captions(tiny_run: dict, ids: list[str]) -> list[str]:
@@ -105,7 +125,7 @@ def test_evaluate_rejects_bad_requests(tiny_run: dict) -> None:
 
 def test_compare_run_with_itself_is_exactly_zero(tiny_run: dict) -> None:
     from medcap.eval.compare import compare_runs
-    from medcap.train import load_run
+    from medcap.inference import load_run
 
     loaded = load_run(tiny_run["run"])
     res = compare_runs(tiny_run["run"], tiny_run["run"], with_meteor=False, n_boot=300, loaded=(loaded, loaded))
@@ -185,3 +205,21 @@ def test_next_word_accuracy_matches_training_val_accuracy(tiny_run: dict) -> Non
     history = read_history(tiny_run["run"])
     best = history.loc[history["val_loss"].idxmin()]
     assert metrics["next_word"]["accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
+
+
+def test_evaluate_refuses_a_changed_dataset_unless_allowed(tiny_run: dict) -> None:
+    from medcap.eval.evaluate import evaluate_run
+
+    csv_path = Path(tiny_run["spec"].removeprefix("csv:"))
+    original = csv_path.read_text()
+    table = pd.read_csv(csv_path)
+    table.loc[0, "caption"] = table.loc[0, "caption"] + " edited"
+    try:
+        table.to_csv(csv_path, index=False)
+        with pytest.raises(ValueError, match=r"config\.json: dataset_fingerprint .* differs .*--allow-changed-data"):
+            evaluate_run(tiny_run["run"], with_meteor=False, n_boot=20)
+        out = evaluate_run(tiny_run["run"], with_meteor=False, n_boot=20, allow_changed_data=True, name="changed")
+        check = json.loads((out / "metrics.json").read_text())["dataset_check"]
+        assert check["changed"] is True and check["allowed"] is True and check["saved"] != check["now"]
+    finally:
+        csv_path.write_text(original)

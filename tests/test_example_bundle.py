@@ -107,7 +107,7 @@ def test_bundle_predictions_resolve_their_images_and_attention(with_bundle: Path
 
 def test_bundle_runs_decode_their_stored_captions_with_the_current_code(with_bundle: Path) -> None:
     """The current model code rebuilds each run from its files and decodes the stored captions exactly."""
-    from medcap.train import load_run
+    from medcap.inference import load_run
 
     for run_id in EXAMPLE_IDS:
         loaded = load_run(run_id)

@@ -23,7 +23,7 @@ def toy_dataset(tmp_path, monkeypatch):
     paths["bad"] = tmp_path / "img" / "bad.png"
     seen: list[str] = []
 
-    def fake_load_records(spec: str):
+    def fake_load_records(spec: str, allow_outside_root: bool = False):
         seen.append(spec)
         return make_result(paths)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,16 +13,22 @@ from medcap import jobs
 from tests.dashboard_fixtures import dead_pid
 
 
-def test_train_args_and_cli_options() -> None:
-    args = jobs.train_args("model-70", "synthetic:200", 4, 7, "my run/../x", {"--lr": 0.001, "--batch-size": None})
-    assert args == [
-        "train", "--preset", "model-70", "--dataset", "synthetic:200", "--epochs", "4", "--seed", "7",
-        "--name", "my-run-.-x", "--lr", "0.001",
-    ]  # fmt: skip
-    with pytest.raises(ValueError, match="not a flag"):
-        jobs.train_args("model-80", "synthetic", 1, 1, options={"lr": 1})
-    assert {"--epochs", "--seed", "--preset", "--dataset"} <= jobs.cli_options("train")
-    assert jobs.cli_options("no-such-command") == set()
+def test_launch_train_builds_the_command_from_the_config(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[list[str], Path]] = []
+    monkeypatch.setattr(jobs, "spawn", lambda args, log_path: calls.append((list(args), log_path)) or log_path)
+    settings = {"preset": "model-70", "dataset": "synthetic:200", "epochs": 4, "seed": 7, "name": "my run/../x",
+                "learning_rate": 0.001, "batch_size": None}
+    jobs.launch_train(settings)
+    jobs.launch_train(settings)
+    args, log_path = calls[0]
+    assert args[:5] == ["train", "--preset", "model-70", "--dataset", "synthetic:200"]
+    assert args[args.index("--epochs") + 1] == "4" and args[args.index("--seed") + 1] == "7"
+    assert args[args.index("--name") + 1] == "my run/../x"  # an argv element; the run folder name is sanitised
+    assert "--batch-size" not in args  # None: the preset's
+    assert log_path.parent == jobs.launches_dir() and "my-run" in log_path.name
+    assert calls[1][1] != log_path  # two launches in the same second get their own logs
+    with pytest.raises(ValueError, match="epochs"):
+        jobs.launch_train({"dataset": "synthetic", "epochs": 0})
 
 
 def test_spawn_runs_detached_and_logs(artifacts: Path) -> None:
@@ -71,7 +76,7 @@ def test_child_env_points_children_at_this_artifacts_root_and_project(artifacts:
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
     env = jobs.child_env()
     assert env["MEDCAP_ARTIFACTS"] == str(artifacts.resolve())
-    assert env["PYTHONPATH"].split(os.pathsep) == [str(jobs.project_root()), "/elsewhere"]
+    assert env["PYTHONPATH"] == "/elsewhere"  # untouched: children import the installed package
     assert (jobs.project_root() / "medcap" / "__init__.py").is_file()
     assert jobs.medcap_command(["evaluate", "x"]) == [sys.executable, "-m", "medcap", "evaluate", "x"]
 

@@ -94,7 +94,7 @@ def test_grid_changes_prediction_with_grid_attention() -> None:
 
 @pytest.mark.parametrize("score", ["additive", "dot"])
 def test_rebuild_from_config_and_weights_gives_identical_outputs(tmp_path: Path, score: str) -> None:
-    cfg = tiny_cfg(layers=2, extra={"attention_score": score})
+    cfg = tiny_cfg(layers=2, attention_score=score)
     model = build_model(cfg, V, D)
     x = inputs(PREFIX, seed=3)
     before = model(x, training=False)
@@ -119,7 +119,7 @@ def test_custom_layers_config_round_trip() -> None:
     ser = keras.saving.serialize_keras_object(layer)
     assert ser["registered_name"] == "medcap>GridAttention"
     assert isinstance(keras.saving.deserialize_keras_object(ser), GridAttention)
-    assert set(custom_objects()) == {"GridAttention", "LastState", "PaddingMask", "ZeroAttention"}
+    assert set(custom_objects()) == {"FeatureScale", "GridAttention", "LastState", "PaddingMask", "ZeroAttention"}
     with pytest.raises(ValueError, match="score"):
         GridAttention(8, score="cosine")
 

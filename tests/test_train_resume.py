@@ -33,7 +33,7 @@ train_run(RunConfig.from_dict(json.loads(sys.argv[1])), run_dir=Path(sys.argv[2]
 
 
 def _env(artifacts: Path) -> dict[str, str]:
-    return {**os.environ, "MEDCAP_ARTIFACTS": str(artifacts), "PYTHONPATH": str(ROOT),
+    return {**os.environ, "MEDCAP_ARTIFACTS": str(artifacts),
             "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1"}
 
 

@@ -54,7 +54,7 @@ def tiny_config(spec: str, store: Path, **overrides: object) -> RunConfig:
     """The smallest model that still trains (embed/units 16)."""
     values = dict(dataset=spec, epochs=3, batch_size=16, embed_dim=16, lstm_units=16, dense_units=16,
                   attn_units=16, dropout=0.1, patience=10, lr_patience=10, min_count=1, seed=3,
-                  learning_rate=5e-3, extra={"feature_store": str(store)})
+                  learning_rate=5e-3, feature_store=str(store))
     values.update(overrides)
     return RunConfig.from_preset("model-80", **values)
 
@@ -93,7 +93,8 @@ def test_train_run_writes_a_complete_run_folder(tiny: tuple[str, Path], tiny_run
     assert status["state"] == "finished" and status["progress"] == 1.0 and status["epoch"] == 3
     assert status["best_val_loss"] == pytest.approx(hist["val_loss"].min(), rel=1e-6)
     assert "epoch 3/3" in (run / "train.log").read_text()
-    assert not [p.name for p in run.rglob(".*")]  # no temp files left behind
+    assert [p.name for p in run.rglob(".*")] == [".lock"]  # no temp files left behind; the run lock stays (empty)
+    assert (run / ".lock").read_text() == ""  # released: no pid left in it
 
 
 def test_train_run_writes_tensorboard_scalars_per_epoch(tiny_run: tuple[RunConfig, Path]) -> None:
@@ -117,7 +118,7 @@ def test_train_run_writes_tensorboard_scalars_per_epoch(tiny_run: tuple[RunConfi
 
 
 def test_load_run_captions_from_the_store(tiny_run: tuple[RunConfig, Path]) -> None:
-    from medcap.train import load_run
+    from medcap.inference import load_run
 
     _, run = tiny_run
     loaded = load_run(run)
@@ -164,7 +165,7 @@ def test_failure_is_recorded_in_status(tiny: tuple[str, Path], tmp_path: Path) -
 
 
 def test_load_run_names_missing_weights(tmp_path: Path) -> None:
-    from medcap.train import load_run
+    from medcap.inference import load_run
 
     run = tmp_path / "r"
     (run / "weights").mkdir(parents=True)
@@ -219,30 +220,31 @@ def test_cli_flags_override_the_preset() -> None:
 
 
 def test_grid_writes_a_table_per_combination_and_beam(tiny: tuple[str, Path], artifacts: Path) -> None:
-    from medcap.train.grid import run_grid
+    from medcap.experiments.grid import run_grid
 
     spec, store = tiny
     grid = run_grid(tiny_config(spec, store, epochs=1), lrs=[5e-3], layers=[1, 0], beams=[1, 2])
     assert grid.parent == artifacts / "grids"
     table = pd.read_csv(grid / "results.csv")
-    assert len(table) == 4 and table["beam"].tolist() == [1, 2, 1, 2]
+    assert len(table) == 4 and table["beam"].tolist() == [1, 2, 1, 2] and (table["seed"] == 3).all()
     ok, bad = table.iloc[:2], table.iloc[2:]
     assert (ok["state"] == "finished").all() and ok["val_loss"].notna().all() and ok["n_val_images"].eq(3).all()
     assert ok["bleu1"].between(0, 1).all()
     # layers=0 is an invalid model: recorded as failed, and the search still wrote the table
-    assert (bad["state"] == "failed").all() and bad["error"].str.contains("layers=0").all()
+    assert (bad["state"] == "failed").all() and bad["error"].str.contains("layers must be >= 1, got 0").all()
     assert json.loads((grid / "results.json").read_text())[0]["lr"] == 5e-3
 
 
 def test_grid_command_parses_value_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    import medcap.train.grid as grid_mod
+    import medcap.experiments.grid as grid_mod
     from medcap.cli import main
 
     seen = {}
 
-    def fake_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[int]) -> Path:
-        seen.update(base=base, lrs=lrs, layers=layers, beams=beams)
+    def fake_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[int],
+                  seeds: list[int] | None = None) -> Path:
+        seen.update(base=base, lrs=lrs, layers=layers, beams=beams, seeds=seeds)
         write_json(tmp_path / "results.json", [])
         return tmp_path
 
@@ -253,3 +255,32 @@ def test_grid_command_parses_value_lists(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert seen["base"].epochs == 2 and seen["base"].batch_size == 128 and seen["base"].layers == 1
     assert capsys.readouterr().out.strip() == str(tmp_path)
     assert main(["grid", "--dataset", "synthetic", "--lr", "fast"]) == 2  # clear error, exit 2
+    assert main(["grid", "--dataset", "synthetic", "--seeds", "1,2,3"]) == 0 and seen["seeds"] == [1, 2, 3]
+
+
+def test_grid_seeds_vary_the_initialisation_not_the_split(tiny: tuple[str, Path], artifacts: Path) -> None:
+    from medcap.experiments.grid import run_grid
+
+    spec, store = tiny
+    grid = run_grid(tiny_config(spec, store, epochs=1), lrs=[5e-3], layers=[1], beams=[1], seeds=[1, 2])
+    table = pd.read_csv(grid / "results.csv")
+    assert table["seed"].tolist() == [1, 2] and (table["state"] == "finished").all()
+    runs = [artifacts / "runs" / r for r in table["run_id"]]
+    splits = [json.loads((r / "split.json").read_text()) for r in runs]
+    assert splits[0] == splits[1]  # the split seed stayed the base seed (3)
+    configs = [json.loads((r / "config.json").read_text())["run"] for r in runs]
+    assert [c["seed"] for c in configs] == [1, 2] and {c["split_seed"] for c in configs} == {3}
+    assert table["val_loss"].iloc[0] != table["val_loss"].iloc[1]  # different initialisations
+
+
+def test_select_by_val_cider_keeps_the_epoch_whose_captions_score_best(tiny: tuple[str, Path], artifacts: Path) -> None:
+    from medcap.train import train_run
+
+    spec, store = tiny
+    run = train_run(tiny_config(spec, store, epochs=3, select_by="val_cider"))
+    hist = pd.read_csv(run / "history.csv")
+    assert hist["val_cider"].notna().all() and (hist["val_cider"] >= 0).all()
+    status = json.loads((run / "status.json").read_text())
+    assert status["best_epoch"] == int(hist.loc[hist["val_cider"].idxmax(), "epoch"])  # first best on ties
+    plain = train_run(tiny_config(spec, store, epochs=1))
+    assert pd.read_csv(plain / "history.csv")["val_cider"].isna().all()  # not computed unless asked

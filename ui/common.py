@@ -16,9 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
-from medcap import dashboard, paths, runs, viz
+from medcap import dashboard, paths, runs, similar, viz
+from medcap.config import RunConfig
+from medcap.data import roots
+from medcap.data.images import display_copy
 from medcap.eval import artifacts
+from medcap.inference import weights_missing_text
+from medcap.locks import lock_holder
+from medcap.rundir import RunDir
 
 log = logging.getLogger("medcap.pages")
 
@@ -26,6 +33,7 @@ STATE_BADGES = {
     "interrupted": "interrupted (process gone)",
     "unknown": "unknown (half-written?)",
 }
+WEIGHTS_MISSING = "finished (weights missing)"
 
 
 def artifacts_key() -> str:
@@ -56,9 +64,60 @@ def _runs_table(root: str, signature: tuple) -> pd.DataFrame:
 
 
 def runs_table() -> pd.DataFrame:
-    """The runs overview table (cached until any run folder changes)."""
+    """The runs overview table (cached until any run folder changes); a finished run whose best
+    weights are gone reads "finished (weights missing)"."""
     root = paths.runs_dir().resolve()
-    return _runs_table(str(root), _signature(root))
+    table = _runs_table(str(root), _signature(root)).copy()
+    if not table.empty:
+        where = {i.run_id: i.path for i in list_runs()}  # example runs live outside the runs folder
+        gone = [state == "finished" and not RunDir(where.get(str(run), root / str(run))).best_weights.is_file()
+                for run, state in zip(table["run"], table["state"], strict=True)]
+        table.loc[gone, "state"] = WEIGHTS_MISSING
+    return table
+
+
+def weights_missing(info: runs.RunInfo) -> str | None:
+    """For a finished run whose best weights are gone: which file and what to do; else None."""
+    if info.state != "finished" or info.dir.best_weights.is_file():
+        return None
+    return weights_missing_text(info.dir)
+
+
+def config_problem(info: runs.RunInfo) -> str | None:
+    """Why a run's config.json cannot be used (a wrong-typed value names the field), or None."""
+    if not info.config:
+        return None
+    try:
+        RunConfig.from_dict(info.config.get("run"), source=str(info.dir.config))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def trained_by(info: runs.RunInfo) -> int | None:
+    """The pid of the live process holding the run's lock (0 when unknown), or None when nobody trains it."""
+    return lock_holder(info.path)
+
+
+def show_image(image: Image.Image, **kwargs: Any) -> None:
+    """`st.image` of a bounded copy (`display_copy`): the browser never gets a huge original."""
+    st.image(display_copy(image), **kwargs)
+
+
+def dataset_choices(infos: Sequence[runs.RunInfo] = ()) -> list[str]:
+    """Datasets the pages offer: what `roots.find_datasets` finds under $MEDCAP_DATA and the artifacts
+    folder, plus the runs' own datasets that pass `roots.check_spec`, plus `synthetic:2000`."""
+    specs = roots.find_datasets()
+    for info in infos:
+        spec = info.dataset
+        if not spec or spec == "?":
+            continue
+        try:
+            specs.append(roots.check_spec(spec))
+        except ValueError:
+            continue  # outside the data folders (or malformed): not offered
+    specs.append("synthetic:2000")
+    return list(dict.fromkeys(specs))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -173,3 +232,74 @@ def pick_eval(info: runs.RunInfo, key: str = "eval") -> str | None:
 def no_runs_hint() -> None:
     """The message shown on a page when there is nothing to show yet."""
     st.info("No evaluated runs yet. Go to **Home** and press **Build the demo**, or launch a run on **Train**.")
+
+
+# ----------------------------------------------------------------------------------------------
+# similar cases (the run's nearest training images) and the run's dataset images
+
+
+def _run_files_signature(info: runs.RunInfo) -> tuple[float, float]:
+    return dashboard.file_signature(info.dir.config), dashboard.file_signature(info.dir.split)
+
+
+@st.cache_data(show_spinner="Reading the run's training features…", max_entries=8)
+def _case_memory(run_path: str, signature: tuple) -> similar.CaseMemory:
+    return similar.case_memory(Path(run_path))
+
+
+def case_memory(info: runs.RunInfo) -> similar.CaseMemory:
+    """The run's training images, features and captions (cached per run folder)."""
+    return _case_memory(str(info.path), _run_files_signature(info))
+
+
+@st.cache_data(show_spinner="Loading the run's dataset…", max_entries=8)
+def _run_images(run_path: str, signature: tuple) -> pd.DataFrame:
+    return similar.run_images(Path(run_path))
+
+
+def run_images(info: runs.RunInfo) -> pd.DataFrame:
+    """The images of a run's dataset with reference captions, test images first (cached per run folder)."""
+    return _run_images(str(info.path), _run_files_signature(info))
+
+
+def _problem(exc: Exception) -> str:
+    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+
+
+def similar_cases_panel(
+    info: runs.RunInfo, image_id: str | None = None, query: np.ndarray | None = None, key: str = "sim"
+) -> None:
+    """The k training images closest to an image (by id in the run's store, or its features `query`)."""
+    st.subheader("Similar cases")
+    k = st.slider("Training images to show", 1, 10, 5, key=f"{key}_k")
+    try:
+        memory = case_memory(info)
+        if query is None:
+            if image_id is None:
+                return
+            query = similar.stored_features(info.path, [image_id])[0]  # (D,)
+        cases = similar.similar_cases(memory, query, k=k, exclude=image_id)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
+        st.info(f"Similar cases are unavailable for this run: {_problem(exc)}")
+        return
+    st.caption(
+        f"The {len(cases)} training images of `{info.run_id}` closest to this image in the run's global image "
+        f"features (cosine similarity, 1 = same direction), out of {len(memory)}, with the captions the model "
+        "learnt from them."
+    )
+    cols = st.columns(min(max(len(cases), 1), 5))
+    for i, row in enumerate(cases.itertuples(index=False)):
+        with cols[i % len(cols)]:
+            img = viz.thumbnail(row.image_path, 220)
+            if img is None:
+                st.caption(f"{row.image_id}: unreadable image")
+            else:
+                st.image(img, caption=f"#{row.rank} · similarity {row.similarity:.3f}")
+            st.markdown(f"*{row.caption}*")
+    st.dataframe(
+        cases.drop(columns=["image_path"]),
+        hide_index=True,
+        width="stretch",
+        column_config={"similarity": st.column_config.NumberColumn("cosine similarity", format="%.3f")},
+        key=f"{key}_table",
+    )

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "medcap.cli.train_cmd",
     "medcap.cli.eval_cmd",
     "medcap.cli.demo_cmd",
+    "medcap.cli.study_cmd",
 )
 
 

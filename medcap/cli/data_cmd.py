@@ -9,6 +9,8 @@ import sys
 import time
 from typing import Any
 
+from medcap import config
+
 log = logging.getLogger(__name__)
 
 
@@ -19,14 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "dropped, split and leaked.")
     p.add_argument("--dataset", default="synthetic",
                    help="KIND[:PATH]; KIND in synthetic, medpix, roco, medicat, iuxray, csv (default: synthetic)")
-    p.add_argument("--max-words", type=int, default=20, help="longest caption kept, in words (default 20)")
-    p.add_argument("--long-captions", choices=("drop", "truncate"), default="drop",
-                   help="what to do with captions over --max-words (default drop)")
-    p.add_argument("--split-by", choices=("group", "image"), default="group",
-                   help="keep groups (cases/papers/patients) whole, or split images freely (default group)")
-    p.add_argument("--protocol", choices=("model-80", "model-70", "official"), default="model-80",
-                   help="model-80 (80/10/10), model-70 (70/15/15) or the dataset's own split (default model-80)")
-    p.add_argument("--seed", type=int, default=42, help="split seed (default 42)")
+    p.add_argument("--max-words", type=int, default=config.default("max_words"),
+                   help=f"longest caption kept, in words (default {config.default('max_words')})")
+    p.add_argument("--long-captions", choices=config.LONG_CAPTION_CHOICES, default=config.default("long_captions"),
+                   help=f"what to do with captions over --max-words (default {config.default('long_captions')})")
+    p.add_argument("--split-by", choices=config.SPLIT_BY_CHOICES, default=config.default("split_by"),
+                   help=f"{config.field_help('split_by')} (default {config.default('split_by')})")
+    p.add_argument("--protocol", choices=config.PROTOCOL_CHOICES, default=config.default("protocol"),
+                   help=f"{config.field_help('protocol')} (default {config.default('protocol')})")
+    p.add_argument("--seed", type=int, default=config.default("seed"),
+                   help=f"split seed (default {config.default('seed')})")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="also read image paths that resolve outside the dataset's folder (refused by default)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
 
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from medcap.data import load_records, summarize
 
     start = time.perf_counter()
-    result = load_records(args.dataset)
+    result = load_records(args.dataset, allow_outside_root=args.allow_outside_root)
     summary = summarize(result, max_words=args.max_words, split_by=args.split_by, protocol=args.protocol,
                         seed=args.seed, long_captions=args.long_captions)
     seconds = time.perf_counter() - start

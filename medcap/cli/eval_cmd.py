@@ -10,8 +10,11 @@ from typing import Any
 from medcap.rundir import EVAL_SPLITS
 
 METRIC_ORDER = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
-NEXT_WORD_ORDER = ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
-                   "recall_weighted", "f1_weighted", "n_pairs")
+NEXT_WORD_ORDER = ("accuracy", "accuracy_excl_unk", "unk_target_rate", "n_pairs")
+EXTRA_NEXT_WORD = ("precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
+                   "f1_weighted")
+HEALTH_ORDER = ("adjacent_repeat_share", "repeated_bigram_share", "distinct_captions", "distinct_words",
+                "mean_length", "reference_mean_length")
 
 
 def register(subparsers: Any) -> None:
@@ -22,7 +25,11 @@ def register(subparsers: Any) -> None:
     e.add_argument("--split", default=None, choices=EVAL_SPLITS,
                    help="images: the run's split (own dataset) or the dataset's own split; default test, "
                    "or all with --dataset")
-    e.add_argument("--decode", default="greedy", help="greedy | beam:K")
+    e.add_argument("--decode", default=None, help="greedy | beam:K (default: the run's own decoding settings)")
+    e.add_argument("--length-penalty", type=float, default=None,
+                   help="beam search GNMT length penalty alpha (default: the run's, 0 for the paper's presets)")
+    e.add_argument("--allow-changed-data", action="store_true",
+                   help="evaluate even if the dataset changed since training (recorded in metrics.json)")
     e.add_argument("--feature-store", help="use this feature store folder for --dataset (skip extraction)")
     e.add_argument("--no-meteor", action="store_true", help="skip METEOR (no JVM)")
     e.add_argument("--json", action="store_true", help="print metrics.json")
@@ -33,7 +40,7 @@ def register(subparsers: Any) -> None:
     c.add_argument("run_b", help="run B folder or id")
     c.add_argument("--dataset", help="compare on this dataset KIND[:PATH] (its --split, default all)")
     c.add_argument("--split", default=None, choices=EVAL_SPLITS)
-    c.add_argument("--decode", default="greedy", help="greedy | beam:K")
+    c.add_argument("--decode", default=None, help="greedy | beam:K (default: each run's own decoding settings)")
     c.add_argument("--feature-store", help="feature store folder for --dataset (skip extraction)")
     c.add_argument("--no-meteor", action="store_true", help="skip METEOR (no JVM)")
     c.add_argument("--json", action="store_true", help="machine-readable output")
@@ -53,18 +60,36 @@ def _ci(ci: Any) -> str:
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """A plain-text table: metric, value and 95% CI for the model and both baselines, then next-word metrics."""
+    """A plain-text table: metric, value and 95% case-level CI for the model and both baselines, image reliance,
+    then next-word metrics (the paper's definition first) and caption health. Older files show "-"."""
     systems = {"model": metrics["model"], **metrics["baselines"]}
-    lines = [f"{metrics['run_id']} on {metrics['dataset']} ({metrics['images']}; n={metrics['n_images']}, "
-             f"decode {metrics['decode']})",
-             f"{'metric':<10}" + "".join(f"{name:>30}" for name in systems)]
+    boot = metrics.get("bootstrap") or {}
+    unit = f"{boot['n_groups']} cases" if boot.get("unit") == "group" else "images (older evaluation)"
+    lines = [f"{metrics['run_id']} ({metrics.get('run_label', '-')}) on {metrics['dataset']}",
+             f"scored: {metrics['images']}; role: {metrics.get('split_role', 'not recorded')}; "
+             f"n={metrics['n_images']}; decode {metrics['decode']}; 95% CIs resample {unit}"]
+    reliance = (metrics.get("image_reliance") or {}).get("metrics") or {}
+    header = "".join(f"{name:>30}" for name in systems) + (f"{'image reliance':>30}" if reliance else "")
+    lines.append(f"{'metric':<10}" + header)
     for key in METRIC_ORDER:
         cells = []
         for sc in systems.values():
             m = sc.get(key)
             cells.append(f"{_fmt(m['value'])} {_ci(m['ci95'])}" if m else "skipped")
+        if reliance:
+            r = reliance.get(key)
+            cells.append(f"{_fmt(r['value'])} {_ci(r['ci95'])}" if r else "-")
         lines.append(f"{key:<10}" + "".join(f"{c:>30}" for c in cells))
-    lines.append("next-word (model): " + ", ".join(f"{k} {_fmt(metrics['next_word'].get(k))}" for k in NEXT_WORD_ORDER))
+    nw = metrics["next_word"]
+    paper = nw.get("paper_definition") or {}
+    lines.append("next-word (model): " + ", ".join(f"{k} {_fmt(nw.get(k))}" for k in NEXT_WORD_ORDER)
+                 + f", majority baseline {_fmt((nw.get('majority_baseline') or {}).get('accuracy'))}")
+    lines.append("next-word, the paper's definition (Keras P/R at 0.5): "
+                 + ", ".join(f"{k} {_fmt(paper.get(k))}" for k in ("precision", "recall", "f1")))
+    lines.append("next-word, other averages: " + ", ".join(f"{k} {_fmt(nw.get(k))}" for k in EXTRA_NEXT_WORD))
+    health = (metrics.get("caption_health") or {}).get("model")
+    if health:
+        lines.append("caption health (model): " + ", ".join(f"{k} {_fmt(health.get(k))}" for k in HEALTH_ORDER))
     for key, why in metrics.get("skipped", {}).items():
         lines.append(f"skipped {key}: {why}")
     return "\n".join(lines)
@@ -73,7 +98,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 def format_compare(res: dict[str, Any]) -> str:
     """A plain-text paired table: metric, A, B, B - A, 95% CI of B - A, share of resamples with B > A."""
     lines = [f"A = {res['run_a']} ({res['preset_a']}), B = {res['run_b']} ({res['preset_b']})",
-             f"images: {res['images']}; n={res['n_images']}; {res['n_resamples']} paired resamples, seed {res['seed']}",
+             f"images: {res['images']}; n={res['n_images']} in {(res.get('bootstrap') or {}).get('n_groups', '?')} "
+             f"cases; {res['n_resamples']} paired resamples of cases, seed {res['seed']}",
              f"{'metric':<10}{'A':>9}{'B':>9}{'B-A':>9}{'95% CI of B-A':>24}{'P(B>A)':>9}"]
     for key in METRIC_ORDER:
         m = res["metrics"].get(key)
@@ -93,7 +119,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     split = args.split or ("all" if args.dataset else "test")
     out = evaluate_run(args.run, dataset=args.dataset, split=split, decode=args.decode,
-                       feature_store=args.feature_store, with_meteor=not args.no_meteor)
+                       feature_store=args.feature_store, with_meteor=not args.no_meteor,
+                       length_penalty=args.length_penalty, allow_changed_data=args.allow_changed_data)
     metrics = read_json(EvalDir(out).metrics)
     if args.json:
         sys.stdout.write(json.dumps({**metrics, "folder": str(out)}, indent=2) + "\n")

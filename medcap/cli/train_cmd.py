@@ -9,28 +9,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medcap import config
+from medcap.config import flag_for
+
 EXIT_CANCELLED = 143
+EXIT_LOCKED = 3  # the run is being trained by another live process
 
 
-def _add_run_options(p: argparse.ArgumentParser, with_lr_layers: bool = True) -> None:
-    p.add_argument("--preset", default="model-80", help="paper preset: model-80 (80/10/10, batch 64) | model-70")
-    p.add_argument("--dataset", help="dataset spec KIND[:PATH], e.g. synthetic or medpix:../shared/data/medpix-dev")
-    p.add_argument("--protocol", choices=["model-80", "model-70", "official"], help="split protocol (preset's)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (early stopping may end sooner)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--name", help="label in the run folder name (sanitised)")
-    if with_lr_layers:
-        p.add_argument("--lr", type=float, dest="learning_rate")
-        p.add_argument("--layers", type=int, help="stacked BiLSTM layers")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
-    p.add_argument("--attention", choices=["grid", "self"])
-    p.add_argument("--decoder-state", choices=["last_context", "last", "none"],
-                   help="last prefix position's BiLSTM state (+ attended context) into the decoder")
-    p.add_argument("--dropout", type=float)
-    p.add_argument("--mixed-precision", action="store_true", default=None, help="mixed_float16 (for GPUs)")
-    p.add_argument("--strategy", choices=["default", "mirrored"])
-    p.add_argument("--feature-store", help="train on this pre-extracted feature store folder (skip extraction)")
+# Fields whose default comes from the preset (the flag's help says so).
+_PRESET_FIELDS = ("protocol", "batch_size")
+
+
+def _add_run_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """One flag per RunConfig field (types, choices, help and defaults from medcap.config), then --json."""
+    for name in config.field_names():
+        if name in skip:
+            continue
+        kind, options = config.value_type(name), config.choices(name)
+        default = config.default(name)
+        shown = "the preset's" if name in _PRESET_FIELDS else "none" if default in ("", None) else default
+        if name == "dataset":
+            shown = "required unless --resume"
+        help_text = f"{config.field_help(name)} (default: {shown})"
+        if name == "preset":  # always given: the base every other flag overrides
+            p.add_argument(flag_for(name), choices=options, default=default, help=help_text)
+        elif kind is bool:
+            p.add_argument(flag_for(name), dest=name, action=argparse.BooleanOptionalAction, default=None,
+                           help=help_text)
+        else:
+            p.add_argument(flag_for(name), dest=name, type=kind, choices=options, default=None, help=help_text)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -42,10 +49,11 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_train)
 
     g = subparsers.add_parser("grid", help="grid search over learning rate x layers (x decode beam)")
-    _add_run_options(g, with_lr_layers=False)
+    _add_run_options(g, skip=("learning_rate", "layers"))
     g.add_argument("--lr", default="1e-3,5e-4", help="comma-separated learning rates")
     g.add_argument("--layers", default="1,2", help="comma-separated BiLSTM layer counts")
     g.add_argument("--beam", default="1,3", help="comma-separated beam sizes (decode-time)")
+    g.add_argument("--seeds", default="", help="comma-separated init seeds (the split stays fixed), e.g. 1,2,3")
     g.set_defaults(func=cmd_grid)
 
     c = subparsers.add_parser("caption", help="caption image files with a trained run")
@@ -56,22 +64,15 @@ def register(subparsers: Any) -> None:
     c.set_defaults(func=cmd_caption)
 
 
-_OVERRIDES = ("dataset", "protocol", "epochs", "seed", "name", "learning_rate", "layers", "batch_size",
-              "patience", "attention", "decoder_state", "dropout", "mixed_precision", "strategy")
+def config_from_args(args: argparse.Namespace, exclude: tuple[str, ...] = ()) -> config.RunConfig:
+    """RunConfig from the preset plus the flags that were given (names in `exclude` ignored).
 
-
-def config_from_args(args: argparse.Namespace, exclude: tuple[str, ...] = ()) -> Any:
-    """RunConfig from the preset plus the flags that were given (names in `exclude` ignored)."""
-    from medcap.config import RunConfig
-
-    values = {k: getattr(args, k, None) for k in _OVERRIDES if k not in exclude}
-    store = getattr(args, "feature_store", None)
-    if store:
-        values["extra"] = {"feature_store": str(Path(store).resolve())}
-    cfg = RunConfig.from_preset(args.preset, **values)
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.layers < 1:
-        raise ValueError("--epochs, --batch-size and --layers must be >= 1")
-    return cfg
+    A bad value raises ValueError naming the setting and what it expects.
+    """
+    values = {k: getattr(args, k, None) for k in config.field_names() if k not in exclude and k != "preset"}
+    if values.get("feature_store"):
+        values["feature_store"] = str(Path(values["feature_store"]).resolve())
+    return config.RunConfig.from_preset(args.preset, **values)
 
 
 def _floats(text: str, flag: str) -> list[float]:
@@ -112,12 +113,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.dataset:
             raise ValueError("train: --dataset is required (or --resume RUN)")
         cfg = config_from_args(args)
+    from medcap.locks import LockedError
     from medcap.train.runner import RunCancelled, resume_run, train_run
 
     try:
         run_dir = resume_run(run_dir) if args.resume else train_run(cfg)
     except RunCancelled:
         return EXIT_CANCELLED
+    except LockedError as exc:  # nothing was touched: the other process owns the run
+        print(f"train: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
     except (FileNotFoundError, ValueError):
         raise
     except Exception as exc:  # status.json already says failed, with the error
@@ -135,12 +140,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if not (lrs and layers and beams):
         raise ValueError("grid: --lr, --layers and --beam each need at least one value")
     cfg = config_from_args(args, exclude=("learning_rate", "layers"))
+    from medcap.experiments.grid import run_grid
     from medcap.io import read_json
-    from medcap.train.grid import run_grid
     from medcap.train.runner import RunCancelled
 
     try:
-        grid_dir = run_grid(cfg, lrs, layers, beams)
+        seeds = _ints(args.seeds, "--seeds") if args.seeds else None
+        grid_dir = run_grid(cfg, lrs, layers, beams, seeds=seeds)
     except RunCancelled:
         return EXIT_CANCELLED
     if args.json:
@@ -155,7 +161,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"caption: no such image file(s): {', '.join(missing)}")
-    from medcap.train.loading import load_run
+    from medcap.inference import load_run
 
     loaded = load_run(args.run)
     results = []

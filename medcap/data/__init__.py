@@ -1,5 +1,6 @@
 """Data layer: dataset loaders, caption filtering, vocabulary, splits and leakage checks (no TensorFlow)."""
 
+from medcap.data.captioned import dataset_fingerprint, load_captioned, split_for_run
 from medcap.data.loaders import load_records, load_synthetic_folder
 from medcap.data.records import LoadResult
 from medcap.data.splits import leakage_report, make_split
@@ -10,11 +11,14 @@ from medcap.data.vocab import Vocabulary
 __all__ = [
     "LoadResult",
     "Vocabulary",
+    "dataset_fingerprint",
     "leakage_report",
+    "load_captioned",
     "load_records",
     "load_synthetic_folder",
     "make_split",
     "prepare_captions",
+    "split_for_run",
     "summarize",
     "tokenize",
 ]

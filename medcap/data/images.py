@@ -1,7 +1,13 @@
-"""Cheap image validation and robust RGB opening (RGBA, palette, grayscale, 16-bit)."""
+"""Cheap image validation and robust RGB opening (RGBA, palette, grayscale, 16-bit).
+
+The one image reader of medcap: loaders (`check_image`), features and `caption` (`open_image_rgb`) and
+dashboard uploads (`open_upload_bytes`) all decode here and share one pixel limit, `MAX_PIXELS`.
+"""
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
 import os
 import struct
@@ -13,10 +19,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from medcap.io import safe_name
+
 log = logging.getLogger(__name__)
 
 # Reason keys returned by `check_image` (also used as skip reasons by the loaders).
-IMAGE_REASONS = ("missing_file", "empty_file", "not_an_image", "corrupt_image", "decompression_bomb")
+IMAGE_REASONS = ("outside_root", "missing_file", "symlink_loop", "empty_file", "not_an_image", "corrupt_image",
+                 "decompression_bomb")
+
+# The one pixel limit (width x height) for every image medcap decodes: 89,478,485 px (~89.5 MP, e.g.
+# 9459 x 9459), PIL's own default `Image.MAX_IMAGE_PIXELS`. Larger images are refused as decompression
+# bombs by the loaders, feature extraction, `caption` and dashboard uploads alike.
+MAX_PIXELS = 89_478_485
+
+# Longest side of the copies the dashboard shows (`display_copy`).
+DISPLAY_MAX_SIDE = 1024
+
+# Largest upload accepted by `open_upload_bytes` by default: 10 MB as Streamlit counts them (2**20 bytes),
+# the `maxUploadSize` of .streamlit/config.toml.
+_MB = 1024 * 1024
+MAX_UPLOAD_BYTES = 10 * _MB
 
 # Extensions the loaders accept when resolving an image by its stem, in order of preference.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp")
@@ -27,29 +49,48 @@ _MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*", b
 _DRAFT_SIZE = (64, 64)  # JPEG draft decode size: decodes at 1/8 scale, cheap but catches truncation
 
 
-def _pixel_limit() -> int | None:
-    return Image.MAX_IMAGE_PIXELS
+def _pixel_limit() -> int:
+    return MAX_PIXELS
 
 
-def check_image(path: str | os.PathLike[str]) -> str | None:
+def _too_many_pixels(img: Image.Image) -> bool:
+    return img.width * img.height > _pixel_limit()
+
+
+def _bomb_text(width: int | None = None, height: int | None = None) -> str:
+    size = f"{width} x {height} = {width * height:,} pixels, " if width and height else ""
+    return f"image is too large ({size}over the decompression-bomb limit of {_pixel_limit():,} pixels)"
+
+
+def is_inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """True when `path`, with every symlink resolved, lies inside the (resolved) folder `root`."""
+    real = os.path.realpath(path)
+    base = os.path.realpath(root)
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def check_image(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str | None:
     """Return None when `path` is a readable image, else a reason key from IMAGE_REASONS.
 
     Cheap: header parse + `verify()`; JPEGs get an extra reduced (draft) decode to catch truncation.
-    Images over PIL's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`) are rejected.
+    Images over `MAX_PIXELS` are rejected ("decompression_bomb"). With `root`, a path that resolves
+    (symlinks included) outside that folder is "outside_root", checked before anything else so the
+    answer never reveals whether a file outside the root exists.
     """
     p = Path(path)
+    if root is not None and not is_inside(p, root):
+        return "outside_root"
     try:
         size = p.stat().st_size
-    except OSError:
-        return "missing_file"
+    except OSError as exc:
+        return "symlink_loop" if exc.errno == errno.ELOOP else "missing_file"
     if not p.is_file():
         return "missing_file"
     if size == 0:
         return "empty_file"
     try:
         with Image.open(p) as img:
-            limit = _pixel_limit()
-            if limit is not None and img.width * img.height > limit:
+            if _too_many_pixels(img):
                 return "decompression_bomb"
             fmt = img.format
             img.verify()
@@ -76,8 +117,12 @@ def _looks_like_image(path: Path) -> bool:
     return head.startswith(_MAGIC)
 
 
-def check_images(paths: Sequence[str | os.PathLike[str]], workers: int | None = None) -> list[str | None]:
-    """Run `check_image` over many paths in a thread pool; results in input order."""
+def check_images(
+    paths: Sequence[str | os.PathLike[str]],
+    workers: int | None = None,
+    root: str | os.PathLike[str] | None = None,
+) -> list[str | None]:
+    """Run `check_image` (with the same `root`) over many paths in a thread pool; results in input order."""
     if not paths:
         return []
     n_workers = workers or min(16, (os.cpu_count() or 1) * 4)
@@ -85,17 +130,25 @@ def check_images(paths: Sequence[str | os.PathLike[str]], workers: int | None = 
         # Over-limit images are reported as "decompression_bomb"; PIL's own warning is noise here.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with ThreadPoolExecutor(max_workers=n_workers) as pool:
-            return list(pool.map(check_image, paths, chunksize=64))
+            return list(pool.map(lambda p: check_image(p, root), paths, chunksize=64))
+
+
+_SCALE_ROWS = 512  # rows range-scaled at a time: bounds the float64 working memory of big 16-bit images
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """Scale a 16-bit / 32-bit / float single-channel image to 8-bit grayscale by its value range."""
-    arr = np.asarray(img, dtype=np.float64)  # (H, W)
+    """Scale a 16-bit / 32-bit / float single-channel image to 8-bit grayscale by its value range.
+
+    Works in row blocks, so a large 16-bit image costs about its own size plus the 8-bit result.
+    """
+    arr = np.asarray(img)  # (H, W) native dtype (uint16, int32 or float32)
     lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
-        out = np.zeros(arr.shape, dtype=np.uint8)  # (H, W)
-    else:
-        out = np.round((arr - lo) * (255.0 / (hi - lo))).astype(np.uint8)  # (H, W)
+    out = np.zeros(arr.shape, dtype=np.uint8)  # (H, W)
+    if hi > lo:
+        scale = 255.0 / (hi - lo)
+        for top in range(0, arr.shape[0], _SCALE_ROWS):
+            block = arr[top:top + _SCALE_ROWS].astype(np.float64)  # (<=512, W)
+            out[top:top + _SCALE_ROWS] = np.round((block - lo) * scale).astype(np.uint8)
     return Image.fromarray(out, mode="L")
 
 
@@ -122,27 +175,87 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
-def open_image_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Open an image file as a fully loaded 8-bit RGB PIL image.
+def _decode_rgb(source: str | os.PathLike[str] | io.BytesIO, label: str,
+                formats: Sequence[str] | None = None) -> Image.Image:
+    """Open, check the pixel limit (before decoding), decode, apply EXIF orientation, convert to RGB."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+            with Image.open(source) as img:
+                if formats is not None and img.format not in formats:
+                    allowed = " and ".join(formats)
+                    raise ValueError(f"{label}: is {img.format or 'not an image'}; only {allowed} are accepted")
+                if _too_many_pixels(img):
+                    raise ValueError(f"{label}: {_bomb_text(img.width, img.height)}")
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                return to_rgb(img)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{label}: {_bomb_text()}") from exc
+    except UnidentifiedImageError as exc:
+        raise ValueError(f"{label}: not an image file PIL can read") from exc
+    except (OSError, SyntaxError, EOFError, IndexError, TypeError, struct.error) as exc:
+        raise ValueError(f"{label}: corrupt image ({exc})") from exc
 
-    Raises ValueError naming the file when it is missing, empty, not an image, corrupt or too large.
+
+def open_image_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Open an image file as a fully loaded 8-bit RGB PIL image (16-bit scaled by range, alpha over black).
+
+    Raises ValueError naming the file when it is missing, empty, not an image, corrupt or over `MAX_PIXELS`.
     """
     p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"{p}: image path is a symlink loop") from exc
+        raise ValueError(f"{p}: image file not found") from exc
     if not p.is_file():
         raise ValueError(f"{p}: image file not found")
-    if p.stat().st_size == 0:
+    if size == 0:
         raise ValueError(f"{p}: image file is empty (0 bytes)")
-    try:
-        with Image.open(p) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return to_rgb(img)
-    except Image.DecompressionBombError as exc:
-        raise ValueError(f"{p}: image exceeds the decompression-bomb pixel limit ({exc})") from exc
-    except UnidentifiedImageError as exc:
-        raise ValueError(f"{p}: not an image file PIL can read") from exc
-    except (OSError, SyntaxError, EOFError) as exc:
-        raise ValueError(f"{p}: corrupt image ({exc})") from exc
+    return _decode_rgb(p, str(p))
+
+
+def _size_text(n_bytes: int) -> str:
+    """A byte count for people: '10.5 MB', '12 KB', '20 bytes' (MB and KB as powers of 2, as Streamlit counts)."""
+    if n_bytes >= _MB:
+        return f"{n_bytes / _MB:.3g} MB"
+    return f"{n_bytes / 1024:.3g} KB" if n_bytes >= 1024 else f"{n_bytes} bytes"
+
+
+def open_upload_bytes(
+    data: bytes,
+    name: str,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    formats: Sequence[str] | None = ("PNG", "JPEG"),
+) -> Image.Image:
+    """Decode an uploaded image held in memory into the same 8-bit RGB pixels `open_image_rgb` gives
+    for the same file (nothing is written to disk).
+
+    ValueError naming the upload when it is empty, over `max_bytes`, not one of `formats` (None: any
+    format PIL reads), corrupt, or over `MAX_PIXELS` (checked from the header, before decoding).
+    """
+    label = safe_name(name or "upload", max_len=80)
+    if not data:
+        raise ValueError(f"{label}: the uploaded file is empty")
+    if len(data) > max_bytes:
+        raise ValueError(f"{label}: the uploaded file is {_size_text(len(data))}; the limit is "
+                         f"{_size_text(max_bytes)}")
+    return _decode_rgb(io.BytesIO(data), label, formats=formats)
+
+
+def display_copy(image: Image.Image, max_side: int = DISPLAY_MAX_SIDE) -> Image.Image:
+    """A copy of `image` whose longest side is at most `max_side` (aspect kept); show this, never the original."""
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    width, height = image.size
+    longest = max(width, height)
+    if longest <= max_side:
+        return image.copy()
+    scale = max_side / longest
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 def index_images(folder: Path) -> dict[str, Path]:

@@ -2,7 +2,9 @@
 
 `load_records("KIND[:PATH]")`, kinds: synthetic, medpix, roco, medicat, iuxray, csv. A bad record
 (missing/corrupt image, malformed line, bad encoding, ...) is skipped and counted by reason; a
-ValueError is raised only when nothing usable is left.
+ValueError is raised only when nothing usable is left. Image paths that resolve (symlinks included)
+outside the dataset's folder are skipped as "outside_root" unless the caller passes
+`allow_outside_root=True` (CLI: `--allow-outside-root`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from medcap.data.images import IMAGE_EXTENSIONS, check_images, index_images
+from medcap.data.images import IMAGE_EXTENSIONS, check_images, index_images, is_inside
 from medcap.data.readers import (
     SkipLog,
     iter_csv,
@@ -56,10 +58,11 @@ def _row(image_id: str, image_path: Path, caption: Any, group: Any = "", split: 
 
 
 def _finish(spec: str, kind: str, name: str, root: Path, rows: list[dict], skips: SkipLog,
-            has_official_split: bool) -> LoadResult:
+            has_official_split: bool, allow_outside_root: bool = False) -> LoadResult:
     """Drop duplicate ids and rows whose image fails validation (thread pool); build the LoadResult.
 
     Every record read is either in `rows` or already counted in `skips`, so records_read is their sum.
+    Unless `allow_outside_root`, an image path resolving outside `root` is skipped as "outside_root".
     """
     records_read = len(rows) + skips.total()
     unique: list[dict] = []
@@ -70,16 +73,21 @@ def _finish(spec: str, kind: str, name: str, root: Path, rows: list[dict], skips
             continue
         seen.add(row["image_id"])
         unique.append(row)
-    reasons = check_images([r["image_path"] for r in unique])
+    reasons = check_images([r["image_path"] for r in unique], root=None if allow_outside_root else root)
     kept = []
     for row, reason in zip(unique, reasons, strict=True):
         if reason is None:
             kept.append(row)
         else:
-            skips.add(reason, row["image_path"])
+            skips.add(reason, row["image_path"],
+                      f"resolves outside the dataset folder {root}" if reason == "outside_root" else "")
     if not kept:
+        hint = (" Image paths outside the dataset folder are refused; pass --allow-outside-root "
+                "(allow_outside_root=True) to read them." if skips.skipped.get("outside_root") else "")
+        notes = "".join(f" {n}." for n in skips.notes)
         raise ValueError(
-            f"{spec}: no usable records in {root} (read {records_read}; skipped {dict(skips.skipped) or 'none'})"
+            f"{spec}: no usable records in {root} (read {records_read}; skipped {dict(skips.skipped) or 'none'})."
+            f"{notes}{hint}"
         )
     table = pd.DataFrame(kept)
     ordered = [*REQUIRED_COLUMNS, *[c for c in table.columns if c not in REQUIRED_COLUMNS]]
@@ -89,7 +97,7 @@ def _finish(spec: str, kind: str, name: str, root: Path, rows: list[dict], skips
     has_split = has_official_split and bool((table["split"] != "").any())
     return LoadResult(spec=spec, kind=kind, name=name, root=root, table=table, records_read=records_read,
                       skipped=dict(skips.skipped), examples={k: list(v) for k, v in skips.examples.items()},
-                      has_official_split=has_split)
+                      has_official_split=has_split, notes=list(skips.notes))
 
 
 def _existing(path: Path, what: str) -> Path:
@@ -98,17 +106,27 @@ def _existing(path: Path, what: str) -> Path:
     return path
 
 
+def _index_file(path: Path, root: Path, what: str, allow_outside_root: bool) -> Path:
+    """An existing index file of the dataset in `root`; ValueError when it resolves (symlink) outside `root`."""
+    _existing(path, what)
+    if not allow_outside_root and not is_inside(path, root):
+        raise ValueError(f"{path}: the {what} resolves outside the dataset folder {root}; pass "
+                         "--allow-outside-root (allow_outside_root=True) to read it")
+    return path
+
+
 # ---------------------------------------------------------------- synthetic
 
 
-def load_synthetic_folder(path: str | Path, spec: str | None = None, name: str | None = None) -> LoadResult:
+def load_synthetic_folder(path: str | Path, spec: str | None = None, name: str | None = None,
+                          allow_outside_root: bool = False) -> LoadResult:
     """Read a synthetic-set folder: `records.jsonl` lines {image_id, file, caption, group, modality,
     plane, boxes}; `file` is relative to the folder; `boxes` becomes a JSON string column."""
     root = _existing(Path(path).resolve(), "synthetic dataset folder")
     skips = SkipLog()
     rows: list[dict] = []
     index = root / "records.jsonl"
-    _existing(index, "synthetic records file")
+    _index_file(index, root, "synthetic records file", allow_outside_root)
     for lineno, rec in iter_jsonl(index, skips):
         if not rec.get("image_id") or not rec.get("file"):
             skips.add("missing_field", f"{index.name}:{lineno}", "needs image_id and file")
@@ -118,12 +136,12 @@ def load_synthetic_folder(path: str | Path, spec: str | None = None, name: str |
         rows.append(_row(rec["image_id"], root / str(rec["file"]), rec.get("caption"), rec.get("group"),
                          _split_name(rec.get("split")), **meta))
     return _finish(spec or f"synthetic:{root}", "synthetic", name or safe_name(root.name), root, rows, skips,
-                   has_official_split=any(r["split"] for r in rows))
+                   has_official_split=any(r["split"] for r in rows), allow_outside_root=allow_outside_root)
 
 
-def _load_synthetic(spec: str, arg: str) -> LoadResult:
+def _load_synthetic(spec: str, arg: str, allow_outside_root: bool = False) -> LoadResult:
     if arg and not arg.isdigit():
-        return load_synthetic_folder(arg, spec=spec)
+        return load_synthetic_folder(arg, spec=spec, allow_outside_root=allow_outside_root)
     n = int(arg) if arg else DEFAULT_SYNTHETIC_N
     if n < 1:
         raise ValueError(f"{spec}: synthetic size must be >= 1")
@@ -150,10 +168,10 @@ def _medpix_splits(root: Path) -> dict[str, str]:
     return out
 
 
-def load_medpix(root: Path, spec: str) -> LoadResult:
+def load_medpix(root: Path, spec: str, allow_outside_root: bool = False) -> LoadResult:
     """MedPix 2.0: Descriptions.json + images/<stem>.<any ext> + optional splitted_dataset/*.jsonl."""
     root = _existing(root, "MedPix folder")
-    index = _existing(root / "Descriptions.json", "MedPix Descriptions.json")
+    index = _index_file(root / "Descriptions.json", root, "MedPix Descriptions.json", allow_outside_root)
     skips = SkipLog()
     records = load_json_array(index, skips)
     images = index_images(root / "images")
@@ -169,7 +187,11 @@ def load_medpix(root: Path, spec: str) -> LoadResult:
         rows.append(_row(stem, path, desc.get("Caption"), rec.get("U_id"), splits.get(stem, ""),
                          modality=_text(rec.get("Type")), plane=_text(desc.get("Plane")),
                          location=_text(rec.get("Location Category"))))
-    return _finish(spec, "medpix", safe_name(root.name), root, rows, skips, bool(splits))
+    if skips.notes and splits:  # a truncated index: the split files say how many records to expect
+        lost = len(set(splits) - {r["image_id"] for r in rows})
+        skips.note(f"{index.name}: the split files list {len(splits)} images; {lost} of them have no record "
+                   f"in {index.name}")
+    return _finish(spec, "medpix", safe_name(root.name), root, rows, skips, bool(splits), allow_outside_root)
 
 
 # ---------------------------------------------------------------- roco
@@ -190,7 +212,7 @@ def _roco_links(folder: Path, skips: SkipLog) -> dict[str, tuple[str, str]]:
     return links
 
 
-def load_roco(root: Path, spec: str) -> LoadResult:
+def load_roco(root: Path, spec: str, allow_outside_root: bool = False) -> LoadResult:
     """ROCO: data/{train,validation,test}/radiology/{captions.txt,dlinks.txt,images/}; group = PMC article."""
     root = _existing(root, "ROCO folder")
     base = root / "data" if (root / "data").is_dir() else root
@@ -204,6 +226,7 @@ def load_roco(root: Path, spec: str) -> LoadResult:
         if not captions.is_file():
             continue
         found_any = True
+        _index_file(captions, root, "ROCO captions file", allow_outside_root)
         links = _roco_links(folder, link_skips)
         by_stem = index_images(folder / "images")
         for _, fields in iter_tsv_pairs(captions, skips, min_fields=1):
@@ -217,7 +240,7 @@ def load_roco(root: Path, spec: str) -> LoadResult:
             rows.append(_row(image_id, path, caption, article, split))
     if not found_any:
         raise FileNotFoundError(f"{base}: no ROCO captions (expected {{train,validation,test}}/radiology/captions.txt)")
-    return _finish(spec, "roco", safe_name(root.name), root, rows, skips, True)
+    return _finish(spec, "roco", safe_name(root.name), root, rows, skips, True, allow_outside_root)
 
 
 # ---------------------------------------------------------------- medicat
@@ -240,10 +263,31 @@ def _medicat_files(root: Path) -> tuple[Path, Path]:
     raise FileNotFoundError(f"{jsonl.parent}: no MedICaT figures/ folder")
 
 
-def load_medicat(root: Path, spec: str) -> LoadResult:
-    """MedICaT: JSONL figure records (pdf_hash, fig_uri, s2_caption) + figures/<pdf_hash>_<fig_uri>."""
+# "Figure 4.", "Fig 3.", "Fig. 1:", "Figs. 2-3." at the start of a caption: the paper's own label
+_FIGURE_LABEL = re.compile(
+    r"^\s*(fig(?:ure)?s?\.?\s*[A-Za-z]?\d+[A-Za-z]?(?:\s*[-\u2013,&]\s*[A-Za-z]?\d+[A-Za-z]?)*)\s*[.:|\u2013-]?\s*",
+    re.IGNORECASE,
+)
+
+
+def split_figure_label(caption: str) -> tuple[str, str]:
+    """(label, caption without it): `"Figure 4. Axial CT"` -> `("Figure 4", "Axial CT")`; ("", caption) if none."""
+    match = _FIGURE_LABEL.match(caption)
+    if match is None or not caption[match.end():].strip():
+        return "", caption
+    return match.group(1).strip(), caption[match.end():]
+
+
+def load_medicat(root: Path, spec: str, allow_outside_root: bool = False) -> LoadResult:
+    """MedICaT: JSONL figure records (pdf_hash, fig_uri, s2_caption) + figures/<pdf_hash>_<fig_uri>.
+
+    The papers' own figure label ("Figure 4.", "Fig. 1:") is cut from the caption's start (it is not a
+    finding) and kept in a `figure_label` column.
+    """
     root = _existing(root, "MedICaT path")
     jsonl, figures = _medicat_files(root)
+    if root.is_dir():
+        _index_file(jsonl, root, "MedICaT records file", allow_outside_root)
     skips = SkipLog()
     rows: list[dict] = []
     for lineno, rec in iter_jsonl(jsonl, skips):
@@ -252,19 +296,20 @@ def load_medicat(root: Path, spec: str) -> LoadResult:
             skips.add("missing_field", f"{jsonl.name}:{lineno}", "needs pdf_hash and fig_uri")
             continue
         file_name = f"{pdf_hash}_{fig_uri}"
-        caption = rec.get("s2_caption", rec.get("caption"))
-        rows.append(_row(file_name, figures / file_name, caption, pdf_hash, ""))
+        label, caption = split_figure_label(_text(rec.get("s2_caption", rec.get("caption"))))
+        rows.append(_row(file_name, figures / file_name, caption, pdf_hash, "", figure_label=label))
     name = safe_name(root.stem if root.is_file() else root.name)
-    return _finish(spec, "medicat", name, root if root.is_dir() else root.parent, rows, skips, False)
+    return _finish(spec, "medicat", name, root if root.is_dir() else root.parent, rows, skips, False,
+                   allow_outside_root)
 
 
 # ---------------------------------------------------------------- iu x-ray
 
 
-def load_iuxray(root: Path, spec: str) -> LoadResult:
+def load_iuxray(root: Path, spec: str, allow_outside_root: bool = False) -> LoadResult:
     """IU X-Ray (R2Gen): annotation.json {train,val,test: [{id, report, image_path: [...]}]} + images/."""
     root = _existing(root, "IU X-Ray folder")
-    index = _existing(root / "annotation.json", "IU X-Ray annotation.json")
+    index = _index_file(root / "annotation.json", root, "IU X-Ray annotation.json", allow_outside_root)
     data = load_json_object(index)
     skips = SkipLog()
     rows: list[dict] = []
@@ -284,7 +329,7 @@ def load_iuxray(root: Path, spec: str) -> LoadResult:
                 image_id = f"{study['id']}_{rel_path.stem}"  # e.g. CXR2384_IM-0942_0
                 rows.append(_row(image_id, images_dir / rel_path, study.get("report"), study["id"],
                                  _split_name(key)))
-    return _finish(spec, "iuxray", safe_name(root.name), root, rows, skips, True)
+    return _finish(spec, "iuxray", safe_name(root.name), root, rows, skips, True, allow_outside_root)
 
 
 # ---------------------------------------------------------------- csv
@@ -292,7 +337,7 @@ def load_iuxray(root: Path, spec: str) -> LoadResult:
 _CSV_CORE = ("image_id", "image_path", "caption", "group", "split")
 
 
-def load_csv(path: Path, spec: str) -> LoadResult:
+def load_csv(path: Path, spec: str, allow_outside_root: bool = False) -> LoadResult:
     """CSV with image_path (relative to the CSV), caption, optional group/split/image_id + metadata columns."""
     path = _existing(path, "CSV file")
     if path.is_dir():
@@ -311,12 +356,12 @@ def load_csv(path: Path, spec: str) -> LoadResult:
         image_id = rec.get("image_id", "").strip() or rel
         rows.append(_row(image_id, path.parent / rel, rec["caption"], rec.get("group", "").strip(), split, **meta))
     name = safe_name(f"{path.parent.name}-{path.stem}")
-    return _finish(spec, "csv", name, path.parent, rows, skips, has_split)
+    return _finish(spec, "csv", name, path.parent, rows, skips, has_split, allow_outside_root)
 
 
 # ---------------------------------------------------------------- dispatch
 
-_LOADERS: dict[str, Callable[[Path, str], LoadResult]] = {
+_LOADERS: dict[str, Callable[..., LoadResult]] = {
     "medpix": load_medpix,
     "roco": load_roco,
     "medicat": load_medicat,
@@ -336,12 +381,20 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return kind, arg.strip()
 
 
-def load_records(spec: str) -> LoadResult:
-    """Load any dataset from "KIND[:PATH]" into one table (one row per usable image)."""
+def load_records(spec: str, allow_outside_root: bool = False) -> LoadResult:
+    """Load any dataset from "KIND[:PATH]" into one table (one row per usable image).
+
+    Image paths resolving outside the dataset's folder are skipped ("outside_root") unless
+    `allow_outside_root`.
+    """
     kind, arg = parse_spec(spec)
     if kind == "synthetic":
-        return _load_synthetic(spec, arg)
-    return _LOADERS[kind](Path(arg).expanduser().resolve(), spec)
+        return _load_synthetic(spec, arg, allow_outside_root)
+    try:
+        root = Path(arg).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a symlink loop
+        raise ValueError(f"{spec}: the dataset path cannot be resolved (symlink loop?)") from exc
+    return _LOADERS[kind](root, spec, allow_outside_root=allow_outside_root)
 
 
 __all__ = ["IMAGE_EXTENSIONS", "KINDS", "load_records", "load_synthetic_folder", "parse_spec"]

@@ -29,6 +29,7 @@ class SkipLog:
 
     skipped: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # whole-file problems, e.g. a truncated index file
 
     def add(self, reason: str, where: str, detail: str = "") -> None:
         """Record one skipped item (`where`: file name or file:line)."""
@@ -41,8 +42,18 @@ class SkipLog:
         elif n == _LOGGED + 1:
             log.warning("more records skipped for reason %s (counted, not logged)", reason)
 
+    def note(self, text: str) -> None:
+        """Record (and log) a problem with a whole file, such as a truncated index."""
+        self.notes.append(text)
+        log.warning("%s", text)
+
     def total(self) -> int:
         return sum(self.skipped.values())
+
+
+def _byte_offset(text: str, pos: int) -> int:
+    """Byte offset in the (UTF-8) file of character `pos` of its decoded text."""
+    return len(text[:pos].encode("utf-8", errors="surrogateescape"))
 
 
 def read_text(path: Path) -> str:
@@ -64,8 +75,16 @@ def has_bad_encoding(value: Any) -> bool:
 
 
 def iter_jsonl(path: Path, skips: SkipLog) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each valid JSON-object line; skip and count the others."""
-    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
+    """Yield (line number, object) for each valid JSON-object line; skip and count the others.
+
+    A malformed last line with no final newline is a file cut off mid-record: it is counted as
+    "truncated_record" and a note says how many records were read before the cut.
+    """
+    text = read_text(path)
+    lines = text.splitlines()
+    cut = bool(text) and not text.endswith(("\n", "\r"))
+    n_read = 0
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{path.name}:{lineno}"
@@ -75,11 +94,17 @@ def iter_jsonl(path: Path, skips: SkipLog) -> Iterator[tuple[int, dict]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            skips.add("malformed_line", where, f"malformed JSON ({exc.msg})")
+            if cut and lineno == len(lines):
+                skips.add("truncated_record", where, "the file ends inside this record")
+                skips.note(f"{path.name}: truncated JSONL: read {n_read} records; the file ends at byte "
+                           f"{path.stat().st_size} inside record line {lineno}, so anything after it is lost")
+            else:
+                skips.add("malformed_line", where, f"malformed JSON ({exc.msg})")
             continue
         if not isinstance(obj, dict):
             skips.add("malformed_line", where, "not a JSON object")
             continue
+        n_read += 1
         yield lineno, obj
 
 
@@ -96,10 +121,12 @@ def _record_starts(text: str, first: int) -> list[int]:
 
 
 def load_json_array(path: Path, skips: SkipLog) -> list[tuple[int, dict]]:
-    """Parse a JSON array of objects, recovering from malformed records.
+    """Parse a JSON array of objects, recovering from malformed records and reporting truncation.
 
-    Well-formed files parse in one go. Otherwise each top-level record is decoded on its own (records
-    start at a '{' with the indentation of the first one, or one per line); bad ones are skipped.
+    Well-formed files parse in one go. Otherwise records are decoded one after the other; a bad one is
+    skipped ("malformed_line") and decoding resumes at the next record start (a '{' with the indentation
+    of the first record). An array cut off before its closing ']' is a truncated file: the record it ends
+    in is counted as "truncated_record" and a note says how many records were read before which byte.
     Returns (line number, object) pairs. A file that is not an array at all raises ValueError.
     """
     text = read_text(path)
@@ -123,20 +150,53 @@ def load_json_array(path: Path, skips: SkipLog) -> list[tuple[int, dict]]:
     first = text.find("{")
     if not text.lstrip().startswith("[") or first < 0:
         raise ValueError(f"{path}: malformed JSON, not an array of records")
+    return _recover_array(path, text, first, skips)
+
+
+def _recover_array(path: Path, text: str, first: int, skips: SkipLog) -> list[tuple[int, dict]]:
+    """Decode the records of a damaged JSON array one by one (see `load_json_array`)."""
     decoder = json.JSONDecoder()
-    out = []
-    for start in _record_starts(text, first):
-        lineno = _line_of(text, start)
+    starts = _record_starts(text, first)
+    out: list[tuple[int, dict]] = []
+    pos, line_pos, lineno = first, 0, 1
+    good_end = first  # end of the last record decoded
+    closed = False
+    while pos < len(text):
+        ch = text[pos]
+        if ch in " \t\r\n,":
+            pos += 1
+            continue
+        if ch == "]":
+            closed = True
+            break
+        lineno += text.count("\n", line_pos, pos)
+        line_pos = pos
         where = f"{path.name}:{lineno}"
         try:
-            obj, _ = decoder.raw_decode(text, start)
+            obj, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
+            nxt = next((s for s in starts if s > pos), None)
+            if nxt is None:
+                if not text.rstrip().endswith("]"):
+                    skips.add("truncated_record", where, "the file ends inside this record")
+                    break
+                skips.add("malformed_line", where, f"malformed JSON ({exc.msg})")
+                closed = True
+                break
             skips.add("malformed_line", where, f"malformed JSON ({exc.msg})")
+            pos = nxt
             continue
-        if has_bad_encoding(obj):
+        pos = good_end = end
+        if not isinstance(obj, dict):
+            skips.add("malformed_line", where, "not a JSON object")
+        elif has_bad_encoding(obj):
             skips.add("bad_encoding", where, "text is not valid UTF-8")
-            continue
-        out.append((lineno, obj))
+        else:
+            out.append((lineno, obj))
+    if not closed:
+        skips.note(f"{path.name}: truncated JSON: read {len(out)} records before byte "
+                   f"{_byte_offset(text, good_end)} of {path.stat().st_size}; the array is cut off there, "
+                   "so the records after it are lost (their number is unknown)")
     return out
 
 
@@ -161,7 +221,8 @@ def iter_csv(path: Path, skips: SkipLog, required: tuple[str, ...]) -> Iterator[
         raise ValueError(f"{path}: empty CSV file (no header)") from None
     missing = [c for c in required if c not in header]
     if missing:
-        raise ValueError(f"{path}: CSV header lacks required columns {missing} (has {header})")
+        raise ValueError(f"{path}: CSV header lacks required columns {missing} "
+                         f"(its first line has {len(header)} column(s))")
     while True:
         try:
             row = next(reader)

@@ -24,6 +24,7 @@ class LoadResult:
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     examples: dict[str, list[str]] = field(default_factory=dict)  # reason -> first offending names
     has_official_split: bool = False
+    notes: list[str] = field(default_factory=list)  # whole-file problems, e.g. "truncated JSON: read 923 ..."
 
     def __post_init__(self) -> None:
         missing = [c for c in REQUIRED_COLUMNS if c not in self.table.columns]

@@ -66,7 +66,10 @@ def make_split(
     if protocol == "official":
         split = _official_split(table)
         if not split["test"] and split["train"]:
-            split = carve_test(table, split, test_fraction, seed)
+            try:
+                split = carve_test(table, split, test_fraction, seed)
+            except ValueError as exc:
+                log.warning("official split has no test images and none can be carved: %s", exc)
         return split
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {[*PROTOCOLS, 'official']}")

@@ -52,6 +52,7 @@ def summarize(
         "records_kept": len(kept),
         "dropped": dict(sorted(dropped.items())),
         "examples": result.examples,
+        "notes": list(result.notes),
         "images_found": len(table),
         "groups": int(table["group"].nunique()),
         "groups_kept": int(kept["group"].nunique()),

@@ -37,6 +37,8 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "nn_bleu1",
 )
 OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality",)
+# Written since the case-level evaluation (older files lack them; readers treat them as optional).
+CASE_PREDICTION_COLUMNS: tuple[str, ...] = ("cider", "nn_cider", "group")
 REQUIRED_PREDICTION_COLUMNS: tuple[str, ...] = PREDICTION_COLUMNS[:5]
 
 # Metrics shown in tables, in order, with display names.
@@ -50,7 +52,13 @@ METRIC_NAMES = {
     "meteor": "METEOR",
 }
 NEXT_WORD_NAMES = {
-    "accuracy": "Accuracy",
+    "paper_definition.accuracy": "Accuracy (paper's definition: arg-max over all words)",
+    "paper_definition.precision": "Precision (paper's definition: Keras, threshold 0.5)",
+    "paper_definition.recall": "Recall (paper's definition: Keras, threshold 0.5)",
+    "paper_definition.f1": "F1 (paper's definition)",
+    "accuracy": "Accuracy (words decoding may emit)",
+    "accuracy_excl_unk": "Accuracy, <unk> targets left out",
+    "majority_baseline.accuracy": "Majority next-word baseline accuracy",
     "precision_macro": "Precision (macro)",
     "recall_macro": "Recall (macro)",
     "f1_macro": "F1 (macro)",
@@ -228,5 +236,41 @@ def next_word_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame
     data = {}
     for label, metrics in metrics_by_label.items():
         nw = metrics.get("next_word") or {}
-        data[label] = {display: as_float(nw.get(key)) for key, display in NEXT_WORD_NAMES.items() if key in nw}
+        row = {}
+        for key, display in NEXT_WORD_NAMES.items():
+            value: Any = nw
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            row[display] = as_float(value) if value is not None else float("nan")
+        data[label] = row
     return pd.DataFrame(data)
+
+
+def scope_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """What each evaluation scored: split, its role (test / validation used for model selection), the CI unit.
+
+    Evaluations written before these fields existed say "not recorded".
+    """
+    rows = []
+    for label, m in metrics_by_label.items():
+        boot = m.get("bootstrap") or {}
+        unit = f"{boot['n_groups']} cases" if boot.get("unit") == "group" else "images (not recorded: older)"
+        rows.append({"run": label, "run label": m.get("run_label", "not recorded"), "split": m.get("split", "?"),
+                     "role": m.get("split_role", "not recorded"), "images": m.get("n_images"),
+                     "CI resamples": unit, "decode": m.get("decode", "?")})
+    return pd.DataFrame(rows)
+
+
+def health_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Caption health of each evaluation's model captions ("not computed" for older evaluations)."""
+    keys = {"adjacent_repeat_share": "word repeated back to back", "repeated_bigram_share": "any 2-gram repeated",
+            "distinct_caption_ratio": "distinct captions / images", "distinct_words": "distinct words",
+            "mean_length": "mean length", "reference_mean_length": "reference mean length"}
+    rows = []
+    for label, m in metrics_by_label.items():
+        health = (m.get("caption_health") or {}).get("model")
+        row: dict[str, Any] = {"run": label}
+        for key, name in keys.items():
+            row[name] = health.get(key) if health else "not computed"
+        rows.append(row)
+    return pd.DataFrame(rows)

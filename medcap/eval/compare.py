@@ -50,23 +50,25 @@ def _store_for(loaded: Any, result: Any, own: bool, feature_store: str | os.Path
 
 
 def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], dataset: str | None = None,
-                 split: str | None = None, decode: str = "greedy", *,
+                 split: str | None = None, decode: str | None = None, *,
                  feature_store: str | os.PathLike[str] | None = None, n_boot: int = bs.N_RESAMPLES,
                  seed: int = bs.SEED, with_meteor: bool = True, loaded: tuple[Any, Any] | None = None
                  ) -> dict[str, Any]:
     """Paired comparison of run B against run A on the same images and references.
 
-    For each corpus metric: A, B, B - A, the 95% paired-bootstrap CI of B - A and the share of
-    resamples where B > A. `loaded` passes already loaded runs (tests).
+    For each corpus metric: A, B, B - A, the 95% paired-bootstrap CI of B - A (resampling cases: the
+    `group` column) and the share of resamples where B > A. References follow the paper's rule (captions
+    of at most max_words words, full). Each run decodes with its own settings unless `decode` is given.
+    `loaded` passes already loaded runs (tests).
     """
-    beam = parse_decode(decode)
+    beam = parse_decode(decode) if decode is not None else None
     if loaded is None:
-        from medcap.train import load_run
+        from medcap.inference import load_run
 
         loaded = (load_run(run_a), load_run(run_b))
     la, lb = loaded
-    res_a, table_a = prepared_table(la.cfg.dataset, la.cfg)
-    res_b, _ = prepared_table(lb.cfg.dataset, lb.cfg)
+    res_a, table_a = prepared_table(la.cfg.dataset, la.cfg, references=True)
+    res_b, _ = prepared_table(lb.cfg.dataset, lb.cfg, references=True)
     if dataset is None:
         if not same_dataset(res_a, res_b):
             raise ValueError(f"the runs were trained on different datasets ({la.cfg.dataset} vs {lb.cfg.dataset}); "
@@ -82,7 +84,7 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], d
                                  "neither run trained on")
             ids, basis = select_ids(table, split, la.split)
     else:
-        result, table = prepared_table(dataset, la.cfg)
+        result, table = prepared_table(dataset, la.cfg, references=True)
         own_a, own_b = same_dataset(result, res_a), same_dataset(result, res_b)
         ids, basis = select_ids(table, split or "all", None)
         basis = f"the given dataset {dataset}: {basis}"
@@ -102,8 +104,10 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], d
     refs = [[list(tokens[i])] for i in ids]
     hyps_a = [list(c.words) for c in la.decode(g_a, r_a, beam=beam)]
     hyps_b = [list(c.words) for c in lb.decode(g_b, r_b, beam=beam)]
+    group_of = dict(zip(table["image_id"].astype(str), table["group"].astype(str), strict=True))
+    groups = [group_of[i] for i in ids]
     scores, skipped = score_systems(refs, {"a": hyps_a, "b": hyps_b}, n_boot=n_boot, seed=seed,
-                                    with_meteor=with_meteor)
+                                    with_meteor=with_meteor, groups=groups)
     return {
         "run_a": Path(la.run_dir).name,
         "run_b": Path(lb.run_dir).name,
@@ -112,12 +116,13 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], d
         "dataset": result.spec,
         "images": basis,
         "n_images": len(ids),
-        "decode": decode,
-        "metrics": paired_table(scores["a"], scores["b"], n_boot=n_boot, seed=seed),
+        "decode": decode or "each run's own settings",
+        "metrics": paired_table(scores["a"], scores["b"], n_boot=n_boot, seed=seed, groups=groups),
         "corpus": {"a": scores["a"].summary, "b": scores["b"].summary},
         "n_resamples": n_boot,
         "seed": seed,
-        "notes": "BLEU: NLTK corpus BLEU recomputed per resample; ROUGE-L/CIDEr/METEOR: mean of per-image "
-        "scores per resample (METEOR's A/B here are per-image means, not pycocoevalcap's aggregate).",
+        "bootstrap": {"unit": "group", "n_groups": len(set(groups)), "n_resamples": n_boot, "seed": seed},
+        "notes": "Resamples cases (groups), not images. BLEU: NLTK corpus BLEU recomputed per resample; "
+        "ROUGE-L/CIDEr/METEOR: mean of per-image scores per resample.",
         "skipped": skipped,
     }

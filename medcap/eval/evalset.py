@@ -1,8 +1,9 @@
 """Which images an evaluation covers, their references and their features (no TensorFlow here).
 
-References: each image's own caption, tokenized by `medcap.data.tokenize` and filtered by the run's
-caption rules (max words, long-caption policy), one reference per image (images sharing a group
-are not pooled). Words outside the run's vocabulary stay as they are in the references.
+References: each image's own full caption, tokenized by `medcap.data.tokenize`, for the images whose
+caption has at most the run's `max_words` words (the paper's rule, whatever the run's long-caption
+policy in training), one reference per image (images sharing a group are not pooled). Words outside the
+run's vocabulary stay as they are in the references.
 """
 
 from __future__ import annotations
@@ -47,15 +48,18 @@ class EvalSet:
         return len(self.table)
 
 
-def prepared_table(spec: str, cfg: RunConfig) -> tuple[Any, pd.DataFrame]:
-    """Load a dataset and apply the run's caption rules; returns (LoadResult, kept table with `tokens`)."""
-    from medcap.data import load_records, prepare_captions
+def prepared_table(spec: str, cfg: RunConfig, references: bool = False) -> tuple[Any, pd.DataFrame]:
+    """A dataset with the run's caption rules applied (`medcap.data.load_captioned`, as in training);
+    returns (LoadResult, kept table with `tokens`).
 
-    result = load_records(spec)
-    table, dropped = prepare_captions(result.table, max_words=cfg.max_words, long_captions=cfg.long_captions)
-    if dropped:
-        log.info("%s: captions dropped by the run's rules: %s", spec, dropped)
-    return result, table.reset_index(drop=True)
+    `references=True`: the paper's rule for references instead: captions over `max_words` words are left
+    out (never truncated), whatever the run did with them in training.
+    """
+    from medcap.data import load_captioned
+
+    policy = "drop" if references else cfg.long_captions
+    result, table, _ = load_captioned(spec, max_words=cfg.max_words, long_captions=policy)
+    return result, table
 
 
 def same_dataset(a: Any, b: Any) -> bool:
@@ -86,25 +90,9 @@ def select_ids(table: pd.DataFrame, split: str, run_split: dict[str, list[str]] 
 
 def gather(store: Any, ids: list[str], with_grid: bool = True) -> tuple[list[str], np.ndarray, np.ndarray, int]:
     """Features of the ids present in the store, in the given order: (ids kept, global (N, D),
-    grid (N, 7, 7, C) or (0,) without `with_grid`, number of ids without features). Memmaps are read in row order."""
-    kept: list[str] = []
-    rows_list: list[int] = []
-    for i in ids:
-        try:
-            rows_list.append(store.index_of(i))
-        except KeyError:
-            continue
-        kept.append(i)
-    rows = np.array(rows_list, dtype=np.int64)
-    order = np.argsort(rows, kind="stable")
-    g = np.empty((len(rows), store.global_dim), dtype=np.float32)  # (N, D)
-    g[order] = np.asarray(store.global_feats()[rows[order]], dtype=np.float32)
-    if not with_grid:
-        return kept, g, np.zeros(0, dtype=np.float32), len(ids) - len(kept)
-    grid = store.grid()
-    r = np.empty((len(rows), *grid.shape[1:]), dtype=np.float32)  # (N, 7, 7, C)
-    r[order] = np.asarray(grid[rows[order]], dtype=np.float32)
-    return kept, g, r, len(ids) - len(kept)
+    grid (N, 7, 7, C) or (0,) without `with_grid`, number of ids without features)."""
+    kept, g, r = store.gather(ids, with_grid=with_grid)
+    return kept, g, (r if r is not None else np.zeros(0, dtype=np.float32)), len(ids) - len(kept)
 
 
 def build_eval_set(spec: str, table: pd.DataFrame, name: str, split: str,

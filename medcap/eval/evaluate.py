@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +18,34 @@ import numpy as np
 import pandas as pd
 
 from medcap.eval import bootstrap as bs
-from medcap.eval.artifacts import OPTIONAL_PREDICTION_COLUMNS, PREDICTION_COLUMNS
+from medcap.eval.artifacts import CASE_PREDICTION_COLUMNS, OPTIONAL_PREDICTION_COLUMNS, PREDICTION_COLUMNS
 from medcap.eval.baselines import most_frequent_caption, nearest_neighbour_captions
 from medcap.eval.evalset import EvalSet, build_eval_set, prepared_table, same_dataset
 from medcap.eval.metrics import BLEU_WEIGHTS, DEFINITIONS, provenance, sentence_bleu_scores
 from medcap.eval.nextword import next_word_metrics
-from medcap.eval.scoring import score_systems
+from medcap.eval.scoring import paired_table, score_systems
 from medcap.io import atomic_path, safe_name, write_json, write_text
 from medcap.rundir import SPLITS, RunDir
 
 log = logging.getLogger(__name__)
 
+NEXT_WORD_DEFINITIONS = {
+    "next_word.accuracy": "share of (prefix, next word) pairs whose arg-max, among the words decoding may emit "
+    "(not <pad>, <start>, <unk>), is the true next word",
+    "next_word.accuracy_excl_unk": "the same over pairs whose true next word is in the vocabulary",
+    "next_word.majority_baseline": "always answering the most frequent next word of the training pairs",
+    "next_word.paper_definition": "the paper's precision/recall/F1, inferred from its figures (recall < accuracy "
+    "< precision, and F1 is exactly the harmonic mean of its P and R: 0.7095, 0.3031 -> 0.4247): Keras "
+    "Precision()/Recall() on one-hot targets at threshold 0.5. P = pairs whose true word has p > 0.5 / pairs "
+    "with any word above 0.5; R = pairs whose true word has p > 0.5 / all pairs",
+    "next_word.precision_macro": "scikit-learn macro average over words (not the paper's definition)",
+    "image_reliance": "metric of the real captions minus that of captions decoded with each image's features "
+    "swapped for another case's (paired case-level bootstrap CI); ~0 means the captions ignore the image",
+}
+
 BASELINE_DEFINITIONS = {
-    "most_frequent": "Every image gets the most frequent caption of the run's training split.",
+    "most_frequent": "Every image gets the most frequent caption of the run's training split, each caption "
+    "counted once per case that uses it.",
     "nearest_neighbour": "Each image gets the caption of the run's training image whose global CNN feature is "
     "closest by cosine similarity (1-NN retrieval).",
 }
@@ -56,41 +71,63 @@ def eval_name(dataset_name: str, split: str, decode: str) -> str:
 class Prepared:
     """A loaded run and the images to evaluate it on."""
 
-    loaded: Any  # medcap.train.LoadedRun
+    loaded: Any  # medcap.inference.LoadedRun
     evalset: EvalSet
     train_tokens: list[list[str]]
     train_global: np.ndarray  # (Ntr, D) float32
-    own_dataset: bool
+    train_groups: list[str] = field(default_factory=list)
+    own_dataset: bool = True
+    dataset_check: dict[str, Any] = field(default_factory=dict)
+    dataset_has_test: bool = True  # the dataset's own split labels include test images
+
+
+def check_fingerprint(loaded: Any, allow_changed_data: bool = False) -> dict[str, Any]:
+    """Compare the run's dataset now with the fingerprint saved at training time.
+
+    ValueError (naming config.json's `dataset_fingerprint`) when they differ, unless `allow_changed_data`;
+    the returned record goes into metrics.json.
+    """
+    from medcap.data import dataset_fingerprint, load_captioned
+
+    saved = loaded.config.get("dataset_fingerprint")
+    _, table, _ = load_captioned(loaded.cfg.dataset, max_words=loaded.cfg.max_words,
+                                 long_captions=loaded.cfg.long_captions)
+    now = dataset_fingerprint(table)
+    changed = bool(saved) and saved != now
+    if changed and not allow_changed_data:
+        raise ValueError(f"{RunDir(Path(loaded.run_dir)).config}: dataset_fingerprint {saved} differs from the "
+                         f"dataset now ({now}): captions or images of {loaded.cfg.dataset} changed since training. "
+                         f"Pass --allow-changed-data to evaluate anyway (recorded in metrics.json).")
+    return {"saved": saved, "now": now, "changed": changed, "allowed": bool(changed and allow_changed_data)}
 
 
 def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
-            feature_store: str | os.PathLike[str] | None = None, loaded: Any = None) -> Prepared:
-    """Load the run, its training captions/features (for baselines) and the evaluation images."""
-    from medcap.eval.evalset import gather
+            feature_store: str | os.PathLike[str] | None = None, loaded: Any = None,
+            allow_changed_data: bool = False) -> Prepared:
+    """Load the run, its training captions/features (for baselines) and the evaluation images.
+
+    References follow the paper's rule whatever the run trained on: images whose caption has at most
+    `max_words` words, scored against their full caption (a run trained with long captions truncated is
+    not scored against cut text).
+    """
     from medcap.features import ensure_features, open_store
 
     if loaded is None:
-        from medcap.train import load_run
+        from medcap.inference import load_run
 
         loaded = load_run(run_dir)
     cfg = loaded.cfg
-    own_result, own_table = prepared_table(cfg.dataset, cfg)
-    run_store = loaded.store
-    in_train = set(loaded.split.get("train", []))
-    train_ids, train_g, _, _ = gather(run_store, [i for i in own_table["image_id"].astype(str) if i in in_train],
-                                      with_grid=False)
-    if not train_ids:
-        raise ValueError(f"{loaded.run_dir}: no training image with features (baselines need them)")
-    tok = dict(zip(own_table["image_id"].astype(str), own_table["tokens"], strict=True))
-    train_tokens = [list(tok[i]) for i in train_ids]
-
+    check = check_fingerprint(loaded, allow_changed_data)
+    train = loaded.training_set()
+    own_result, own_table = prepared_table(cfg.dataset, cfg, references=True)
     if dataset is None:
         result, table, own = own_result, own_table, True
     else:
-        result, table = prepared_table(dataset, cfg)
+        result, table = prepared_table(dataset, cfg, references=True)
         own = same_dataset(result, own_result)
     if own and split not in SPLITS and split != "all":
         raise ValueError(f"unknown split {split!r}")
+    run_store = loaded.store
     if own:
         store = run_store
     elif feature_store is not None:
@@ -101,48 +138,103 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
         raise ValueError(f"{store.path}: global feature dim {store.global_dim} differs from the run's "
                          f"{run_store.global_dim} (backbone {cfg.backbone})")
     evalset = build_eval_set(result.spec, table, result.name, split, loaded.split if own else None, store)
-    return Prepared(loaded=loaded, evalset=evalset, train_tokens=train_tokens, train_global=train_g, own_dataset=own)
+    has_test = bool((own_table["split"].fillna("").astype(str) == "test").any()) if "split" in own_table else False
+    return Prepared(loaded=loaded, evalset=evalset, train_tokens=train.tokens, train_global=train.global_feats,
+                    train_groups=train.groups, own_dataset=own, dataset_check=check, dataset_has_test=has_test)
 
 
-def decode_captions(loaded: Any, evalset: EvalSet, beam: int) -> list[Any]:
-    """Model captions for the evaluation images (greedy when beam == 1)."""
-    return loaded.decode(evalset.global_feats, evalset.grid_feats, beam=beam)
+def decode_captions(loaded: Any, evalset: EvalSet, beam: int | None = None, **settings: Any) -> list[Any]:
+    """Model captions for the evaluation images (the run's decoding settings unless overridden)."""
+    return loaded.decode(evalset.global_feats, evalset.grid_feats, beam=beam, **settings)
+
+
+def split_description(loaded: Any, ev: EvalSet, own: bool, dataset_has_test: bool) -> dict[str, Any]:
+    """Which split was scored, its role (test / validation used for model selection) and the run's label."""
+    from medcap.data.splits import split_role
+
+    cfg = loaded.cfg
+    role = split_role(cfg.protocol, dataset_has_test, ev.split) if own else "external dataset (not used in training)"
+    protocol = {"official": "official split", "kfold": f"fold {cfg.fold + 1}/{cfg.n_folds}"}.get(
+        cfg.protocol, f"{cfg.protocol} {cfg.split_by} split")
+    return {"split": ev.split, "split_role": role, "used_for_model_selection": own and ev.split == "val",
+            "run_label": f"{cfg.preset} · {protocol}"}
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, split: str = "test",
-                 decode: str = "greedy", *, feature_store: str | os.PathLike[str] | None = None,
-                 n_boot: int = bs.N_RESAMPLES, seed: int = bs.SEED, with_meteor: bool = True) -> Path:
-    """Evaluate a run and write its `EvalDir` `<run>/eval/<name>/` (metrics, predictions, attention).
+                 decode: str | None = None, *, feature_store: str | os.PathLike[str] | None = None,
+                 n_boot: int = bs.N_RESAMPLES, seed: int = bs.SEED, with_meteor: bool = True,
+                 length_penalty: float | None = None, allow_changed_data: bool = False,
+                 decode_settings: dict[str, Any] | None = None, name: str | None = None,
+                 with_reliance: bool = True) -> Path:
+    """Evaluate a run and write its `EvalDir` `<run>/eval/<name>/` (metrics, predictions, attention maps).
 
     `dataset=None` uses the run's dataset and its own split; another dataset uses its own split
     (`split="all"`: every image) with features from the run's backbone (`feature_store` overrides).
-    Baselines always come from the run's training split.
+    Baselines always come from the run's training split. Decoding follows the run's settings;
+    `decode` ("greedy" | "beam:K"), `length_penalty` and `decode_settings` (RunConfig decoding fields)
+    override them. Every confidence interval resamples cases (the `group` column). The image-reliance
+    check decodes the images again with features swapped across cases.
     """
-    beam = parse_decode(decode)
-    prep = prepare(run_dir, dataset, split, feature_store)
+    from medcap.eval.health import caption_health
+    from medcap.eval.reliance import own_case_share, swap_permutation
+
+    settings = dict(decode_settings or {})
+    if decode is not None:
+        settings["beam_size"] = parse_decode(decode)
+    if length_penalty is not None:
+        settings["length_penalty"] = float(length_penalty)
+    prep = prepare(run_dir, dataset, split, feature_store, allow_changed_data=allow_changed_data)
     loaded, ev = prep.loaded, prep.evalset
+    beam = int(settings.get("beam_size", loaded.cfg.beam_size))
+    decode = decode or ("greedy" if beam <= 1 else f"beam:{beam}")
     log.info("evaluating %s on %s (%s, %d images, %s)", loaded.run_dir.name, ev.spec, ev.basis, len(ev), decode)
 
-    caps = decode_captions(loaded, ev, beam)
+    options = loaded.decode_options(ev.global_feats, **settings)
+    caps = loaded.decode(ev.global_feats, ev.grid_feats, beam=beam, options=options)
     hyps = [list(c.words) for c in caps]
-    mf = most_frequent_caption(prep.train_tokens)
+    groups = ev.table["group"].astype(str).tolist()
+    mf = most_frequent_caption(prep.train_tokens, groups=prep.train_groups or None)
     _nn_idx, nn_caps = nearest_neighbour_captions(prep.train_global, prep.train_tokens, ev.global_feats)
     refs = ev.refs
     systems = {"model": hyps, "most_frequent": [list(mf) for _ in refs], "nearest_neighbour": nn_caps}
-    scores, skipped = score_systems(refs, systems, n_boot=n_boot, seed=seed, with_meteor=with_meteor)
+    reliance: dict[str, Any] = {}
+    if with_reliance and len(ev) > 1:
+        perm = swap_permutation(groups, seed=seed)
+        swapped_opts = loaded.decode_options(ev.global_feats[perm], **settings)
+        swapped = loaded.decode(ev.global_feats[perm], ev.grid_feats[perm], beam=beam, options=swapped_opts)
+        systems["swapped_images"] = [list(c.words) for c in swapped]
+        reliance = {"own_case_share": own_case_share(groups, perm), "seed": seed}
+    scores, skipped = score_systems(refs, systems, n_boot=n_boot, seed=seed, with_meteor=with_meteor, groups=groups)
+    if "swapped_images" in scores:
+        table = paired_table(scores["swapped_images"], scores["model"], n_boot=n_boot, seed=seed, groups=groups)
+        reliance["metrics"] = {k: {"value": v["diff"], "ci95": v["ci95"], "swapped": v["a"]} for k, v in table.items()}
 
     vocab = loaded.vocab
     token_ids = [vocab.encode(r[0]) for r in refs]
-    model_global, model_grid = loaded.model_inputs(ev.global_feats, ev.grid_feats)  # scaled as in training
-    next_word = next_word_metrics(loaded.model, model_global, model_grid, token_ids, vocab.start_id,
-                                  vocab.end_id, max_len=loaded.cfg.max_words + 1)
+    next_word = next_word_metrics(loaded.model, ev.global_feats, ev.grid_feats, token_ids, vocab.start_id,
+                                  vocab.end_id, max_len=loaded.cfg.max_words + 1, unk_id=vocab.unk_id,
+                                  banned=[vocab.pad_id, vocab.start_id, vocab.unk_id],
+                                  train_token_ids=[vocab.encode(t) for t in prep.train_tokens])
+    health = {"model": caption_health(hyps, refs), "nearest_neighbour": caption_health(nn_caps, refs)}
 
-    name = eval_name(ev.name, split, decode)
+    name = name or eval_name(ev.name, split, decode)
     out = RunDir(Path(loaded.run_dir)).eval_dir(name)
     metrics = _metrics_json(name, loaded, ev, decode, scores, next_word, skipped, mf, n_boot, seed, refs)
-    _write_predictions(out.predictions, ev, refs, hyps, scores["model"].per_image, nn_caps)
-    _write_attention(out.attention, ev.image_ids, caps)
-    write_json(out.metrics, metrics)  # written last: its presence marks the evaluation complete
+    metrics.update(split_description(loaded, ev, prep.own_dataset, prep.dataset_has_test))
+    _, n_groups = bs.group_codes(len(ev), groups)
+    metrics["bootstrap"] = {"unit": "group", "n_groups": n_groups, "n_images": len(ev), "n_resamples": n_boot,
+                            "seed": seed}
+    metrics["image_reliance"] = reliance or None
+    metrics["caption_health"] = health
+    metrics["decode_options"] = {"beam": beam, **options.describe()}
+    metrics["attention_maps"] = "last_position"
+    metrics["dataset_check"] = prep.dataset_check
+    with out.staging() as tmp:
+        _write_predictions(tmp.predictions, ev, refs, hyps, scores["model"].per_image, nn_caps,
+                           scores["nearest_neighbour"].per_image)
+        _write_attention(tmp.attention, ev.image_ids, [c.attention for c in caps])
+        _write_attention(tmp.attention_mean, ev.image_ids, [c.attention_mean for c in caps])
+        write_json(tmp.metrics, metrics)  # written last: its presence marks the evaluation complete
     log.info("wrote %s", out.path)
     return out.path
 
@@ -167,23 +259,25 @@ def _metrics_json(name: str, loaded: Any, ev: EvalSet, decode: str, scores: dict
                       "nearest_neighbour": scores["nearest_neighbour"].summary},
         "most_frequent_caption": " ".join(mf),
         "next_word": next_word,
-        "definitions": {**DEFINITIONS, **BASELINE_DEFINITIONS},
+        "definitions": {**DEFINITIONS, **BASELINE_DEFINITIONS, **NEXT_WORD_DEFINITIONS},
         "provenance": {
             "metrics": prov,
             "tokenization": "medcap.data.tokenize (lowercase, punctuation stripped, numbers and abbreviations "
-            "kept); captions filtered with the run's rules (max_words, long_captions)",
+            "kept)",
             "references_per_image": 1,
-            "references": "each image's own caption (images sharing a group are not pooled); words outside "
-            "the run's vocabulary stay as they are",
+            "references": f"the paper's rule: images whose caption has at most {loaded.cfg.max_words} words, each "
+            "scored against its own full caption (images sharing a group are not pooled); words outside the run's "
+            "vocabulary stay as they are",
             "reference_oov_rate": (1 - in_vocab / n_words) if n_words else 0.0,
             "next_word_pairs": "caption of n words -> n + 1 (prefix, next word) pairs incl. <end>; "
             "out-of-vocabulary reference words are <unk> targets",
             "smoothing": {"corpus_bleu": prov["bleu1"]["smoothing"],
                           "sentence_bleu": prov["sentence_bleu"]["smoothing"]},
-            "bootstrap": {"resamples": n_boot, "seed": seed, "unit": "image", "ci": "percentile 2.5-97.5",
-                          "bleu": "recomputed from per-image n-gram statistics each resample",
-                          "rouge_l/cider/meteor": "mean of per-image scores per resample (CIDEr keeps the "
-                          "document frequencies of the full reference set)"},
+            "bootstrap": {"resamples": n_boot, "seed": seed, "unit": "group (case)", "ci": "percentile 2.5-97.5",
+                          "bleu": "recomputed from per-image n-gram statistics of the resampled cases",
+                          "rouge_l/cider/meteor": "mean of per-image scores, value and interval alike (CIDEr "
+                          "keeps the document frequencies of the full reference set; METEOR's pooled corpus "
+                          "score is kept as corpus_value)"},
             "decode": decode,
             "n_images": len(ev),
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -193,7 +287,7 @@ def _metrics_json(name: str, loaded: Any, ev: EvalSet, decode: str, scores: dict
 
 
 def _write_predictions(path: Path, ev: EvalSet, refs: list, hyps: list[list[str]], per_image: dict[str, np.ndarray],
-                       nn_caps: list[list[str]]) -> None:
+                       nn_caps: list[list[str]], nn_per_image: dict[str, np.ndarray]) -> None:
     rows = []
     table = ev.table
     for i, (r, h, nn) in enumerate(zip(refs, hyps, nn_caps, strict=True)):
@@ -202,22 +296,24 @@ def _write_predictions(path: Path, ev: EvalSet, refs: list, hyps: list[list[str]
                "references": json.dumps([" ".join(t) for t in r]), "prediction": " ".join(h),
                **{k: sb[k] for k in BLEU_WEIGHTS}, "rouge_l": float(per_image["rouge_l"][i]),
                "ref_len": len(r[0]), "pred_len": len(h), "nn_caption": " ".join(nn),
-               "nn_bleu1": sentence_bleu_scores(r, nn)["bleu1"]}
+               "nn_bleu1": sentence_bleu_scores(r, nn)["bleu1"], "cider": float(per_image["cider"][i]),
+               "nn_cider": float(nn_per_image["cider"][i]), "group": str(table["group"].iloc[i])}
         if "modality" in table.columns:
             row["modality"] = table["modality"].iloc[i]
         rows.append(row)
-    columns = [*PREDICTION_COLUMNS, *(c for c in OPTIONAL_PREDICTION_COLUMNS if c in table.columns)]
+    columns = [*PREDICTION_COLUMNS, *CASE_PREDICTION_COLUMNS,
+               *(c for c in OPTIONAL_PREDICTION_COLUMNS if c in table.columns)]
     write_text(path, pd.DataFrame(rows, columns=columns).to_csv(index=False))
 
 
-def _write_attention(path: Path, image_ids: list[str], caps: list[Any]) -> None:
+def _write_attention(path: Path, image_ids: list[str], maps: list[np.ndarray | None]) -> None:
     """One (n_words, 7, 7) float16 array per image id ((0, 7, 7) when the model has no grid attention).
 
     Written entry by entry (the .npz layout np.load reads), so any image id is a valid key.
     """
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        for image_id, cap in zip(image_ids, caps, strict=True):
-            att = np.zeros((0, 7, 7)) if cap.attention is None else cap.attention
+        for image_id, att in zip(image_ids, maps, strict=True):
+            att = np.zeros((0, 7, 7)) if att is None else att
             arr = np.asarray(att, dtype=np.float16).reshape(-1, 7, 7)  # (n_words, 7, 7)
             with zf.open(f"{image_id}.npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, arr, allow_pickle=False)

@@ -258,13 +258,3 @@ def classification_metrics(y_true: Sequence[Any], y_pred: Sequence[Any], labels:
         out[f"f1_{avg}"] = float(f)
     return out
 
-
-def corpus_metrics(refs: Refs, hyps: Hyps, with_meteor: bool = True) -> dict[str, Scored]:
-    """Every corpus metric keyed like metrics.json (BLEU entries carry no per-image scores)."""
-    bleu = corpus_bleu_scores(refs, hyps)
-    out = {name: Scored(value) for name, value in bleu.items()}
-    out["rouge_l"] = rouge_l(refs, hyps)
-    out["cider"] = cider(refs, hyps)
-    if with_meteor:
-        out["meteor"] = meteor(refs, hyps)
-    return out

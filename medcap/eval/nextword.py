@@ -3,8 +3,9 @@
 A caption of n words (ids w1..wn, no markers) gives n + 1 pairs: prefix `<start> w1..wk`
 (right-padded with 0 to `max_len`) and target w(k+1), the last target being `<end>`; these are
 the pairs the model is trained on. Reference words outside the run's vocabulary are `<unk>` here.
-The model is any callable taking {"global", "grid", "prefix"} and returning {"probs": (B, V)}
-(a Keras model); TensorFlow is not imported by this module.
+The model is any callable taking {"global", "grid", "prefix"} (raw store features: a run's model
+applies its own feature scale) and returning {"probs": (B, V)} (a Keras model); TensorFlow is not
+imported by this module.
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ def majority_next_word(train_token_ids: Sequence[Sequence[int]], start_id: int, 
 
 def predict_next_words(model: Any, global_feats: np.ndarray, grid_feats: np.ndarray, images: np.ndarray,
                        prefixes: np.ndarray, targets: np.ndarray | None = None, banned: Sequence[int] = (),
-                       batch_size: int = 256) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Arg-max next word of every pair (P,) among the allowed words, and the paper's P/R counts.
+                       batch_size: int = 256) -> tuple[np.ndarray, tuple[int, int, int], int]:
+    """Arg-max next word of every pair (P,) among the allowed words, the paper's P/R counts, and the
+    number of pairs whose unrestricted arg-max is right (Keras' accuracy, the paper's).
 
     Features are gathered per pair from the per-image arrays (raw store features: the model scales
     them itself). Words in `banned` (e.g. `<pad>`, `<start>`, `<unk>`, which decoding never emits)
@@ -91,20 +93,22 @@ def predict_next_words(model: Any, global_feats: np.ndarray, grid_feats: np.ndar
     r_all = np.asarray(grid_feats, dtype=np.float32).reshape(len(g_all), 49, -1)  # (N, 49, 512)
     banned_idx = np.asarray(sorted(set(int(b) for b in banned)), dtype=np.int64)
     preds = np.zeros(len(prefixes), dtype=np.int64)
-    tp = pred_pos = 0
+    tp = pred_pos = raw_right = 0
     for start in range(0, len(prefixes), batch_size):
         rows = images[start : start + batch_size]
         out = model({"global": g_all[rows], "grid": r_all[rows], "prefix": prefixes[start : start + batch_size]},
                     training=False)
         probs = np.asarray(out["probs"], dtype=np.float32)  # (B, V)
         if targets is not None:
-            t, pp, _ = paper_prf_counts(probs, targets[start : start + len(rows)])
+            batch_targets = targets[start : start + len(rows)]
+            t, pp, _ = paper_prf_counts(probs, batch_targets)
             tp, pred_pos = tp + t, pred_pos + pp
+            raw_right += int((probs.argmax(axis=1) == batch_targets).sum())
         if len(banned_idx):
             probs = probs.copy()
             probs[:, banned_idx] = -1.0
         preds[start : start + len(rows)] = probs.argmax(axis=1)
-    return preds, (tp, pred_pos, len(prefixes))
+    return preds, (tp, pred_pos, len(prefixes)), raw_right
 
 
 def next_word_metrics(model: Any, global_feats: np.ndarray, grid_feats: np.ndarray,
@@ -121,12 +125,13 @@ def next_word_metrics(model: Any, global_feats: np.ndarray, grid_feats: np.ndarr
     images, prefixes, targets = next_word_pairs(token_ids, start_id, end_id, max_len)
     if len(targets) == 0:
         out: dict[str, Any] = classification_metrics([], [])
-        out["paper_definition"] = {**paper_prf(0, 0, 0), "threshold": PAPER_THRESHOLD}
+        out["paper_definition"] = {**paper_prf(0, 0, 0), "accuracy": 0.0, "threshold": PAPER_THRESHOLD}
         return out
-    preds, counts = predict_next_words(model, global_feats, grid_feats, images, prefixes, targets, banned,
-                                       batch_size)
+    preds, counts, raw_right = predict_next_words(model, global_feats, grid_feats, images, prefixes, targets,
+                                                  banned, batch_size)
     out = classification_metrics(targets, preds)
-    out["paper_definition"] = {**paper_prf(*counts), "threshold": PAPER_THRESHOLD}
+    out["paper_definition"] = {**paper_prf(*counts), "accuracy": raw_right / len(targets),
+                               "threshold": PAPER_THRESHOLD}
     out["end_target_rate"] = float(np.mean(targets == end_id))
     if unk_id is not None:
         known = targets != unk_id

@@ -50,14 +50,26 @@ NOTES: dict[str, str] = {
 }
 
 # Where each paper column lives in medcap's metrics.json ("next_word" or "model" section).
+# Each paper column and medcap's figure under the same definition: next-word accuracy, precision, recall
+# and F1 as Keras computes them (arg-max over every word; Precision()/Recall() on one-hot targets at 0.5,
+# which the paper's own figures imply: recall < accuracy < precision and F1 = 2PR / (P + R)).
 METRIC_KEYS: dict[str, tuple[str, str]] = {
-    "accuracy": ("next_word", "accuracy"),
-    "precision": ("next_word", "precision_macro"),
-    "recall": ("next_word", "recall_macro"),
-    "f1": ("next_word", "f1_macro"),
+    "accuracy": ("next_word", "paper_definition.accuracy"),
+    "precision": ("next_word", "paper_definition.precision"),
+    "recall": ("next_word", "paper_definition.recall"),
+    "f1": ("next_word", "paper_definition.f1"),
     "bleu1": ("model", "bleu1"),
     "bleu2": ("model", "bleu2"),
 }
+
+
+def _lookup(section: Any, key: str) -> Any:
+    """Follow a dotted key ("paper_definition.precision") into nested dicts; None when absent."""
+    for part in key.split("."):
+        if not isinstance(section, dict):
+            return None
+        section = section.get(part)
+    return section
 
 
 def tables() -> dict[str, list[dict[str, Any]]]:
@@ -95,11 +107,12 @@ def comparison(metrics_by_label: dict[str, dict[str, Any]], presets: dict[str, s
         for column, (section, key) in METRIC_KEYS.items():
             if column not in reported:
                 continue
-            item = (metrics.get(section) or {}).get(key)
+            item = _lookup(metrics.get(section) or {}, key)
             try:
                 ours = float(item.get("value") if isinstance(item, dict) else item)
             except (TypeError, ValueError):
                 ours = float("nan")
             paper = float(reported[column])
-            rows.append({"run": label, "figure": column, "medcap": ours, "paper": paper, "difference": ours - paper})
-    return pd.DataFrame(rows, columns=["run", "figure", "medcap", "paper", "difference"])
+            rows.append({"run": label, "figure": column, "medcap": ours, "paper": paper, "difference": ours - paper,
+                         "note": "" if ours == ours else "not computed (evaluation older than this figure)"})
+    return pd.DataFrame(rows, columns=["run", "figure", "medcap", "paper", "difference", "note"])

@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["FeatureStore", "ImageFeaturizer", "ensure_features", "open_store"]
+__all__ = ["FeatureStore", "ImageFeaturizer", "ensure_features", "merge_stores", "open_store", "write_store"]
 
 _WHERE = {
     "FeatureStore": "medcap.features.store",
     "open_store": "medcap.features.store",
+    "write_store": "medcap.features.store",
+    "merge_stores": "medcap.features.merge",
     "ensure_features": "medcap.features.extract",
     "ImageFeaturizer": "medcap.features.featurizer",
 }

@@ -9,6 +9,10 @@ written (meta last: it marks completion) and the work files are removed.
 
 Row order is the dataset's image ids sorted, so it does not depend on the loader's order.
 Every readable image of `result.table` is extracted, whatever its caption.
+
+Sharding (`shard=(I, N)`): the worker extracts rows [I*M//N, (I+1)*M//N) of that order into its
+own store `<name>-shard<I>of<N>` (same fingerprint as the whole dataset, resumable the same way,
+`meta["shard"]` says which rows); `medcap.features.merge` joins the N shards into the unsharded store.
 """
 
 from __future__ import annotations
@@ -30,10 +34,20 @@ from tqdm import tqdm
 
 from medcap import io, paths
 from medcap.data.records import LoadResult
-from medcap.features import decode
+from medcap.features import imageload
 from medcap.features.augment import AugmentSettings, augmented_views
 from medcap.features.backbones import Backbone, FeatureFn, get_backbone
-from medcap.features.store import IDS_FILE, META_FILE, STORE_FORMAT, FeatureStore, fingerprint, is_complete, open_store
+from medcap.features.shard import shard_bounds
+from medcap.features.store import (
+    IDS_FILE,
+    META_FILE,
+    STORE_FORMAT,
+    FeatureStore,
+    fingerprint,
+    is_complete,
+    open_store,
+    store_folder_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +64,9 @@ def candidates(result: LoadResult) -> list[tuple[str, str]]:
     return sorted(seen.items())
 
 
-def store_dir(result: LoadResult, backbone: str, fp: str) -> Path:
-    """Folder of the store for this dataset, backbone and fingerprint."""
-    return paths.features_dir() / io.safe_name(f"{result.name}-{backbone}-{fp[:12]}", max_len=120)
+def store_dir(result: LoadResult, backbone: str, fp: str, shard: tuple[int, int] | None = None) -> Path:
+    """Folder of the store for this dataset, backbone and fingerprint (and shard (I, N) when given)."""
+    return paths.features_dir() / store_folder_name(result.name, backbone, fp, shard)
 
 
 def _array_shapes(bb: Backbone, n: int, k: int) -> dict[str, tuple[int, ...]]:
@@ -177,12 +191,12 @@ def make_image_dataset(cands: list[tuple[str, str]], start: int, size: int, batc
     def load(row: np.int64) -> tuple[np.ndarray, np.bool_, bytes]:
         image_id, path = cands[int(row)]
         try:
-            img = decode.open_rgb(path)
-            stack = [decode.resize_array(img, size)]
-            stack += [decode.resize_array(v, size) for v in augmented_views(img, image_id, k, settings)]
+            img = imageload.open_rgb(path)
+            stack = [imageload.resize_array(img, size)]
+            stack += [imageload.resize_array(v, size) for v in augmented_views(img, image_id, k, settings)]
             return np.stack(stack), np.bool_(True), b""  # (1+K, S, S, 3)
         except Exception as exc:  # one bad image never stops the batch
-            reason = str(exc) if isinstance(exc, decode.ImageDecodeError) else f"{path}: {type(exc).__name__}: {exc}"
+            reason = str(exc) if isinstance(exc, imageload.ImageDecodeError) else f"{path}: {type(exc).__name__}: {exc}"
             return np.zeros((views, size, size, 3), np.uint8), np.bool_(False), reason.encode("utf-8")
 
     def load_tf(row: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -260,12 +274,14 @@ def ensure_features(
     augment_settings: AugmentSettings | None = None,
     precision: str = "float32",
     on_batch: Callable[[int], None] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> FeatureStore:
     """Extract the dataset's features into a store, or reuse the complete one with the same fingerprint.
 
     `backbone` is a registry name or a ready `Backbone` (tests inject small ones); `precision`
     ("float32", "bfloat16", "float16") applies to a name and is part of the fingerprint. `on_batch(rows)`
     is called after each batch is handed to the writer (tests use it to simulate an interruption).
+    `shard=(I, N)` extracts only shard I of N into its own store (see the module docstring).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -281,13 +297,21 @@ def ensure_features(
     if facts.get("precision") == "float32":
         del facts["precision"]  # float32 stores keep the fingerprint they had before precision existed
     fp = fingerprint(facts, cands, aug_meta if augment else None)
-    folder = store_dir(result, bb.name, fp)
+    folder = store_dir(result, bb.name, fp, shard)
+    shard_meta = None
+    if shard is not None:
+        lo, hi = shard_bounds(len(cands), *shard)
+        if lo == hi:
+            raise ValueError(f"{result.spec}: shard {shard[0]}/{shard[1]} is empty ({len(cands)} images for "
+                             f"{shard[1]} shards); use fewer shards")
+        shard_meta = {"index": shard[0], "count": shard[1], "rows": [lo, hi], "n_candidates_total": len(cands)}
+        cands = cands[lo:hi]
     if not is_complete(folder):
         folder.mkdir(parents=True, exist_ok=True)
         with store_lock(folder):
             if not is_complete(folder):  # another process may have finished it while we waited
                 _extract_store(result, bb, cands, fp, folder, batch_size, augment, settings, aug_meta, progress,
-                               on_batch)
+                               on_batch, shard_meta)
                 return open_store(folder)
     log.info("reusing feature store %s", folder)
     store = open_store(folder)
@@ -297,7 +321,7 @@ def ensure_features(
 
 def _extract_store(result: LoadResult, bb: Backbone, cands: list[tuple[str, str]], fp: str, folder: Path,
                    batch_size: int, augment: int, settings: AugmentSettings, aug_meta: dict, progress: bool,
-                   on_batch: Callable[[int], None] | None) -> None:
+                   on_batch: Callable[[int], None] | None, shard_meta: dict | None = None) -> None:
     """Extract (or resume) into `folder` and finish the store (caller holds the folder lock)."""
     shapes = _array_shapes(bb, len(cands), augment)
     work = _Work(folder, fp, shapes)
@@ -347,6 +371,8 @@ def _extract_store(result: LoadResult, bb: Backbone, cands: list[tuple[str, str]
             "versions": {"tensorflow": tf.__version__, "numpy": np.__version__},
         },
     }
+    if shard_meta is not None:
+        meta["shard"] = shard_meta
     io.write_json(folder / IDS_FILE, [cands[r][0] for r in np.flatnonzero(keep)])
     io.write_json(folder / META_FILE, meta)
     (folder / PROGRESS_FILE).unlink(missing_ok=True)

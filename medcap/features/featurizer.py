@@ -7,7 +7,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from medcap.features import decode
+from medcap.features import imageload
 from medcap.features.backbones import Backbone, get_backbone
 
 
@@ -36,6 +36,6 @@ class ImageFeaturizer:
 
     def __call__(self, image: Image.Image | str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         """Global (D,) float32 and grid (7, 7, C) float32 of one image (PIL image or file path)."""
-        pixels = decode.load_array(image, self.backbone.input_size)  # (S, S, 3) uint8
+        pixels = imageload.load_array(image, self.backbone.input_size)  # (S, S, 3) uint8
         glob, grid = self.backbone.feature_fn()(pixels[None])  # (1, D), (1, 7, 7, C)
         return glob.numpy()[0].astype(np.float32), grid.numpy()[0].astype(np.float32)

@@ -11,9 +11,11 @@ No TensorFlow here: the dashboard and the trainer can open stores cheaply.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +23,15 @@ import numpy as np
 from medcap import io
 
 STORE_FORMAT = 1
+ARRAYS = ("global", "grid", "aug_global", "aug_grid")  # the arrays a store may hold
 META_FILE = "meta.json"
 IDS_FILE = "ids.json"
-ARRAYS = ("global", "grid", "aug_global", "aug_grid")
+
+
+def store_folder_name(dataset_name: str, backbone: str, fp: str, shard: tuple[int, int] | None = None) -> str:
+    """Folder name of a store: `<dataset>-<backbone>-<fp[:12]>`, plus `-shard<I>of<N>` for a shard."""
+    name = io.safe_name(f"{dataset_name}-{backbone}-{fp[:12]}", max_len=120)
+    return f"{name}-shard{shard[0]}of{shard[1]}" if shard else name
 
 
 def image_signature(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -70,6 +78,10 @@ class FeatureStore:
         except KeyError:
             raise KeyError(f"image id {image_id!r} is not in feature store {self.path}") from None
 
+    def array(self, name: str) -> np.ndarray | None:
+        """Array `name` (one of ARRAYS) as a float16 memmap, None when the store has none."""
+        return self._array(name)
+
     def _array(self, name: str) -> np.ndarray | None:
         file = self.path / f"{name}.npy"
         if not file.is_file():
@@ -89,6 +101,31 @@ class FeatureStore:
         if arr is None:
             raise FileNotFoundError(f"{self.path}: grid.npy missing")
         return arr
+
+    def gather(self, ids: list[str], with_grid: bool = True) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """Features of the ids present in the store, in the given order, as float32.
+
+        Returns (ids kept, global (N, D), grid (N, 7, 7, C) or None without `with_grid`); ids without
+        features are left out. The memmaps are read in row order.
+        """
+        kept: list[str] = []
+        rows_list: list[int] = []
+        for image_id in ids:
+            try:
+                rows_list.append(self.index_of(image_id))
+            except KeyError:
+                continue
+            kept.append(image_id)
+        rows = np.asarray(rows_list, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        g = np.empty((len(rows), self.global_dim), dtype=np.float32)  # (N, D)
+        g[order] = np.asarray(self.global_feats()[rows[order]], dtype=np.float32)
+        if not with_grid:
+            return kept, g, None
+        grid = self.grid()
+        r = np.empty((len(rows), *grid.shape[1:]), dtype=np.float32)  # (N, 7, 7, C)
+        r[order] = np.asarray(grid[rows[order]], dtype=np.float32)
+        return kept, g, r
 
     def aug_global(self) -> np.ndarray | None:
         """(N, K, D) float16 memmap when the store has K > 0 augmented views, else None."""
@@ -135,3 +172,56 @@ def open_store(path: Path) -> FeatureStore:
     if n_rows != len(ids):
         raise ValueError(f"{folder}: {IDS_FILE} has {len(ids)} ids but global.npy has {n_rows} rows")
     return store
+
+
+class StoreWriter:
+    """Fills the float16 arrays of a new store row block by row block (see `write_store`)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = arrays
+        self.ids: list[str] | None = None
+        self.meta: dict | None = None
+
+    def write(self, name: str, start: int, values: np.ndarray) -> None:
+        """Put `values` into rows [start, start + len(values)) of array `name`."""
+        self.arrays[name][start : start + len(values)] = values
+
+    def finish(self, ids: list[str], meta: dict) -> None:
+        """The row ids and the metadata written once the arrays are in place (meta.json last)."""
+        n_rows = {arr.shape[0] for arr in self.arrays.values()}
+        if n_rows != {len(ids)}:
+            raise ValueError(f"store writer: {len(ids)} ids for arrays of {sorted(n_rows)} rows")
+        self.ids = [str(i) for i in ids]
+        self.meta = meta
+
+
+@contextlib.contextmanager
+def write_store(folder: Path, shapes: dict[str, tuple[int, ...]]) -> Iterator[StoreWriter]:
+    """Write a complete store: `with write_store(folder, shapes) as w: w.write(...); w.finish(ids, meta)`.
+
+    Arrays (names from ARRAYS, shapes with the row count first) go to temporary files renamed into
+    place on success; then `ids.json`, then `meta.json` with `"complete": true` (the completion mark).
+    On an error nothing of the new store is left behind. Refuses to overwrite a complete store.
+    """
+    folder = Path(folder)
+    unknown = sorted(set(shapes) - set(ARRAYS))
+    if unknown or "global" not in shapes or "grid" not in shapes:
+        raise ValueError(f"store writer: arrays must include global and grid, from {ARRAYS}; got {sorted(shapes)}")
+    if is_complete(folder):
+        raise FileExistsError(f"{folder}: already holds a complete feature store")
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = StoreWriter({})
+    with contextlib.ExitStack() as stack:
+        for name, shape in shapes.items():
+            tmp = stack.enter_context(io.atomic_path(folder / f"{name}.npy"))
+            writer.arrays[name] = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
+        try:
+            yield writer
+            for arr in writer.arrays.values():
+                arr.flush()
+        finally:
+            writer.arrays.clear()  # drop the memory maps before the files are renamed or removed
+        if writer.meta is None or writer.ids is None:
+            raise ValueError(f"{folder}: store not finished (call finish(ids, meta) inside the with block)")
+    io.write_json(folder / IDS_FILE, writer.ids)
+    io.write_json(folder / META_FILE, {**writer.meta, "format": STORE_FORMAT, "complete": True})

@@ -31,6 +31,30 @@ class PaddingMask(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class FeatureScale(keras.layers.Layer):
+    """Multiply raw features by a fixed factor (the run's `feature_scale`); float32, no variables.
+
+    The factor is a config argument, so weight files hold nothing for this layer.
+    """
+
+    def __init__(self, scale: float = 1.0, **kwargs: Any) -> None:
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(trainable=False, **kwargs)
+        self.scale = float(scale)
+
+    def call(self, features: Any) -> Any:
+        return ops.multiply(ops.cast(features, "float32"), self.scale)  # same shape, float32
+
+    def compute_output_spec(self, features: Any) -> Any:
+        return keras.KerasTensor(features.shape, dtype="float32")
+
+    def get_config(self) -> dict[str, Any]:
+        config = {**super().get_config(), "scale": self.scale}
+        config.pop("trainable", None)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class LastState(keras.layers.Layer):
     """The state at the last real (unpadded) position of a right-padded sequence: (B, T, F), mask (B, T) -> (B, F)."""
 
@@ -53,7 +77,12 @@ class GridAttention(keras.layers.Layer):
     region's position when `region_positions`, so the context can say *where* the attended region is).
     Returns `[context (B, T, units), weights (B, T, regions)]`; weights sum to 1 over the regions and
     are computed in float32 (also under mixed precision).
+
+    `mode` splits the layer for decoding (same weights): "keys" maps regions (B, R, C) to their
+    keys (B, R, A) (once per image), "attend" takes `[states, keys]` instead of `[states, regions]`.
     """
+
+    MODES = ("full", "keys", "attend")
 
     def __init__(
         self,
@@ -95,10 +124,12 @@ class GridAttention(keras.layers.Layer):
                 initializer=keras.initializers.RandomNormal(stddev=1.0),
             )
 
-    def call(self, inputs: Any, mask: Any = None) -> list[Any]:
+    def call(self, inputs: Any, mask: Any = None, mode: str = "full") -> Any:
         # Padded positions still get (ignored) weights: the pooling downstream masks them.
-        states, regions = inputs  # (B, T, Q), (B, R, C)
-        return self.attend(states, self.project_regions(regions))
+        if mode == "keys":
+            return self.project_regions(inputs)  # (B, R, C) -> (B, R, A)
+        states, regions = inputs  # (B, T, Q), (B, R, C) or keys (B, R, A) when mode="attend"
+        return self.attend(states, regions if mode == "attend" else self.project_regions(regions))
 
     def project_regions(self, regions: Any) -> Any:
         """Keys (= values) of the regions: (B, R, C) -> (B, R, A). Decoding computes them once per image."""
@@ -119,14 +150,20 @@ class GridAttention(keras.layers.Layer):
         context = ops.einsum("btr,bra->bta", ops.cast(weights, keys.dtype), keys)  # (B, T, A)
         return [context, weights]
 
-    def compute_mask(self, inputs: Any, mask: Any = None) -> list[None]:
-        return [None, None]
+    def compute_mask(self, inputs: Any, mask: Any = None, mode: str = "full") -> Any:
+        return None if mode == "keys" else [None, None]
 
-    def compute_output_shape(self, input_shape: Any) -> list[tuple]:
+    def compute_output_shape(self, input_shape: Any, mode: str = "full") -> Any:
+        if mode == "keys":
+            return (*input_shape[:-1], self.units)
         query_shape, region_shape = input_shape
         return [(*query_shape[:-1], self.units), (*query_shape[:-1], region_shape[1])]
 
-    def compute_output_spec(self, inputs: Any, mask: Any = None) -> list[Any]:
+    def compute_output_spec(self, inputs: Any, mask: Any = None, mode: str = "full") -> Any:
+        if mode not in self.MODES:
+            raise ValueError(f"GridAttention: mode must be one of {self.MODES}, got {mode!r}")
+        if mode == "keys":
+            return keras.KerasTensor(self.compute_output_shape(inputs.shape, mode), dtype=self.compute_dtype)
         states, regions = inputs
         ctx_shape, w_shape = self.compute_output_shape((states.shape, regions.shape))
         return [
@@ -168,4 +205,4 @@ class ZeroAttention(keras.layers.Layer):
 
 def custom_objects() -> dict[str, type]:
     """The custom layers by name (for `keras.saving` APIs that ask for them)."""
-    return {cls.__name__: cls for cls in (PaddingMask, GridAttention, LastState, ZeroAttention)}
+    return {cls.__name__: cls for cls in (FeatureScale, PaddingMask, GridAttention, LastState, ZeroAttention)}

@@ -1,4 +1,6 @@
-"""Training runs: `train_run`, `resume_run`, `load_run`, grid search (TensorFlow, imported lazily).
+"""Training runs: `train_run`, `resume_run`, grid search (TensorFlow, imported lazily).
+
+Reopening a trained run for inference is `medcap.inference.load_run`.
 
 `import medcap.train` is cheap; the names below import TensorFlow on first access.
 """
@@ -12,9 +14,6 @@ _EXPORTS = {
     "train_run": "medcap.train.runner",
     "resume_run": "medcap.train.runner",
     "RunCancelled": "medcap.train.runner",
-    "load_run": "medcap.train.loading",
-    "LoadedRun": "medcap.train.loading",
-    "run_grid": "medcap.train.grid",
 }
 
 __all__ = sorted(_EXPORTS)

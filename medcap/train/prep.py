@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -33,13 +32,13 @@ class RunData:
     image_ids: dict[str, list[str]]  # split -> image ids aligned with rows / token_ids
     fingerprint: str
     max_len: int = 21  # prefix length: max_words + 1
-    feature_scale: dict[str, float] | None = None  # {"global": s, "grid": s}: multiply features by these
+    feature_scale: dict[str, float] | None = None  # {"global": s, "grid": s}: the model multiplies features by these
 
     def compute_feature_scale(self, sample: int = 512, seed: int = 0) -> dict[str, float]:
         """1 / RMS of the training images' global and grid features (a seeded sample of rows).
 
         Raw VGG activations reach the hundreds; unit-RMS inputs keep the dense layers and the
-        attention's tanh out of saturation. Saved in config.json and applied again when decoding.
+        attention's tanh out of saturation. Saved in config.json; the model applies it (`build_model`).
         """
         rows = np.unique(self.rows["train"])
         if len(rows) > sample:
@@ -59,19 +58,6 @@ class RunData:
         return max(1, math.ceil(self.n_pairs(split) / batch_size))
 
 
-def dataset_fingerprint(table: pd.DataFrame) -> str:
-    """sha256 over the sorted (image_id, caption, image file size) of the kept table (first 16 hex)."""
-    h = hashlib.sha256()
-    for image_id, caption, path in sorted(zip(table["image_id"], table["caption"], table["image_path"],
-                                               strict=True)):
-        try:
-            size = Path(path).stat().st_size
-        except OSError:
-            size = -1
-        h.update(f"{image_id}\t{caption}\t{size}\n".encode())
-    return h.hexdigest()[:16]
-
-
 def feature_store_summary(store: Any) -> dict[str, Any]:
     """What config.json records about the feature store (path + the meta fields that identify it)."""
     meta = dict(getattr(store, "meta", {}) or {})
@@ -82,15 +68,10 @@ def feature_store_summary(store: Any) -> dict[str, Any]:
 
 def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData:
     """Load and prepare a run's data; a fresh run writes split.json and vocab.json, a resumed one reads them."""
-    from medcap.data import load_records, make_split, prepare_captions
+    from medcap.data import dataset_fingerprint, load_captioned, split_for_run
     from medcap.data.vocab import Vocabulary
 
-    result = load_records(cfg.dataset)
-    log.info("%s: %d usable images (%d records read, skipped %s)", cfg.dataset, len(result.table),
-             result.records_read, result.skipped or "none")
-    table, dropped = prepare_captions(result.table, max_words=cfg.max_words, long_captions=cfg.long_captions)
-    table = table.reset_index(drop=True)
-    log.info("captions kept: %d (dropped %s)", len(table), dropped or "none")
+    result, table, dropped = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
     if table.empty:
         raise ValueError(f"{cfg.dataset}: no usable captions after preparation (dropped {dropped})")
     fingerprint = dataset_fingerprint(table)
@@ -99,8 +80,7 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData
         split = read_json(split_path)
         vocab = Vocabulary.load(vocab_path)
     else:
-        split = make_split(table, protocol=cfg.protocol, split_by=cfg.split_by, seed=cfg.seed)
-        split = {k: list(split.get(k, [])) for k in SPLITS}
+        split = split_for_run(result, table, cfg)
         write_json(split_path, split)
         train_ids = set(split["train"])
         vocab = Vocabulary.build([t for i, t in zip(table["image_id"], table["tokens"], strict=True)
@@ -114,10 +94,10 @@ def prepare_data(cfg: RunConfig, run_dir: Path, resume: bool = False) -> RunData
 
 
 def _feature_store(cfg: RunConfig, result: Any) -> Any:
-    """The run's features: `cfg.extra["feature_store"]` (a pre-extracted store folder) or ensure_features."""
+    """The run's features: `cfg.feature_store` (a pre-extracted store folder) or ensure_features."""
     from medcap.features import ensure_features, open_store
 
-    given = cfg.extra.get("feature_store")
+    given = cfg.feature_store
     if given:
         store = open_store(Path(given))
         log.info("using the given feature store %s (%d images)", store.path, len(store.ids))

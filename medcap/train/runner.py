@@ -23,6 +23,7 @@ import tensorflow as tf
 import medcap
 from medcap.config import RunConfig
 from medcap.io import save_weights, write_json, write_text
+from medcap.locks import RunLock
 from medcap.rundir import RunDir
 from medcap.runs import new_run_dir, read_config, read_status, write_status
 from medcap.train.callbacks import StatusCallback, progress_fraction, tensorboard_callback
@@ -31,7 +32,7 @@ from medcap.train.state import ResumeState, load_resume_state, restore_variables
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_cider", "lr", "seconds")
 
 
 class RunCancelled(Exception):  # noqa: N818 (a state, not an error)
@@ -39,39 +40,50 @@ class RunCancelled(Exception):  # noqa: N818 (a state, not an error)
 
 
 def train_run(cfg: RunConfig, run_dir: Path | None = None) -> Path:
-    """Train a new run (or fill the given empty folder) and return its folder."""
-    validate_config(cfg)
+    """Train a new run (or fill the given empty folder) and return its folder.
+
+    The whole run holds the folder's `RunLock` (LockedError when another live process trains it).
+    """
+    cfg.validate()  # a config edited after it was made
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.name, cfg.preset)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_status(run_dir, "queued", epoch=0, epochs=cfg.epochs, step=0, steps=0, progress=0.0,
-                 message="queued", error=None, pid=os.getpid())
-    write_json(RunDir(run_dir).config, _config_json(cfg, None, None))
-    return _execute(run_dir, cfg, resume=False)
-
-
-def validate_config(cfg: RunConfig) -> None:
-    """ValueError naming the first setting that cannot train."""
-    checks = {"epochs": cfg.epochs >= 1, "batch_size": cfg.batch_size >= 1, "layers": cfg.layers >= 1,
-              "max_words": cfg.max_words >= 1, "patience": cfg.patience >= 1, "lr_patience": cfg.lr_patience >= 1,
-              "learning_rate": cfg.learning_rate >= 0, "dropout": 0 <= cfg.dropout < 1,
-              "lr_factor": 0 < cfg.lr_factor <= 1, "strategy": cfg.strategy in ("default", "mirrored"),
-              "decoder_state": cfg.decoder_state in ("last_context", "last", "none")}
-    bad = [k for k, ok in checks.items() if not ok]
-    if bad:
-        raise ValueError(f"invalid run setting {bad[0]}={getattr(cfg, bad[0])!r}")
+    with RunLock(run_dir):
+        write_status(run_dir, "queued", epoch=0, epochs=cfg.epochs, step=0, steps=0, progress=0.0,
+                     message="queued", error=None, pid=os.getpid())
+        write_json(RunDir(run_dir).config, _config_json(cfg, None, None))
+        return _execute(run_dir, cfg, resume=False)
 
 
 def resume_run(run_dir: Path) -> Path:
-    """Continue an interrupted run from its last finished epoch (same data order, optimizer state)."""
+    """Continue an interrupted run from its last finished epoch (same data order, optimizer state).
+
+    The whole resume holds the folder's `RunLock`: a second resume of a run being trained raises
+    LockedError ("<run> is already being trained by pid N") and touches nothing. A finished run whose
+    best weights are gone is trained again from epoch 1 (said in the log and the status message).
+    """
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    if "run" not in config:
-        raise ValueError(f"{run_dir / 'config.json'}: missing or malformed; cannot resume")
-    cfg = RunConfig.from_dict(config["run"])
-    if read_status(run_dir).get("state") == "finished":
-        log.info("%s already finished; nothing to resume", run_dir)
-        return run_dir
-    return _execute(run_dir, cfg, resume=True, expected_fingerprint=config.get("dataset_fingerprint"))
+    with RunLock(run_dir):
+        config = read_config(run_dir)
+        if "run" not in config:
+            raise ValueError(f"{RunDir(run_dir).config}: missing or malformed; cannot resume")
+        cfg = RunConfig.from_dict(config["run"], source=str(RunDir(run_dir).config))
+        if read_status(run_dir).get("state") == "finished":
+            if RunDir(run_dir).best_weights.is_file():
+                log.info("%s already finished; nothing to resume", run_dir)
+                return run_dir
+            log.warning("%s finished but its best weights (%s) are missing: training it again", run_dir,
+                        RunDir(run_dir).best_weights)
+        return _execute(run_dir, cfg, resume=True, expected_fingerprint=config.get("dataset_fingerprint"))
+
+
+def restart_reason(run_dir: Path) -> str | None:
+    """Why a resume of `run_dir` must start again at epoch 1 (None when it can continue where it stopped)."""
+    run = RunDir(run_dir)
+    if not run.resume_state.is_file():
+        return f"no saved training state ({run.resume_state} is missing: weights deleted, or no epoch finished yet)"
+    if not run.best_weights.is_file():
+        return f"its best weights ({run.best_weights}) are missing, so its saved state is not used"
+    return None
 
 
 def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: str | None = None) -> Path:
@@ -99,10 +111,12 @@ def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: 
                          message="failed", pid=os.getpid())
             raise
     reason = "early stopping" if state.stopped_early else f"{state.epoch} epochs"
+    restarted = read_status(run_dir).get("restarted") if resume else None
     write_status(run_dir, "finished", epoch=state.epoch, progress=1.0, pid=os.getpid(),
                  best_val_loss=_finite(state.best_val_loss), best_epoch=state.best_epoch,
                  message=f"finished after {reason}; best val_loss {state.best_val_loss:.4f} "
-                         f"at epoch {state.best_epoch}")
+                         f"at epoch {state.best_epoch}"
+                         + (f" (restarted from epoch 1: {restarted})" if restarted else ""))
     return run_dir
 
 
@@ -110,8 +124,15 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
     from medcap.model import build_model, compile_model
 
     weights = RunDir(run_dir).weights_dir
+    restart = restart_reason(run_dir) if resume else None
+    if restart:
+        log.warning("resume of %s restarts from epoch 1: %s", run_dir.name, restart)
+        write_status(run_dir, "running", pid=os.getpid(), message=f"restarting from epoch 1: {restart}",
+                     restarted=restart)
+    elif resume:
+        write_status(run_dir, "running", pid=os.getpid(), restarted=None)
     weights.mkdir(exist_ok=True)
-    saved = load_resume_state(weights) if resume else None
+    saved = load_resume_state(weights) if resume and not restart else None
     keras.utils.set_random_seed(cfg.seed)
     strategy = tf.distribute.MirroredStrategy() if cfg.strategy == "mirrored" else tf.distribute.get_strategy()
     log.info("devices: %s; strategy %s (%d replicas)", [d.name for d in tf.config.list_logical_devices()],
@@ -119,7 +140,7 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
     with strategy.scope():
         with _precision(cfg.mixed_precision):
             model = build_model(cfg, vocab_size=len(data.vocab), global_dim=int(data.store.global_dim),
-                                max_len=cfg.max_words + 1)
+                                feature_scale=data.feature_scale)
         compile_model(model, cfg)
         model.optimizer.build(model.trainable_variables)
         state = saved or ResumeState(lr=cfg.learning_rate, seed=cfg.seed)
@@ -150,18 +171,21 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
         logs = {k: float(v[-1]) for k, v in fit_logs.items()}
         train_m = {k: v for k, v in logs.items() if not k.startswith("val_")}
         val_m = {k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")}
+        val_cider = _val_cider(model, data) if has_val and cfg.select_by == "val_cider" else math.nan
         row = {
             "epoch": epoch + 1,
             "loss": train_m.get("loss", math.nan),
             "accuracy": _accuracy(train_m),
             "val_loss": float(val_m.get("loss", math.nan)),
             "val_accuracy": _accuracy(val_m),
+            "val_cider": val_cider,
             "lr": float(state.lr),
             "seconds": round(time.monotonic() - start, 3),
         }
         state.epoch = epoch + 1
         state.history.append(row)
-        monitor = row["val_loss"] if has_val else row["loss"]
+        # the kept epoch: lowest validation loss, or (select_by="val_cider") the captions that score best
+        monitor = (-val_cider if cfg.select_by == "val_cider" else row["val_loss"]) if has_val else row["loss"]
         improved, stop = update_on_epoch(state, monitor, cfg.patience, cfg.lr_patience, cfg.lr_factor, cfg.min_lr)
         log.info("epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f lr %.3g (%.1fs)%s",
                  row["epoch"], cfg.epochs, row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"],
@@ -183,20 +207,37 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
     return state
 
 
+def _val_cider(model: Any, data: RunData, max_images: int = 500) -> float:
+    """CIDEr of plain greedy captions of (up to `max_images`) validation images against their captions.
+
+    References are the vocabulary-encoded captions (out-of-vocabulary words dropped): a selection signal
+    for choosing the epoch, not a reported figure.
+    """
+    from medcap.eval.metrics import cider
+    from medcap.model import greedy_decode
+
+    rows = data.rows["val"][:max_images]
+    if len(rows) == 0:
+        return math.nan
+    order = np.argsort(rows, kind="stable")
+    g = np.empty((len(rows), int(data.store.global_dim)), dtype=np.float32)  # (N, D)
+    g[order] = np.asarray(data.store.global_feats()[rows[order]], dtype=np.float32)
+    grid = data.store.grid()
+    r = np.empty((len(rows), *grid.shape[1:]), dtype=np.float32)  # (N, 7, 7, C)
+    r[order] = np.asarray(grid[rows[order]], dtype=np.float32)
+    caps = greedy_decode(model, g, r, data.vocab, max_words=data.max_len - 1)
+    refs = [[data.vocab.decode(ids)] for ids in data.token_ids["val"][:max_images]]
+    return float(cider(refs, [list(c.words) for c in caps]).value)
+
+
 def _pairs(data: RunData, split: str, cfg: RunConfig, shuffle: bool, epoch: int) -> tf.data.Dataset:
-    """The lazy (prefix, next word) dataset of one split; shuffled in an epoch-seeded order."""
+    """The lazy (prefix, next word) dataset of one split (raw store features: the model scales them);
+    shuffled in an epoch-seeded order."""
     from medcap.model import store_pairs_dataset
 
-    ds = store_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
-                             shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1,
-                             augment=cfg.augment > 0 and split == "train", epoch=epoch, num_epochs=1)
-    scale = data.feature_scale or {"global": 1.0, "grid": 1.0}
-    sg, sr = float(scale["global"]), float(scale["grid"])
-
-    def rescale(x: dict[str, tf.Tensor], y: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        return {**x, "global": x["global"] * sg, "grid": x["grid"] * sr}, y  # (B, D), (B, 49, 512)
-
-    return ds.map(rescale, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return store_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
+                               shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1,
+                               augment=cfg.augment > 0 and split == "train", epoch=epoch, num_epochs=1)
 
 
 def _accuracy(metrics: dict[str, Any]) -> float:

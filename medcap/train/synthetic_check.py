@@ -46,7 +46,7 @@ def score_captions(captions: list[Any], boxes: list[list[dict]]) -> dict[str, An
     from medcap.data.synthetic import caption_names_findings, finding_word_positions
 
     named = [bool(caption_names_findings(c.text, b)) for c, b in zip(captions, boxes, strict=True)]
-    masses, shares, missing_word = [], [], 0
+    masses, mean_masses, shares, missing_word = [], [], [], 0
     for cap, img_boxes in zip(captions, boxes, strict=True):
         if cap.attention is None:
             continue
@@ -57,6 +57,8 @@ def score_captions(captions: list[Any], boxes: list[list[dict]]) -> dict[str, An
                 missing_word += 1
                 continue
             masses.append(box_mass(cap.attention[pos], b["box"]))
+            if cap.attention_mean is not None:
+                mean_masses.append(box_mass(cap.attention_mean[pos], b["box"]))
             shares.append(box_share(b["box"]))
     mass = float(np.mean(masses)) if masses else float("nan")
     share = float(np.mean(shares)) if shares else float("nan")
@@ -69,6 +71,9 @@ def score_captions(captions: list[Any], boxes: list[list[dict]]) -> dict[str, An
         "mean_box_mass": mass,
         "mean_box_share": share,
         "mass_over_share": mass / share if share and share > 0 else float("nan"),
+        # the same for the mean over prefix positions (the map older evaluations showed)
+        "mass_over_share_mean_map": (float(np.mean(mean_masses)) / share if mean_masses and share and share > 0
+                                     else float("nan")),
         "median_instance_ratio": float(np.median(ratios)) if ratios else float("nan"),
     }
 
@@ -76,7 +81,7 @@ def score_captions(captions: list[Any], boxes: list[list[dict]]) -> dict[str, An
 def check_run(run_dir: str | Path, split: str = "test", beam: int = 1) -> dict[str, Any]:
     """Caption a run's `split` images (greedy when beam=1) and score them against the true boxes."""
     from medcap.data import load_records
-    from medcap.train.loading import load_run
+    from medcap.inference import load_run
 
     loaded = load_run(run_dir)
     table = load_records(loaded.cfg.dataset).table

@@ -18,7 +18,7 @@ from medcap.runs import new_unique_dir, read_history
 
 log = logging.getLogger(__name__)
 
-GRID_COLUMNS = ("lr", "layers", "beam", "run_id", "state", "epochs_run", "best_epoch", "val_loss",
+GRID_COLUMNS = ("lr", "layers", "seed", "beam", "run_id", "state", "epochs_run", "best_epoch", "val_loss",
                 "val_accuracy", "bleu1", "bleu2", "bleu3", "bleu4", "n_val_images", "error")
 
 
@@ -29,11 +29,11 @@ def new_grid_dir(label: str, root: Path | None = None) -> Path:
 
 def bleu_on_split(loaded: Any, split: str, beam: int) -> tuple[dict[str, float], int]:
     """Corpus BLEU-1..4 of a loaded run's captions on one split of its own data (refs from the feature table)."""
-    from medcap.data import load_records, prepare_captions
+    from medcap.data import load_captioned
     from medcap.eval.metrics import corpus_bleu_scores
 
-    result = load_records(loaded.cfg.dataset)
-    table, _ = prepare_captions(result.table, max_words=loaded.cfg.max_words, long_captions=loaded.cfg.long_captions)
+    cfg = loaded.cfg
+    _, table, _ = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
     by_id = dict(zip(table["image_id"], table["tokens"], strict=True))
     store_ids = set(loaded.store.ids)
     ids = [i for i in loaded.split.get(split, []) if i in by_id and i in store_ids]
@@ -46,24 +46,32 @@ def bleu_on_split(loaded: Any, split: str, beam: int) -> tuple[dict[str, float],
 
 
 def run_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[int],
-             grid_dir: Path | None = None) -> Path:
-    """Train each (lr, layers) combination, decode its validation split with each beam; write the table.
+             grid_dir: Path | None = None, seeds: list[int] | None = None) -> Path:
+    """Train each (lr, layers, seed) combination, decode its validation split with each beam; write the table.
+
+    `seeds` (default: the base config's seed) vary only the weight initialisation and batch order: the
+    split stays fixed (its seed is `split_seed`, else the base seed), so seed noise can be measured.
 
     Writes `results.csv` and `results.json` (and `grid.json`, the search itself) into the grid folder,
     updated after each combination so a long search shows partial results. One failed combination is
     recorded with its error and the search goes on.
     """
-    from medcap.train.loading import load_run
+    from medcap.inference import load_run
     from medcap.train.runner import RunCancelled, train_run
 
     grid_dir = grid_dir or new_grid_dir(base.name or f"grid-{base.preset}")
-    write_json(grid_dir / "grid.json", {"base": base.to_dict(), "lr": lrs, "layers": layers, "beam": beams})
+    seeds = list(seeds) if seeds else [base.seed]
+    split_seed = base.effective_split_seed
+    write_json(grid_dir / "grid.json", {"base": base.to_dict(), "lr": lrs, "layers": layers, "beam": beams,
+                                        "seeds": seeds, "split_seed": split_seed})
     rows: list[dict[str, Any]] = []
-    for lr, n_layers in itertools.product(lrs, layers):
-        label = f"{base.name + '-' if base.name else ''}grid-lr{lr:g}-l{n_layers}"
-        cfg = dataclasses.replace(base, learning_rate=float(lr), layers=int(n_layers), name=label)
-        common: dict[str, Any] = {"lr": lr, "layers": n_layers, "run_id": "", "state": "failed"}
+    for lr, n_layers, seed in itertools.product(lrs, layers, seeds):
+        label = f"{base.name + '-' if base.name else ''}grid-lr{lr:g}-l{n_layers}" + (
+            f"-s{seed}" if len(seeds) > 1 else "")
+        common: dict[str, Any] = {"lr": lr, "layers": n_layers, "seed": seed, "run_id": "", "state": "failed"}
         try:
+            cfg = dataclasses.replace(base, learning_rate=float(lr), layers=int(n_layers), name=label, seed=int(seed),
+                                      split_seed=split_seed)
             run_dir = train_run(cfg)
             common["run_id"] = run_dir.name
             hist = read_history(run_dir)
@@ -77,7 +85,7 @@ def run_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[i
         except RunCancelled:
             raise
         except Exception as exc:  # one failed combination never stops the search
-            log.exception("grid combination lr=%g layers=%d failed", lr, n_layers)
+            log.exception("grid combination lr=%g layers=%d seed=%d failed", lr, n_layers, seed)
             rows.extend({**common, "beam": b, "error": f"{type(exc).__name__}: {exc}"} for b in beams)
         _write_table(grid_dir, rows)
     return grid_dir

@@ -1,0 +1,74 @@
+"""`study` command: case-disjoint k-fold comparison of systems against 1-NN retrieval (TensorFlow inside)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from medcap import config
+
+
+def register(subparsers: Any) -> None:
+    """Add the study parser."""
+    s = subparsers.add_parser("study", help="case-disjoint k-fold study: systems vs 1-NN and most-frequent "
+                              "(resumable; results under artifacts/studies/)")
+    s.add_argument("--dataset", help="dataset spec KIND[:PATH] (not needed with --resume)")
+    s.add_argument("--folds", type=int, default=5, help="number of case-disjoint folds (default 5)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the folds (default 0)")
+    s.add_argument("--systems", default="model-80,medcap-best",
+                   help=f"comma-separated presets to compare ({', '.join(config.PRESET_CHOICES)}; "
+                   "default model-80,medcap-best)")
+    s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="a RunConfig setting for every system, e.g. --set epochs=8 (repeatable)")
+    s.add_argument("--no-meteor", action="store_true", help="skip METEOR (no JVM)")
+    s.add_argument("--no-ablations", action="store_true", help="skip the decoding ablations")
+    s.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    s.add_argument("--name", default="", help="label in the study folder name")
+    s.add_argument("--resume", type=Path, metavar="STUDY", help="continue a killed study (its folder)")
+    s.add_argument("--json", action="store_true", help="print results.json")
+    s.set_defaults(func=cmd_study)
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """FIELD=VALUE items -> {field: value}; values are read as JSON when they parse (numbers, true/false)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or key not in config.field_names():
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of the run settings")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from medcap.experiments.study import StudySettings, pooled_frame, run_study
+
+    if args.resume is not None:
+        folder = run_study(folder=args.resume)
+    else:
+        if not args.dataset:
+            raise ValueError("--dataset is required (or --resume STUDY)")
+        sets = parse_sets(args.set)
+        systems = {name.strip(): {"preset": name.strip(), **sets} for name in args.systems.split(",") if name.strip()}
+        for name in systems:
+            if name not in config.PRESET_CHOICES:
+                raise ValueError(f"--systems: unknown preset {name!r}; choose from {', '.join(config.PRESET_CHOICES)}")
+        settings = StudySettings(dataset=args.dataset, folds=args.folds, seed=args.seed, systems=systems,
+                                 with_meteor=not args.no_meteor, n_boot=args.n_boot, ablations=not args.no_ablations)
+        folder = run_study(settings, name=args.name)
+    results = json.loads((folder / "results.json").read_text())
+    if args.json:
+        sys.stdout.write(json.dumps({**results, "folder": str(folder)}, indent=2) + "\n")
+    else:
+        print(f"study {folder.name}: {results['dataset']}, {results['folds']} case-disjoint folds, "
+              f"{results['n_images']} test images in {results['n_groups']} cases")
+        print(pooled_frame(results).to_string(index=False))
+        print(f"folder: {folder}")
+    return 0
