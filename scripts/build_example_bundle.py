@@ -55,8 +55,8 @@ and TensorFlow build (`--check` compares).
 
 def _resave_weights(run_dir: Path, dst: Path) -> None:
     """The run's best weights, re-saved from an uncompiled model (no optimizer state)."""
-    from medcap.io import save_weights
     from medcap.inference import load_run
+    from medcap.io import save_weights
 
     save_weights(load_run(run_dir).model, dst)
 
