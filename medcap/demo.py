@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 PRESETS = ("model-80", "model-70")
 # What the Home page and the CLI promise; measured with `benchmarks/demo.py` (numbers in the README).
-EXPECTED_TIME = "about 3½ minutes on a busy 2-core machine (measured: 208 s), less on a quiet one"
+EXPECTED_TIME = "3½ to 4½ minutes on a busy 2-core machine (measured: 208 s and 264 s), less on a quiet one"
 
 
 @dataclass

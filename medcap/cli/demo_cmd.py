@@ -14,7 +14,7 @@ def register(subparsers: Any) -> None:
     from medcap.demo import DemoOptions
 
     d = DemoOptions()
-    p = subparsers.add_parser("demo", help="build the demo runs on a synthetic set (about 3.5 min on 2 busy CPU cores)")
+    p = subparsers.add_parser("demo", help="build the demo runs on a synthetic set (3.5-4.5 min on 2 busy CPU cores)")
     p.add_argument("--images", type=int, default=d.n_images, help=f"synthetic images (default {d.n_images})")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"maximum epochs per model (default {d.epochs})")
     p.add_argument("--seed", type=int, default=d.seed)
