@@ -27,7 +27,7 @@ PAGES = [  # url path, screenshot name, text visible once rendered
     ("", "home", "Explore now"),
     ("Data", "data", "Load dataset"),
     ("Train", "train", "example run of the pre-built bundle"),
-    ("Compare", "compare", "Caption metrics (95% bootstrap CI)"),
+    ("Compare", "compare", "Next-word classification"),
     ("Per-image_BLEU", "per_image_bleu", "Per-image BLEU-1"),
     ("Attention", "attention", "Generated:"),
     ("Caption_an_image", "caption_an_image", "PNG or JPEG image"),
