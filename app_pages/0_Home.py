@@ -21,9 +21,16 @@ def _demo_progress(status: dict) -> None:
 
 
 @st.fragment(run_every=2.0)
+@st.fragment(run_every=2.0)
 def _live_demo() -> None:
     status = demo.demo_status()
     _demo_progress(status)
+    done = status.get("evaluated") or []
+    if done:
+        st.success(
+            f"{' and '.join(done)} {'is' if len(done) == 1 else 'are'} evaluated: open **Compare**, "
+            "**Per-image BLEU** or **Attention** now; the other run joins when it finishes."
+        )
     with st.expander("Demo log (last lines)"):
         st.code(jobs.tail(demo.demo_dir().log, 2000) or "(starting…)", language="text")
     if status["state"] not in ACTIVE_STATES:
@@ -36,15 +43,24 @@ def _live_demo() -> None:
             st.warning(str(exc))
 
 
-def demo_section(n_runs: int) -> None:
-    """Demo: one button with no runs yet; live progress while it runs; its outcome afterwards."""
+def examples_note(n_examples: int) -> None:
+    """Say what the example runs are, when they are all there is."""
+    st.info(
+        f"**Explore now:** the {n_examples} runs marked *example* are pre-built (a Model-80 and a Model-70 trained "
+        "on the demo's synthetic set, `examples/demo/`): **Compare**, **Per-image BLEU** and **Attention** show "
+        "them at once. They are read-only; your own runs go to `artifacts/`."
+    )
+
+
+def demo_section(n_runs: int, n_examples: int = 0) -> None:
+    """Demo: one button with no runs of your own yet; live progress while it runs; its outcome afterwards."""
     status = demo.demo_status()
     state = status["state"]
     if state in ACTIVE_STATES:
         st.subheader("Building the demo")
         st.caption(
-            "Synthetic dataset → features → Model-80 and Model-70 → evaluation, in a background process: "
-            "you may reload or close this page."
+            "Synthetic dataset → features → Model-80 and Model-70 side by side, each evaluated as soon as it is "
+            f"trained, in a background process ({demo.EXPECTED_TIME}): you may reload or close this page."
         )
         _live_demo()
         return
@@ -55,11 +71,16 @@ def demo_section(n_runs: int) -> None:
     elif state in ("interrupted", "cancelled"):
         st.markdown(f":orange[**The demo was {state}**] at stage *{status.get('stage', '?')}*.")
     elif state == "finished" and n_runs:
-        st.success("The demo finished: its runs are listed below and on every page.")
+        seconds = status.get("seconds")
+        took = f" in {float(seconds) / 60:.1f} min" if isinstance(seconds, int | float) else ""
+        st.success(f"The demo finished{took}: its runs are listed below and on every page.")
+    if n_runs == 0 and n_examples:
+        examples_note(n_examples)
     if n_runs == 0 or state in ("failed", "interrupted", "cancelled"):
         st.markdown(
-            "**No runs yet?** Build the demo: a small synthetic CT-like dataset, VGG16 features, a Model-80 and a "
-            "Model-70 run (a few epochs each) and their evaluation, in the background — a few minutes on a laptop CPU."
+            "**Train your own?** Build the demo: a small synthetic CT-like dataset, VGG16 features, a Model-80 and a "
+            "Model-70 run (a few epochs each, side by side) and their evaluation, in the background — "
+            f"{demo.EXPECTED_TIME}. The first evaluated run appears on every page before the second is done."
         )
         label = "Build the demo" if state in ("none", "finished") else "Build the demo again"
         if st.button(label, type="primary", key="start_demo"):
@@ -146,7 +167,8 @@ def body() -> None:
         infos = common.list_runs()
     except Exception as exc:
         st.warning(f"Could not list the runs: {exc}")
-    common.guard(lambda: demo_section(len(infos)), "the demo")
+    own = [i for i in infos if not i.example]
+    common.guard(lambda: demo_section(len(own), len(infos) - len(own)), "the demo")
     common.guard(runs_section, "the runs")
     common.guard(paper_section, "the paper's figures")
 

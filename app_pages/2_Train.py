@@ -98,6 +98,10 @@ def live(run_id: str) -> None:
 
 
 def actions(info: runs.RunInfo) -> None:
+    if info.example:
+        st.caption("An example run of the pre-built bundle (`examples/demo/`): read-only, no resume, cancel or "
+                   "evaluate. Build your own on Home or above.")
+        return
     cols = st.columns(3)
     if info.state in ACTIVE_STATES and cols[0].button("Cancel run", key="cancel"):
         try:

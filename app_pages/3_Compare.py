@@ -25,6 +25,12 @@ def paired_section(chosen: list) -> None:
         st.caption("Pick exactly two runs to test their difference with a paired bootstrap.")
         return
     a, b = chosen
+    if a.example or b.example:
+        st.caption(
+            "The paired difference decodes the shared test images again from their features, which the example "
+            "bundle does not ship: build the demo on **Home** to compare two runs of your own."
+        )
+        return
     st.caption(f"A = `{a.run_id}`, B = `{b.run_id}`: bootstrap over the test images both runs share.")
     key = f"paired-{a.run_id}-{b.run_id}"
     if st.button("Compute the paired difference", key="paired_btn"):

@@ -28,7 +28,7 @@ def detail(row: dict, info_run_id: str) -> None:
         if st.button("Show its attention", key="to_attention"):
             st.session_state["attention_run"] = info_run_id
             st.session_state["attention_image"] = str(row["image_id"])
-            st.switch_page("pages/5_Attention.py")
+            st.switch_page("app_pages/5_Attention.py")
 
 
 def body() -> None:

@@ -69,8 +69,11 @@ def find_run(run_id: str, root: Path | None = None) -> RunInfo | None:
 
 
 def run_label(info: RunInfo) -> str:
-    """Short human label: `<preset> [<last 6 characters of the run id>]` (the id's random suffix)."""
-    return f"{info.preset} [{info.run_id[-6:]}]"
+    """Short human label: `<preset> [<last 6 characters of the run id>]` (the id's random suffix).
+
+    Example runs of the bundle read `<preset> [example]`.
+    """
+    return f"{info.preset} [{'example' if info.example else info.run_id[-6:]}]"
 
 
 def latest_eval(info: RunInfo) -> str | None:
@@ -101,6 +104,7 @@ def runs_table(root: Path | None = None) -> pd.DataFrame:
         rows.append(
             {
                 "run": info.run_id,
+                "source": "example (read-only)" if info.example else "yours",
                 "state": info.state,
                 "preset": info.preset,
                 "dataset": info.dataset,
@@ -115,7 +119,8 @@ def runs_table(root: Path | None = None) -> pd.DataFrame:
                 "updated": str(status.get("updated", "")),
             }
         )
-    columns = ["run", "state", "preset", "dataset", "epoch", "progress", "BLEU-1", "BLEU-1 95% CI", "evaluation"]
+    columns = ["run", "source", "state", "preset", "dataset", "epoch", "progress", "BLEU-1", "BLEU-1 95% CI"]
+    columns.append("evaluation")
     return pd.DataFrame(rows, columns=[*columns, "message", "updated"])
 
 

@@ -168,8 +168,15 @@ def launch_train(settings: RunConfig | Mapping[str, Any]) -> Launch:
     return spawn(args, _stamped_log(str(name or "run")))  # unique even within a second
 
 
+def _writable(info: RunInfo, action: str) -> None:
+    """ValueError for an example run: the bundle is read-only."""
+    if info.example:
+        raise ValueError(f"{info.run_id} is an example run (read-only): it cannot be {action}")
+
+
 def launch_resume(info: RunInfo) -> Launch:
     """Resume an interrupted/cancelled/failed run in the background (log appended to the run's log)."""
+    _writable(info, "resumed")
     if info.state in ACTIVE_STATES:
         raise ValueError(f"run {info.run_id} is still {info.state}")
     return spawn(["train", "--resume", str(info.path.resolve())], info.dir.log)
@@ -177,11 +184,13 @@ def launch_resume(info: RunInfo) -> Launch:
 
 def launch_evaluate(info: RunInfo) -> Launch:
     """Evaluate a finished run in the background (log in the run folder)."""
+    _writable(info, "evaluated again")
     return spawn(["evaluate", str(info.path.resolve())], info.dir.eval_log)
 
 
 def cancel_run(info: RunInfo) -> int:
     """Ask a running run to stop (SIGTERM to its pid; the trainer marks it cancelled)."""
+    _writable(info, "cancelled")
     return terminate(info.dir.read_status(), f"run {info.run_id}")
 
 

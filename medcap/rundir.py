@@ -10,6 +10,7 @@ Layout of `artifacts/runs/<run-id>/`:
     history.csv   epoch, loss, accuracy, val_loss, val_accuracy, lr, seconds
     status.json   state, epoch, epochs, step, progress, message, error, pid, updated
     weights/      best.weights.h5, last.weights.h5, resume.npz
+    tensorboard/  TensorBoard event files (Keras' own callback): `tensorboard --logdir <run>/tensorboard`
     train.log     the run's log (evaluate.log for evaluations launched from the dashboard)
     eval/<name>/  metrics.json, predictions.csv, attention.npz
     eval/.tmp-<name>-<hex>/  an evaluation being written (`EvalDir.staging`); never listed
@@ -177,6 +178,7 @@ class RunDir:
     LAST = "last.weights.h5"
     RESUME = "resume.npz"
     EVAL = "eval"
+    TENSORBOARD = "tensorboard"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -229,6 +231,11 @@ class RunDir:
     @property
     def resume_state(self) -> Path:
         return self.weights_dir / self.RESUME
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard log folder (`train/` and `validation/` event files, one scalar per epoch)."""
+        return self.path / self.TENSORBOARD
 
     @property
     def eval_root(self) -> Path:

@@ -1,6 +1,8 @@
 """Run folders: ids, listing and lookup. No TensorFlow here (the dashboard imports it).
 
 The folder layout, its file names and the run states belong to `medcap.rundir` (`RunDir`, `EvalDir`).
+Besides the user's runs (`artifacts/runs/`), listings include the read-only example runs of the
+pre-built bundle (`examples/demo/runs/`, see `examples_runs_dir`), flagged `RunInfo.example`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from medcap.io import safe_name
 from medcap.rundir import STATES, RunDir, effective_state, pid_alive
 
 __all__ = [
+    "EXAMPLES_ENV",
     "STATES",
     "RunInfo",
     "effective_state",
+    "examples_runs_dir",
     "list_evals",
     "list_runs",
     "new_run_dir",
@@ -33,6 +37,24 @@ __all__ = [
     "resolve_run",
     "write_status",
 ]
+
+
+EXAMPLES_ENV = "MEDCAP_EXAMPLES"
+EXAMPLES_OFF = ("", "0", "off", "none", "false")
+
+
+def examples_root() -> Path | None:
+    """The example bundle's folder: `$MEDCAP_EXAMPLES` ('off' disables it), else `<project>/examples/demo`."""
+    env = os.environ.get(EXAMPLES_ENV)
+    if env is not None:
+        return None if env.strip().lower() in EXAMPLES_OFF else Path(env)
+    return Path(__file__).resolve().parent.parent / "examples" / "demo"
+
+
+def examples_runs_dir() -> Path | None:
+    """The bundle's read-only runs folder (`<bundle>/runs`), None when there is no bundle."""
+    root = examples_root()
+    return root / "runs" if root is not None and (root / "runs").is_dir() else None
 
 
 def new_unique_dir(root: Path, label: str) -> Path:
@@ -66,9 +88,13 @@ def resolve_run(run: str | os.PathLike[str], root: Path | None = None) -> Path:
     if p.is_dir():
         return p
     root = root or paths.runs_dir()
-    cand = root / safe_name(str(run), max_len=200)
+    name = safe_name(str(run), max_len=200)
+    cand = root / name
     if cand.is_dir():
         return cand
+    examples = examples_runs_dir()
+    if examples is not None and (examples / name).is_dir():
+        return examples / name
     raise FileNotFoundError(f"run not found: {run} (looked in {root})")
 
 
@@ -102,6 +128,7 @@ class RunInfo:
     config: dict[str, Any]
     status: dict[str, Any]
     evals: list[str]
+    example: bool = False  # a read-only run of the pre-built example bundle (no resume, cancel or evaluate)
 
     @property
     def preset(self) -> str:
@@ -122,9 +149,7 @@ def list_evals(run_dir: Path) -> list[str]:
     return [e.name for e in RunDir(run_dir).evals()]
 
 
-def list_runs(root: Path | None = None) -> list[RunInfo]:
-    """Every run folder, newest first; broken folders are listed with state 'unknown', never raise."""
-    root = root or paths.runs_dir()
+def _infos(root: Path, example: bool) -> list[RunInfo]:
     infos = []
     for run in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True):
         status = read_status(run)
@@ -136,6 +161,22 @@ def list_runs(root: Path | None = None) -> list[RunInfo]:
                 config=read_config(run),
                 status=status,
                 evals=list_evals(run),
+                example=example,
             )
         )
+    return infos
+
+
+def list_runs(root: Path | None = None, with_examples: bool = True) -> list[RunInfo]:
+    """Every run folder, newest first, then the example bundle's runs (`with_examples`, when present).
+
+    Broken folders are listed with state 'unknown', never raise. A user run never hides behind an
+    example: an example whose id a user run also has is left out.
+    """
+    root = root or paths.runs_dir()
+    infos = _infos(root, example=False)
+    examples = examples_runs_dir() if with_examples else None
+    if examples is not None and examples.resolve() != Path(root).resolve():
+        taken = {i.run_id for i in infos}
+        infos += [i for i in _infos(examples, example=True) if i.run_id not in taken]
     return infos

@@ -24,10 +24,11 @@ def _user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh artifacts folder for each test (MEDCAP_ARTIFACTS)."""
+    """A fresh artifacts folder for each test (MEDCAP_ARTIFACTS); the example bundle is off unless a test sets it."""
     root = tmp_path / "artifacts"
     root.mkdir()
     monkeypatch.setenv("MEDCAP_ARTIFACTS", str(root))
+    monkeypatch.setenv("MEDCAP_EXAMPLES", "off")
     return root
 
 

@@ -73,10 +73,10 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def _serve(artifacts: Path, log_path: Path) -> Iterator[str]:
+def _serve(artifacts: Path, log_path: Path, **extra_env: str) -> Iterator[str]:
     """`streamlit run streamlit_app.py` headless on a free port, against `artifacts`; yields its URL."""
     port = _free_port()
-    env = dict(os.environ, MEDCAP_ARTIFACTS=str(artifacts))
+    env = dict(os.environ, MEDCAP_ARTIFACTS=str(artifacts), **extra_env)
     log = open(log_path, "wb")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
@@ -254,6 +254,54 @@ def test_a_deep_link_on_a_fresh_server_shows_the_apps_navigation(artifacts: Path
                     page.close()
         finally:
             browser.close()
+
+
+BUNDLE = PROJECT_ROOT / "examples" / "demo"
+# url path, screenshot name, text visible once rendered: a fresh clone (empty artifacts, the bundle present)
+BUNDLE_PAGES = [
+    ("", "home", "Explore now"),
+    ("Train", "train", "example run of the pre-built bundle"),
+    ("Compare", "compare", "Next-word classification"),
+    ("Per-image_BLEU", "per_image_bleu", "Per-image BLEU-1"),
+    ("Attention", "attention", "Generated:"),
+    ("Caption_an_image", "caption_an_image", "PNG or JPEG image"),
+]
+
+
+def test_a_fresh_clone_shows_the_example_runs_on_every_page(artifacts: Path, tmp_path: Path) -> None:
+    """Empty artifacts + the committed example bundle: results everywhere, and an uploaded image gets a caption.
+
+    Screenshots go to `<screenshots>/bundle/<page>.png`.
+    """
+    _browser_ready()
+    if not (BUNDLE / "manifest.json").is_file():
+        pytest.skip("examples/demo not present")
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("MEDCAP_SCREENSHOTS") or PROJECT_ROOT / "artifacts" / "screenshots") / "bundle"
+    shots.mkdir(parents=True, exist_ok=True)
+    with _serve(artifacts, tmp_path / "streamlit.log", MEDCAP_EXAMPLES=str(BUNDLE)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2200})
+            for path, name, text in BUNDLE_PAGES:
+                page.goto(url + path, wait_until="domcontentloaded")
+                page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=60_000)
+                page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=60_000)
+                page.wait_for_load_state("networkidle")
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
+                errors = page.locator(ERROR_SELECTORS)
+                assert errors.count() == 0, f"{name}: {errors.first.inner_text()}"
+                body = page.inner_text("body")
+                assert "Traceback" not in body and "No evaluated runs yet" not in body, name
+                if name == "compare":
+                    assert "model-80 [example]" in body and "model-70 [example]" in body
+                if name == "caption_an_image":
+                    _caption_an_image(page, shots)  # the example run's model on a new image, end to end
+        finally:
+            browser.close()
+    assert not (artifacts / "runs").exists() or not any((artifacts / "runs").iterdir())  # the bundle stays read-only
 
 
 def _download_text(page: Any, label: str) -> str:

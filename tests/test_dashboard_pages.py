@@ -282,6 +282,70 @@ def test_the_router_routes_every_page_and_opens_home() -> None:
     assert [t.value for t in at.title][:1] == [TITLES["home"]]
 
 
+# ----------------------------------------------------------------------------------------------
+# a fresh clone: no runs of one's own, the example bundle present
+
+BUNDLE = PROJECT_ROOT / "examples" / "demo"
+needs_bundle = pytest.mark.skipif(not (BUNDLE / "manifest.json").is_file(), reason="examples/demo not present")
+
+
+@pytest.fixture
+def bundle_only(monkeypatch: pytest.MonkeyPatch, artifacts: Path) -> Path:
+    monkeypatch.setenv("MEDCAP_EXAMPLES", str(BUNDLE))
+    return artifacts
+
+
+@needs_bundle
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_with_only_the_example_bundle(bundle_only: Path, name: str) -> None:
+    at = run_page(name)
+    assert_clean(at, name)
+    assert not at.warning, [w.value for w in at.warning]
+    assert "No evaluated runs yet" not in texts(at)
+
+
+@needs_bundle
+def test_home_with_only_examples_says_what_they_are_and_offers_the_demo(bundle_only: Path) -> None:
+    at = run_page("home")
+    shown = texts(at)
+    assert "Explore now" in shown and "examples/demo/" in shown
+    assert "measured: 208 s and 264 s" in shown  # the measured demo time (README), not 'a few minutes'
+    assert [b.label for b in at.button] == ["Build the demo"]
+    runs = frames(at)[0].set_index("run")
+    assert list(runs.index) == ["example-model-80", "example-model-70"]
+    assert set(runs["source"]) == {"example (read-only)"}
+    assert runs["BLEU-1"].between(0.05, 1.0).all()
+    assert not (bundle_only / "runs").exists() or not any((bundle_only / "runs").iterdir())  # nothing written
+
+
+@needs_bundle
+def test_compare_defaults_to_the_two_example_runs(bundle_only: Path) -> None:
+    at = run_page("compare")
+    side = next(f for f in frames(at) if "BLEU-1" in f.index)
+    assert {"model-80 [example]", "model-70 [example]"} <= set(side.columns)
+    assert side.loc["BLEU-1", "model-80 [example]"].count("[") == 1  # value with its CI
+    assert "Pick exactly two runs" not in texts(at)
+    assert "bundle does not ship" in texts(at)  # no paired difference: it needs the feature store
+    assert "Compute the paired difference" not in [b.label for b in at.button]
+
+
+@needs_bundle
+def test_per_image_and_attention_show_the_example_images(bundle_only: Path) -> None:
+    at = run_page("per_image")
+    table = frames(at)[0]
+    assert len(table) > 5 and table["thumbnail"].str.startswith("data:image/jpeg;base64,").all()
+    at = run_page("attention")
+    assert len(at.get("plotly_chart")) == 2  # the word's map and the strip of every word
+    assert "**Generated:**" in texts(at)
+
+
+@needs_bundle
+def test_train_marks_example_runs_read_only(bundle_only: Path) -> None:
+    at = run_page("train")
+    assert "example run of the pre-built bundle" in texts(at)
+    assert not {"Resume run", "Cancel run", "Evaluate"} & {b.label for b in at.button}
+
+
 def test_study_page_shows_pooled_results_and_folds(artifacts: Path) -> None:
     from medcap.io import write_json
 

@@ -97,6 +97,26 @@ def test_train_run_writes_a_complete_run_folder(tiny: tuple[str, Path], tiny_run
     assert (run / ".lock").read_text() == ""  # released: no pid left in it
 
 
+def test_train_run_writes_tensorboard_scalars_per_epoch(tiny_run: tuple[RunConfig, Path]) -> None:
+    """Keras' TensorBoard callback logs one loss value per epoch for train and validation, numbered 0..2."""
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (requirements.txt pins it)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from medcap.rundir import RunDir
+
+    _, run = tiny_run
+    hist = read_history(run)
+    for sub, column in (("train", "loss"), ("validation", "val_loss")):
+        acc = EventAccumulator(str(RunDir(run).tensorboard / sub), size_guidance={"tensors": 0})
+        acc.Reload()
+        events = acc.Tensors("epoch_loss")
+        assert [e.step for e in events] == [0, 1, 2]
+        values = [float(np.asarray(e.tensor_proto.float_val or [np.frombuffer(e.tensor_proto.tensor_content,
+                                                                                np.float32)[0]])[0])
+                  for e in events]
+        assert values == pytest.approx(hist[column].tolist(), rel=1e-5)
+
+
 def test_load_run_captions_from_the_store(tiny_run: tuple[RunConfig, Path]) -> None:
     from medcap.inference import load_run
 

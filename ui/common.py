@@ -41,15 +41,21 @@ def artifacts_key() -> str:
     return str(paths.artifacts_dir().resolve())
 
 
+def _signature(root: Path) -> tuple:
+    """Cache key of the listing: the user's run folders and the example bundle's (when present)."""
+    examples = runs.examples_runs_dir()
+    return (dashboard.runs_signature(root), str(examples), dashboard.runs_signature(examples) if examples else ())
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _runs(root: str, signature: tuple) -> list[runs.RunInfo]:
     return runs.list_runs(Path(root))
 
 
 def list_runs() -> list[runs.RunInfo]:
-    """All runs, newest first (cached until any run folder changes)."""
+    """All runs, newest first, then the example bundle's (cached until any run folder changes)."""
     root = paths.runs_dir().resolve()
-    return _runs(str(root), dashboard.runs_signature(root))
+    return _runs(str(root), _signature(root))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -61,9 +67,10 @@ def runs_table() -> pd.DataFrame:
     """The runs overview table (cached until any run folder changes); a finished run whose best
     weights are gone reads "finished (weights missing)"."""
     root = paths.runs_dir().resolve()
-    table = _runs_table(str(root), dashboard.runs_signature(root)).copy()
+    table = _runs_table(str(root), _signature(root)).copy()
     if not table.empty:
-        gone = [state == "finished" and not RunDir(root / str(run)).best_weights.is_file()
+        where = {i.run_id: i.path for i in list_runs()}  # example runs live outside the runs folder
+        gone = [state == "finished" and not RunDir(where.get(str(run), root / str(run))).best_weights.is_file()
                 for run, state in zip(table["run"], table["state"], strict=True)]
         table.loc[gone, "state"] = WEIGHTS_MISSING
     return table
@@ -201,14 +208,16 @@ def pick_run(
         return None
     ids = [i.run_id for i in infos]
     index = ids.index(default) if default in ids else 0
-    chosen = st.selectbox(
-        label, ids, index=index, key=key, format_func=lambda rid: f"{rid} ({badge(_state(infos, rid))})"
-    )
+    chosen = st.selectbox(label, ids, index=index, key=key, format_func=lambda rid: run_choice(infos, rid))
     return next(i for i in infos if i.run_id == chosen)
 
 
-def _state(infos: Sequence[runs.RunInfo], run_id: str) -> str:
-    return next((i.state for i in infos if i.run_id == run_id), "unknown")
+def run_choice(infos: Sequence[runs.RunInfo], run_id: str) -> str:
+    """How a run reads in a picker: `<id> (<state>)`, `<id> (example · <state>)` for the bundle's runs."""
+    info = next((i for i in infos if i.run_id == run_id), None)
+    if info is None:
+        return f"{run_id} (unknown)"
+    return f"{run_id} ({'example · ' if info.example else ''}{badge(info.state)})"
 
 
 def pick_eval(info: runs.RunInfo, key: str = "eval") -> str | None:

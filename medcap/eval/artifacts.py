@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,15 @@ def _references_text(text: Any) -> str:
     return str(items)
 
 
+def _resolve_image(run_dir: Path, image_path: Any) -> str:
+    """An absolute image path as it is; a relative one joined to the run folder (normalised)."""
+    if not isinstance(image_path, str) or not image_path:
+        missing = image_path is None or (isinstance(image_path, float) and math.isnan(image_path))
+        return "" if missing else str(image_path)
+    path = Path(image_path)
+    return str(path) if path.is_absolute() else os.path.normpath(run_dir / path)
+
+
 def read_predictions(run_dir: Path, eval_name: str) -> pd.DataFrame:
     """An evaluation's per-image predictions, with `references` parsed into a readable `reference` column.
 
@@ -130,6 +140,8 @@ def read_predictions(run_dir: Path, eval_name: str) -> pd.DataFrame:
     missing = [c for c in REQUIRED_PREDICTION_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: lacks columns {missing} (older medcap version?)")
+    # a relative image path (the example bundle's) is relative to the run folder
+    df["image_path"] = [_resolve_image(Path(run_dir), p) for p in df["image_path"]]
     df["reference"] = df["references"].map(_references_text)
     df["prediction"] = df["prediction"].fillna("").astype(str)
     for col in df.columns:

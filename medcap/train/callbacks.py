@@ -1,4 +1,4 @@
-"""Keras callbacks of a run: live progress in status.json, throttled."""
+"""Keras callbacks of a run: live progress in status.json (throttled) and TensorBoard logs."""
 
 from __future__ import annotations
 
@@ -63,3 +63,25 @@ class StatusCallback(keras.callbacks.Callback):
             + (f" loss {float(loss):.4f}" if loss is not None else ""),
             pid=os.getpid(),
         )
+
+
+def tensorboard_available() -> bool:
+    """Whether the `tensorboard` package (which tf.summary writes through) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def tensorboard_callback(log_dir: Path) -> list[keras.callbacks.Callback]:
+    """Keras' own TensorBoard callback, kept cheap: epoch scalars only (no graph, histograms or profiling).
+
+    `tensorboard --logdir <run>/tensorboard` shows loss and accuracy per epoch (train and validation).
+    An empty list (and a warning) when the `tensorboard` package is missing: training never fails for it.
+    """
+    if not tensorboard_available():
+        log.warning("tensorboard is not installed: no TensorBoard logs for this run (pip install tensorboard)")
+        return []
+    return [keras.callbacks.TensorBoard(
+        log_dir=str(log_dir), histogram_freq=0, write_graph=False, write_images=False,
+        update_freq="epoch", profile_batch=0,
+    )]

@@ -26,7 +26,7 @@ from medcap.io import save_weights, write_json, write_text
 from medcap.locks import RunLock
 from medcap.rundir import RunDir
 from medcap.runs import new_run_dir, read_config, read_status, write_status
-from medcap.train.callbacks import StatusCallback, progress_fraction
+from medcap.train.callbacks import StatusCallback, progress_fraction, tensorboard_callback
 from medcap.train.prep import RunData, feature_store_summary, prepare_data
 from medcap.train.state import ResumeState, load_resume_state, restore_variables, save_resume, update_on_epoch
 
@@ -154,6 +154,7 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
         log.warning("validation split is empty: early stopping and lr schedule follow the training loss")
     steps = data.steps("train", cfg.batch_size)
     val_ds = _pairs(data, "val", cfg, shuffle=False, epoch=0) if has_val else None
+    tensorboard = tensorboard_callback(RunDir(run_dir).tensorboard)
     for epoch in range(state.epoch, cfg.epochs):
         if state.stopped_early:
             break
@@ -163,10 +164,13 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
                      progress=progress_fraction(epoch, 0, steps, cfg.epochs), pid=os.getpid(),
                      message=f"epoch {epoch + 1}/{cfg.epochs}")
         train_ds = _pairs(data, "train", cfg, shuffle=True, epoch=epoch)
-        fit_logs = model.fit(train_ds, epochs=1, verbose=0, shuffle=False,
-                             callbacks=[StatusCallback(run_dir, epoch, cfg.epochs, steps)]).history
-        train_m = {k: float(v[-1]) for k, v in fit_logs.items()}
-        val_m = model.evaluate(val_ds, verbose=0, return_dict=True) if val_ds is not None else {}
+        # one epoch per fit() call; initial_epoch numbers it for TensorBoard, validation runs inside fit
+        callbacks = [StatusCallback(run_dir, epoch, cfg.epochs, steps), *tensorboard]
+        fit_logs = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
+                             shuffle=False, callbacks=callbacks).history
+        logs = {k: float(v[-1]) for k, v in fit_logs.items()}
+        train_m = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        val_m = {k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")}
         val_cider = _val_cider(model, data) if has_val and cfg.select_by == "val_cider" else math.nan
         row = {
             "epoch": epoch + 1,
