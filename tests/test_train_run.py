@@ -85,7 +85,7 @@ def test_train_run_writes_a_complete_run_folder(tiny: tuple[str, Path], tiny_run
     split = json.loads((run / "split.json").read_text())
     assert sum(len(v) for v in split.values()) == 36 and not set(split["train"]) & set(split["test"])
     hist = read_history(run)
-    assert list(hist.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+    assert list(hist.columns) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "val_cider", "lr", "seconds"]
     assert hist["epoch"].tolist() == [1, 2, 3]
     assert hist["loss"].iloc[-1] < hist["loss"].iloc[0]  # it learns
     assert (run / "weights" / "best.weights.h5").is_file() and (run / "weights" / "last.weights.h5").is_file()
