@@ -369,7 +369,7 @@ def test_the_cross_run_and_dataset_views(artifacts: Path, tmp_path: Path) -> Non
 
             # the gallery and the leakage figure of a dataset
             page.goto(url + "Data", wait_until="domcontentloaded")
-            page.get_by_placeholder("e.g. csv:my_data/captions.csv").fill(f"csv:{data / 'captions.csv'}")
+            page.get_by_label("…or type a spec", exact=True).fill(f"csv:{data / 'captions.csv'}")
             page.get_by_role("button", name="Load dataset").click()
             page.get_by_text("12 of 12 images match", exact=False).first.wait_for(state="visible", timeout=60_000)
             page.get_by_text("image-level vs group-level", exact=False).first.wait_for(state="visible",
