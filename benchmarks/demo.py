@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     from medcap.demo import DemoOptions
+    from medcap.rundir import RunDir
 
     d = DemoOptions()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,7 +55,7 @@ def main() -> int:
         status = json.loads(done.stdout)
         captions = {}
         for preset, run_id in (status.get("runs") or {}).items():
-            evals = sorted((root / "runs" / run_id / "eval").glob("*/predictions.csv"))
+            evals = [e.predictions for e in RunDir(root / "runs" / run_id).evals()]
             if evals:
                 import pandas as pd
 

@@ -117,16 +117,23 @@ def _is_medcap_process(pid: int) -> bool:
         return False
 
 
-def terminate(status: dict[str, Any], what: str) -> int:
-    """SIGTERM the process recorded in a status dict; ValueError when it is not running."""
+def terminate(status: dict[str, Any], what: str, group: bool = False) -> int:
+    """SIGTERM the process recorded in a status dict (`group`: the whole process group a `spawn`ed child
+    leads, its workers too); ValueError when it is not running or is not a medcap process."""
     state = effective_state(status)
     pid = status.get("pid")
     if state not in ACTIVE_STATES or not pid:
         raise ValueError(f"{what} is not running (state {state})")
     if not _is_medcap_process(int(pid)):
         raise ValueError(f"{what}: process {pid} is not a medcap process; not signalled")
-    os.kill(int(pid), signal.SIGTERM)
-    log.info("sent SIGTERM to %s (pid %s)", what, pid)
+    if group:
+        try:
+            os.killpg(int(pid), signal.SIGTERM)  # spawn() starts a new session: pgid == pid
+        except (ProcessLookupError, PermissionError):
+            os.kill(int(pid), signal.SIGTERM)
+    else:
+        os.kill(int(pid), signal.SIGTERM)
+    log.info("sent SIGTERM to %s (%s %s)", what, "process group" if group else "pid", pid)
     return int(pid)
 
 
@@ -242,25 +249,9 @@ def launch_synthetic(n: int) -> Launch:
 def cancel_synthetic(n: int) -> int:
     """Stop the generation of `synthetic:n` (SIGTERM to its process group: its render workers too)."""
     job = synthetic_job(n)
-    pid = terminate_group(job, f"generation of synthetic:{int(n)}")
+    pid = terminate(job, f"generation of synthetic:{int(n)}", group=True)
     write_json(synthetic_job_file(n), {**job, "state": "cancelled", "updated": now_iso()})
     return pid
-
-
-def terminate_group(status: dict[str, Any], what: str) -> int:
-    """Like `terminate`, but signals the whole process group a `spawn`ed child leads."""
-    state = effective_state(status)
-    pid = status.get("pid")
-    if state not in ACTIVE_STATES or not pid:
-        raise ValueError(f"{what} is not running (state {state})")
-    if not _is_medcap_process(int(pid)):
-        raise ValueError(f"{what}: process {pid} is not a medcap process; not signalled")
-    try:
-        os.killpg(int(pid), signal.SIGTERM)  # spawn() starts a new session: pgid == pid
-    except (ProcessLookupError, PermissionError):
-        os.kill(int(pid), signal.SIGTERM)
-    log.info("sent SIGTERM to %s (process group %s)", what, pid)
-    return int(pid)
 
 
 def compare_cli(a: RunInfo, b: RunInfo, timeout: float = 600.0) -> dict[str, Any]:

@@ -86,8 +86,8 @@ def build(out: Path, from_demo: Path | None = None) -> dict:
     from dataclasses import asdict
 
     from medcap import bundle
-    from medcap.demo import PRESETS, DemoOptions, run_demo
-    from medcap.io import read_json, write_text
+    from medcap.demo import PRESETS, DemoDir, DemoOptions, run_demo
+    from medcap.io import write_text
 
     opts = DemoOptions()
     with tempfile.TemporaryDirectory(prefix="medcap-bundle-") as tmp:
@@ -98,7 +98,7 @@ def build(out: Path, from_demo: Path | None = None) -> dict:
             log.info("building the demo in %s (%s)", work, asdict(opts))
             status = run_demo(opts)
         else:
-            status = read_json(work / "demo" / "status.json")
+            status = DemoDir(work / "demo").read_status()
             opts = DemoOptions(**{k: v for k, v in (status.get("options") or {}).items()
                                   if k in DemoOptions.__dataclass_fields__})
         if status.get("state") != "finished":
