@@ -108,11 +108,15 @@ def run_json(args: Sequence[str], what: str, timeout: float = 600.0) -> dict[str
 
 
 def _is_medcap_process(pid: int) -> bool:
+    """Whether `pid` runs medcap: an argument of its command line is exactly `medcap` (`python -m medcap ...`).
+
+    A path that merely contains "medcap" (the project folder, its venv's python) does not count.
+    """
     cmdline = Path(f"/proc/{int(pid)}/cmdline")
     if not cmdline.parent.parent.is_dir() or not cmdline.exists():
         return pid_alive(pid)
     try:
-        return b"medcap" in cmdline.read_bytes()
+        return b"medcap" in cmdline.read_bytes().split(b"\0")
     except OSError:
         return False
 
