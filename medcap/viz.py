@@ -360,4 +360,5 @@ def fold_figure(per_fold: pd.DataFrame, metric: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=per_fold["fold"], y=per_fold[column], mode="lines+markers", name=column,
                                  line={"dash": dash}))
     fig.update_layout(title=f"{metric} per fold", xaxis_title="fold", yaxis_title=metric, legend_title="system")
+    fig.update_xaxes(dtick=1)  # folds are whole numbers
     return fig
