@@ -1,11 +1,10 @@
 """Similar cases: the training images closest to a query image in a run's global features, with captions.
 
 What a clinician sees beside a generated caption: the k training images the model's image encoder finds
-most alike (cosine similarity of the run's global CNN features; the same ranking as
-`medcap.model.retrieval.top_k_neighbours`, done here because importing `medcap.model` loads TensorFlow)
-and the captions the model learnt from them. Everything comes from the run's own files: its feature
-store (config.json `feature_store.path`), its `split.json` train ids and its dataset loaded with the
-run's caption rules (`load_captioned`). No TensorFlow and no Streamlit here.
+most alike (cosine similarity of the run's global CNN features, `medcap.neighbours.top_k`, the search
+the 1-NN baseline and the caption memory use) and the captions the model learnt from them. Everything
+comes from the run's own files: its feature store (config.json `feature_store.path`), its `split.json`
+train ids and its dataset loaded with the run's caption rules (`load_captioned`). No TensorFlow and no Streamlit here.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import pandas as pd
 
 from medcap.config import RunConfig
 from medcap.data.captioned import load_captioned
+from medcap.neighbours import top_k
 from medcap.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -42,19 +42,15 @@ class CaseMemory:
         return len(self.ids)
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # (N, D)
-
-
 def nearest(train_feats: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (k,) and cosine similarities (k,) of the k rows of `train_feats` closest to `query` (D,).
 
     Best first; ties go to the lower row.
     """
-    sims = _unit_rows(train_feats) @ _unit_rows(np.asarray(query).reshape(1, -1))[0]  # (N,)
-    order = np.argsort(-sims, kind="stable")[: max(0, min(int(k), len(sims)))]  # (k,)
-    return order, sims[order]
+    if int(k) <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    idx, sims = top_k(train_feats, np.asarray(query, dtype=np.float32).reshape(1, -1), int(k))  # (1, k)
+    return idx[0], sims[0]
 
 
 def run_store(run_path: str | Path) -> Any:

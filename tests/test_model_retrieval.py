@@ -11,8 +11,8 @@ from medcap.model.retrieval import (
     build_memory,
     memory_next_word,
     mix,
-    top_k_neighbours,
 )
+from medcap.neighbours import top_k
 
 
 def test_top_k_neighbours_equals_brute_force_with_ties() -> None:
@@ -20,7 +20,7 @@ def test_top_k_neighbours_equals_brute_force_with_ties() -> None:
     train = rng.normal(size=(50, 6)).astype(np.float32)
     train[7] = train[3]  # an exact tie: the lower index comes first
     query = np.vstack([train[3] * 2.0, rng.normal(size=(9, 6))]).astype(np.float32)
-    idx, sims = top_k_neighbours(train, query, k=4, block=3)
+    idx, sims = top_k(train, query, k=4, query_block=3, train_block=7)  # merged across training blocks
     unit = train / np.linalg.norm(train, axis=1, keepdims=True)
     qn = query / np.linalg.norm(query, axis=1, keepdims=True)
     brute = np.argsort(-(qn @ unit.T), axis=1, kind="stable")[:, :4]

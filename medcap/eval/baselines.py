@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medcap.neighbours import QUERY_BLOCK, TRAIN_BLOCK, top_k
+
 
 def most_frequent_caption(train_tokens: Sequence[Sequence[str]], groups: Sequence[str] | None = None) -> list[str]:
     """The most frequent training caption (token list); ties go to the caption seen first.
@@ -27,44 +29,13 @@ def most_frequent_caption(train_tokens: Sequence[Sequence[str]], groups: Sequenc
     return list(next(k for k in keys if counts[k] == best))
 
 
-QUERY_BLOCK = 1024  # query rows per block
-TRAIN_BLOCK = 8192  # training rows per block: similarities (QUERY_BLOCK, TRAIN_BLOCK) float32 = 32 MiB
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)  # (N, 1)
-    return x / np.maximum(norm, 1e-12)
-
-
 def nearest_neighbours(train_feats: np.ndarray, query_feats: np.ndarray, chunk: int = QUERY_BLOCK,
                        train_block: int = TRAIN_BLOCK) -> np.ndarray:
     """Index of the training row with the highest cosine similarity to each query row (ties: lowest index).
 
-    Exact top-1 by blocks: memory O(chunk x train_block + (chunk + train_block) x D) whatever the
-    sizes, so float16 memmaps of any length work. Training blocks are visited in index order and a
-    later block wins only with a strictly higher similarity, which keeps arg-max's lowest-index ties.
+    Exact, by blocks (`medcap.neighbours.top_k`): memory stays flat in the number of training rows.
     """
-    if len(train_feats) == 0:
-        raise ValueError("nearest_neighbours: no training features")
-    if train_feats.shape[1] != query_feats.shape[1]:
-        raise ValueError(f"nearest_neighbours: feature dims differ ({train_feats.shape[1]} vs {query_feats.shape[1]})")
-    if chunk < 1 or train_block < 1:
-        raise ValueError(f"nearest_neighbours: block sizes must be >= 1 (got {chunk}, {train_block})")
-    n_query = len(query_feats)
-    best = np.full(n_query, -np.inf, dtype=np.float32)  # (Nq,)
-    out = np.zeros(n_query, dtype=np.int64)  # (Nq,)
-    for t0 in range(0, len(train_feats), train_block):
-        train = _unit_rows(train_feats[t0 : t0 + train_block])  # (t, D)
-        for q0 in range(0, n_query, chunk):
-            q = _unit_rows(query_feats[q0 : q0 + chunk])  # (c, D)
-            sims = q @ train.T  # (c, t)
-            arg = np.argmax(sims, axis=1)  # (c,) first maximum within the block
-            top = sims[np.arange(len(q)), arg]  # (c,)
-            better = top > best[q0 : q0 + len(q)]  # strictly: earlier blocks keep ties
-            best[q0 : q0 + len(q)][better] = top[better]
-            out[q0 : q0 + len(q)][better] = arg[better] + t0
-    return out
+    return top_k(train_feats, query_feats, 1, query_block=chunk, train_block=train_block)[0][:, 0]
 
 
 def nearest_neighbour_captions(train_feats: np.ndarray, train_tokens: Sequence[Sequence[str]],

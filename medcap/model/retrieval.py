@@ -22,30 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # (N, D)
-
-
-def top_k_neighbours(train_feats: np.ndarray, query_feats: np.ndarray, k: int, block: int = 1024
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (Q, k) and cosine similarities (Q, k) of the k closest training rows, best first.
-
-    Queries are processed in blocks (memory O(block x N_train)); ties go to the lower training index.
-    """
-    if len(train_feats) == 0:
-        raise ValueError("top_k_neighbours: no training features")
-    k = min(int(k), len(train_feats))
-    train = _unit_rows(train_feats)  # (Ntr, D)
-    idx = np.zeros((len(query_feats), k), dtype=np.int64)
-    sims = np.zeros((len(query_feats), k), dtype=np.float32)
-    for lo in range(0, len(query_feats), block):
-        s = _unit_rows(query_feats[lo : lo + block]) @ train.T  # (b, Ntr)
-        order = np.argsort(-s, axis=1, kind="stable")[:, :k]  # (b, k)
-        idx[lo : lo + len(s)] = order
-        sims[lo : lo + len(s)] = np.take_along_axis(s, order, axis=1)
-    return idx, sims
+from medcap.neighbours import top_k
 
 
 @dataclass
@@ -70,7 +47,7 @@ def build_memory(train_feats: np.ndarray, train_token_ids: Sequence[Sequence[int
         raise ValueError(f"build_memory: {len(train_feats)} features but {len(train_token_ids)} captions")
     if temperature <= 0:
         raise ValueError(f"build_memory: temperature must be > 0, got {temperature}")
-    idx, sims = top_k_neighbours(train_feats, query_feats, k)
+    idx, sims = top_k(train_feats, query_feats, k)
     logits = (sims - sims.max(axis=1, keepdims=True)) / temperature  # (Q, k)
     w = np.exp(logits)
     w /= w.sum(axis=1, keepdims=True)
