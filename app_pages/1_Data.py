@@ -61,14 +61,7 @@ def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
     st.subheader("Gallery")
     gallery = _gallery(spec, root, int(settings.get("max_words", 20)), str(settings.get("protocol", "model-80")),
                        str(settings.get("split_by", "group")), int(settings.get("seed", 42)))
-    meta = dashboard.metadata_columns(gallery)
-    chosen: dict[str, list[str]] = {}
-    if meta:
-        cols = st.columns(min(len(meta), 4))
-        for i, col in enumerate(meta):
-            options = sorted(gallery[col].dropna().astype(str).unique())
-            chosen[col] = cols[i % len(cols)].multiselect(col.replace("_", " ").capitalize(), options,
-                                                          key=f"gal_f_{col}")
+    chosen = common.metadata_filters(gallery, key_prefix="gal_f_")
     c1, c2, c3 = st.columns(3)
     lo, hi = int(gallery["caption_words"].min()), int(gallery["caption_words"].max())
     length = c1.slider("Caption length (words)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="gal_len")

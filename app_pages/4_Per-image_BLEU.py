@@ -138,14 +138,7 @@ def pair_section() -> None:
     length = c2.slider("Reference length (words)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="pair_len")
     words = c3.text_input("Words in the reference or a prediction", key="pair_words",
                           placeholder="e.g. liver lesion")
-    meta = dashboard.metadata_columns(pairs)
-    chosen = {}
-    if meta:
-        cols = st.columns(min(len(meta), 4))
-        for i, col in enumerate(meta):
-            options = sorted(pairs[col].dropna().astype(str).unique())
-            chosen[col] = cols[i % len(cols)].multiselect(col.replace("_", " ").capitalize(), options,
-                                                          key=f"pair_f_{col}")
+    chosen = common.metadata_filters(pairs, key_prefix="pair_f_")
     shown = dashboard.filter_rows(pairs, chosen, length, "ref_len", words,
                                   ("reference", "prediction_a", "prediction_b"))
     shown = shown.sort_values(sort_by, ascending=False, kind="stable")

@@ -303,3 +303,19 @@ def similar_cases_panel(
         column_config={"similarity": st.column_config.NumberColumn("cosine similarity", format="%.3f")},
         key=f"{key}_table",
     )
+
+
+def metadata_filters(frame: pd.DataFrame, key_prefix: str) -> dict[str, list[str]]:
+    """One multiselect per metadata column worth filtering (`dashboard.metadata_columns`), four per row.
+
+    Returns column -> chosen values (empty: no filter); widget keys are `<key_prefix><column>`.
+    """
+    meta = dashboard.metadata_columns(frame)
+    chosen: dict[str, list[str]] = {}
+    if meta:
+        cols = st.columns(min(len(meta), 4))
+        for i, col in enumerate(meta):
+            options = sorted(frame[col].dropna().astype(str).unique())
+            chosen[col] = cols[i % len(cols)].multiselect(col.replace("_", " ").capitalize(), options,
+                                                          key=f"{key_prefix}{col}")
+    return chosen
