@@ -46,6 +46,7 @@ class LoadedRun:
     _store: Any = field(default=None, repr=False)
     _featurizer: Any = field(default=None, repr=False)
     _train: Any = field(default=None, repr=False)
+    _dataset: Any = field(default=None, repr=False)
 
     @property
     def store(self) -> Any:
@@ -75,13 +76,23 @@ class LoadedRun:
             self._featurizer = ImageFeaturizer.from_meta(meta)
         return self._featurizer
 
+    def captioned(self, long_captions: str | None = None) -> tuple[Any, Any]:
+        """The run's dataset (read once per LoadedRun) with its caption rules: (LoadResult, kept table).
+
+        `long_captions` overrides the run's policy ("drop": the paper's <= max_words rule for references).
+        """
+        from medcap.data import apply_caption_rules, load_records
+
+        if self._dataset is None:
+            self._dataset = load_records(self.cfg.dataset)
+        table, _ = apply_caption_rules(self._dataset, max_words=self.cfg.max_words,
+                                       long_captions=long_captions or self.cfg.long_captions)
+        return self._dataset, table
+
     def training_set(self) -> TrainingSet:
         """The run's training images with features and captions (for baselines, retrieval and similar cases)."""
         if self._train is None:
-            from medcap.data import load_captioned
-
-            _, table, _ = load_captioned(self.cfg.dataset, max_words=self.cfg.max_words,
-                                         long_captions=self.cfg.long_captions)
+            _, table = self.captioned()
             in_train = set(self.split.get("train", []))
             token_of = {i: list(t) for i, t in zip(table["image_id"].astype(str), table["tokens"], strict=True)}
             group_of = dict(zip(table["image_id"].astype(str), table["group"].astype(str), strict=True))

@@ -1,6 +1,6 @@
 """Data layer: dataset loaders, caption filtering, vocabulary, splits and leakage checks (no TensorFlow)."""
 
-from medcap.data.captioned import dataset_fingerprint, load_captioned, split_for_run
+from medcap.data.captioned import apply_caption_rules, dataset_fingerprint, load_captioned, split_for_run
 from medcap.data.loaders import load_records, load_synthetic_folder
 from medcap.data.records import LoadResult
 from medcap.data.splits import leakage_report, make_split
@@ -11,6 +11,7 @@ from medcap.data.vocab import Vocabulary
 __all__ = [
     "LoadResult",
     "Vocabulary",
+    "apply_caption_rules",
     "dataset_fingerprint",
     "leakage_report",
     "load_captioned",

@@ -28,10 +28,17 @@ def load_captioned(spec: str, max_words: int = 20,
     result = load_records(spec)
     log.info("%s: %d usable images (%d records read, skipped %s)", spec, len(result.table),
              result.records_read, result.skipped or "none")
+    table, dropped = apply_caption_rules(result, max_words=max_words, long_captions=long_captions)
+    return result, table, dropped
+
+
+def apply_caption_rules(result: LoadResult, max_words: int = 20,
+                        long_captions: str = "drop") -> tuple[pd.DataFrame, dict[str, int]]:
+    """`load_captioned`'s rules on an already loaded dataset (read it once, apply several policies)."""
     table, dropped = prepare_captions(result.table, max_words=max_words, long_captions=long_captions)
     table = table.reset_index(drop=True)
-    log.info("%s: captions kept %d (dropped %s)", spec, len(table), dropped or "none")
-    return result, table, dropped
+    log.info("%s: captions kept %d (dropped %s)", result.spec, len(table), dropped or "none")
+    return table, dropped
 
 
 def dataset_fingerprint(table: pd.DataFrame) -> str:

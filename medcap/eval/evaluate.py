@@ -87,12 +87,10 @@ def check_fingerprint(loaded: Any, allow_changed_data: bool = False) -> dict[str
     ValueError (naming config.json's `dataset_fingerprint`) when they differ, unless `allow_changed_data`;
     the returned record goes into metrics.json.
     """
-    from medcap.data import dataset_fingerprint, load_captioned
+    from medcap.data import dataset_fingerprint
 
     saved = loaded.config.get("dataset_fingerprint")
-    _, table, _ = load_captioned(loaded.cfg.dataset, max_words=loaded.cfg.max_words,
-                                 long_captions=loaded.cfg.long_captions)
-    now = dataset_fingerprint(table)
+    now = dataset_fingerprint(loaded.captioned()[1])
     changed = bool(saved) and saved != now
     if changed and not allow_changed_data:
         raise ValueError(f"{RunDir(Path(loaded.run_dir)).config}: dataset_fingerprint {saved} differs from the "
@@ -119,7 +117,7 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
     cfg = loaded.cfg
     check = check_fingerprint(loaded, allow_changed_data)
     train = loaded.training_set()
-    own_result, own_table = prepared_table(cfg.dataset, cfg, references=True)
+    own_result, own_table = loaded.captioned(long_captions="drop")  # the paper's rule for references
     if dataset is None:
         result, table, own = own_result, own_table, True
     else:
