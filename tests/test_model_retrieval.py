@@ -57,3 +57,15 @@ def test_repeat_bans() -> None:
     assert s[0, 5] == -1.0 and s[1, 5] == -1.0 and (s[2] == 0).all() and s.sum() == -2.0
     s = ban_repeats(np.zeros((3, 9)), gen, np.array([3, 2, 0]), 2, -1.0)
     assert s[0, 6] == -1.0 and s[1, 5] == -1.0 and s.sum() == -2.0  # "5 6" seen -> after "5" ban 6; "5 5" -> 5
+
+
+def test_memory_of_permuted_queries_is_the_memory_subset() -> None:
+    rng = np.random.default_rng(0)
+    train, query = rng.normal(size=(30, 5)), rng.normal(size=(10, 5))
+    caps = [[i] for i in range(30)]
+    perm = rng.permutation(10)
+    whole = build_memory(train, caps, query, k=4, temperature=0.1).subset(perm)
+    direct = build_memory(train, caps, query[perm], k=4, temperature=0.1)
+    assert (whole.neighbours == direct.neighbours).all() and whole.captions == direct.captions
+    np.testing.assert_allclose(whole.weights, direct.weights)
+    np.testing.assert_allclose(whole.similarity, direct.similarity)

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +198,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     reliance: dict[str, Any] = {}
     if with_reliance and len(ev) > 1:
         perm = swap_permutation(groups, seed=seed)
-        swapped_opts = loaded.decode_options(ev.global_feats[perm], **settings)
+        # each image decodes with another case's features, and with that image's caption memory
+        swapped_opts = options if options.memory is None else replace(options, memory=options.memory.subset(perm))
         swapped = loaded.decode(ev.global_feats[perm], ev.grid_feats[perm], beam=beam, options=swapped_opts)
         systems["swapped_images"] = [list(c.words) for c in swapped]
         reliance = {"own_case_share": own_case_share(groups, perm), "seed": seed}
