@@ -62,14 +62,6 @@ def resample_weights(n_items: int, groups: Groups = None, n: int = N_RESAMPLES, 
     return counts[:, codes].astype(np.int32)  # (n, N)
 
 
-def resample_indices(n_items: int, n: int = N_RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """Seeded image-level bootstrap index matrix (n, n_items): each row a resample with replacement."""
-    if n_items <= 0:
-        raise ValueError("bootstrap: nothing to resample (0 items)")
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n_items, size=(n, n_items))
-
-
 def percentile_ci(values: np.ndarray, alpha: float = ALPHA) -> tuple[float, float]:
     """Percentile interval [alpha/2, 1 - alpha/2] of bootstrap values."""
     lo, hi = np.quantile(np.asarray(values, dtype=np.float64), [alpha / 2, 1 - alpha / 2])
