@@ -216,17 +216,12 @@ def _val_cider(model: Any, data: RunData, max_images: int = 500) -> float:
     from medcap.eval.metrics import cider
     from medcap.model import greedy_decode
 
-    rows = data.rows["val"][:max_images]
-    if len(rows) == 0:
+    ids = data.image_ids["val"][:max_images]
+    if not ids:
         return math.nan
-    order = np.argsort(rows, kind="stable")
-    g = np.empty((len(rows), int(data.store.global_dim)), dtype=np.float32)  # (N, D)
-    g[order] = np.asarray(data.store.global_feats()[rows[order]], dtype=np.float32)
-    grid = data.store.grid()
-    r = np.empty((len(rows), *grid.shape[1:]), dtype=np.float32)  # (N, 7, 7, C)
-    r[order] = np.asarray(grid[rows[order]], dtype=np.float32)
+    _, g, r = data.store.gather(ids)  # (N, D), (N, 7, 7, C): every val id has features (RunData keeps those)
     caps = greedy_decode(model, g, r, data.vocab, max_words=data.max_len - 1)
-    refs = [[data.vocab.decode(ids)] for ids in data.token_ids["val"][:max_images]]
+    refs = [[data.vocab.decode(tokens)] for tokens in data.token_ids["val"][:max_images]]
     return float(cider(refs, [list(c.words) for c in caps]).value)
 
 
