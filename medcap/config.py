@@ -28,7 +28,7 @@ Backbone = Literal["vgg16", "resnet50", "densenet121", "efficientnetb0"]
 Attention = Literal["grid", "self"]
 AttentionScore = Literal["additive", "dot"]
 DecoderState = Literal["last_context", "last", "none"]
-Strategy = Literal["default", "mirrored"]
+Strategy = Literal["default", "mirrored", "multi_worker"]
 
 PRESET_CHOICES: tuple[str, ...] = get_args(Preset)
 PROTOCOL_CHOICES: tuple[str, ...] = get_args(SplitProtocol)
@@ -136,7 +136,9 @@ class RunConfig:
     lr_factor: float = field(default=0.5, metadata=_help("reduce-on-plateau factor, in (0, 1]"))
     min_lr: float = field(default=1e-5, metadata=_help("reduce-on-plateau floor"))
     mixed_precision: bool = field(default=False, metadata=_help("mixed_float16 (for GPUs)"))
-    strategy: Strategy = field(default="default", metadata=_help("distribution strategy"))
+    strategy: Strategy = field(default="default", metadata=_help(
+        "distribution strategy: default (one device), mirrored (this machine's GPUs), multi_worker "
+        "(MultiWorkerMirroredStrategy over the machines in TF_CONFIG)"))
     select_by: SelectBy = field(default="val_loss", metadata=_help(
         "which epoch is kept and drives early stopping: val_loss, or val_cider (greedy captions of the "
         "validation split scored by CIDEr each epoch: the checkpoint that writes the best captions)"))

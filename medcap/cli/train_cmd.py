@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("train", help="train a run (prints its folder)")
     _add_run_options(p)
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run (folder or id)")
+    p.add_argument("--run-dir", metavar="DIR", type=Path,
+                   help="train into this folder; when it already holds a run with the same settings, continue it "
+                        "(re-running the same command resumes: what a cluster scheduler or multi-worker job needs)")
     p.set_defaults(func=cmd_train)
 
     g = subparsers.add_parser("grid", help="grid search over learning rate x layers (x decode beam)")
@@ -107,17 +110,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) one run; print its folder (or a JSON summary)."""
     from medcap.runs import resolve_run
 
+    resume = bool(args.resume)
     if args.resume:
+        if args.run_dir:
+            raise ValueError("train: give --resume RUN or --run-dir DIR, not both")
         run_dir = resolve_run(args.resume)
     else:
         if not args.dataset:
             raise ValueError("train: --dataset is required (or --resume RUN)")
         cfg = config_from_args(args)
+        if args.run_dir:
+            run_dir = args.run_dir.resolve()
+            resume = _holds_same_run(run_dir, cfg)
     from medcap.locks import LockedError
     from medcap.train.runner import RunCancelled, resume_run, train_run
 
     try:
-        run_dir = resume_run(run_dir) if args.resume else train_run(cfg)
+        run_dir = resume_run(run_dir) if resume else train_run(cfg, run_dir=args.run_dir and run_dir)
     except RunCancelled:
         return EXIT_CANCELLED
     except LockedError as exc:  # nothing was touched: the other process owns the run
@@ -128,8 +137,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     except Exception as exc:  # status.json already says failed, with the error
         print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    if run_dir is None:  # a non-chief worker of a multi-worker run: the chief wrote the run
+        print(json.dumps({"run_dir": None, "role": "worker"}) if args.json else "worker done (the chief wrote the run)")
+        return 0
     print(json.dumps(_summary(run_dir), indent=2) if args.json else str(run_dir))
     return 0
+
+
+def _holds_same_run(run_dir: Path, cfg: config.RunConfig) -> bool:
+    """Whether `run_dir` already holds a run (to be continued); ValueError when its settings differ from `cfg`."""
+    from medcap.rundir import RunDir
+    from medcap.runs import read_config
+
+    if not RunDir(run_dir).config.is_file():
+        if run_dir.is_dir() and any(run_dir.iterdir()):
+            raise ValueError(f"train --run-dir {run_dir}: the folder is not empty and holds no run (no config.json)")
+        return False
+    saved = read_config(run_dir).get("run")
+    if not isinstance(saved, dict):
+        raise ValueError(f"{RunDir(run_dir).config}: missing or malformed; cannot continue this run")
+    given = cfg.to_dict()
+    differ = [f"{k}: {saved.get(k)!r} there, {given[k]!r} given" for k in given if saved.get(k) != given[k]]
+    if differ:
+        raise ValueError(f"train --run-dir {run_dir}: the folder holds a run with other settings ("
+                         + "; ".join(differ) + "); use another folder, or the same settings to continue it")
+    return True
 
 
 def cmd_grid(args: argparse.Namespace) -> int:

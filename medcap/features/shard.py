@@ -2,16 +2,16 @@
 
 A shard is a contiguous block of the store's row order (image ids sorted), so shards are
 disjoint, deterministic, and their concatenation in shard order is the unsharded row order.
-No TensorFlow here.
+No TensorFlow here; `TF_CONFIG` is read by `medcap.cluster`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 
-TF_CONFIG_VAR = "TF_CONFIG"
+from medcap.cluster import TF_CONFIG_VAR, read_tf_config
+
 TF_CONFIG_WORDS = ("tf-config", "tf_config", "TF_CONFIG")
 
 
@@ -44,25 +44,8 @@ def shard_from_tf_config(environ: Mapping[str, str]) -> tuple[int, int]:
 
     A `chief` (MultiWorkerMirroredStrategy style) counts as shard 0 and workers follow it.
     """
-    raw = environ.get(TF_CONFIG_VAR)
-    if not raw:
+    task = read_tf_config(environ)
+    if task is None:
         raise ValueError(f"--shard tf-config: the {TF_CONFIG_VAR} environment variable is not set")
-    try:
-        conf = json.loads(raw)
-        cluster, task = conf["cluster"], conf["task"]
-        chiefs = list(cluster.get("chief", []))
-        workers = list(cluster.get("worker", []))
-        kind, index = str(task["type"]), int(task["index"])
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{TF_CONFIG_VAR}: expected {{\"cluster\": {{\"worker\": [...]}}, \"task\": "
-                         f"{{\"type\": \"worker\", \"index\": i}}}} ({type(exc).__name__}: {exc})") from exc
-    count = len(chiefs) + len(workers)
-    if kind == "chief" and index < len(chiefs):
-        shard = (index, count)
-    elif kind == "worker" and index < len(workers):
-        shard = (len(chiefs) + index, count)
-    else:
-        raise ValueError(f"{TF_CONFIG_VAR}: task {kind!r} #{index} is not a chief or worker of the cluster "
-                         f"({len(chiefs)} chief, {len(workers)} workers)")
-    check_shard(*shard)
-    return shard
+    check_shard(task.rank, task.size)
+    return task.rank, task.size

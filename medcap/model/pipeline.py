@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +22,21 @@ log = logging.getLogger(__name__)
 PAD_ID = 0
 START_ID = 2
 END_ID = 3
+
+
+class ReplicaSlice(NamedTuple):
+    """Which slices of every global batch one input pipeline feeds (multi-worker training).
+
+    Each global batch of B pairs is cut into `total` contiguous slices (sizes differ by at most one);
+    this pipeline yields slices first .. first + local - 1, one per local replica, in that order.
+    """
+
+    first: int = 0
+    local: int = 1
+    total: int = 1
+
+
+WHOLE = ReplicaSlice()
 
 
 def _caption_lengths(token_ids: Sequence[Sequence[int]]) -> np.ndarray:
@@ -119,6 +134,7 @@ def make_pairs_dataset(
     aug_grid: np.ndarray | None = None,
     epoch: int = 0,
     num_epochs: int | None = 1,
+    replicas: ReplicaSlice = WHOLE,
 ) -> tf.data.Dataset:
     """Lazy dataset of ({"global" (B, D), "grid" (B, 49, 512), "prefix" (B, max_len)}, next_word (B,)).
 
@@ -128,6 +144,11 @@ def make_pairs_dataset(
     (N, K, 7, 7, 512), each epoch uses one seeded view per image (original or one of the K).
     The dataset holds `num_epochs` consecutive epochs starting at `epoch` (None: endless, for
     `fit(steps_per_epoch=ceil(pairs / batch_size))`); each epoch ends with its own partial batch.
+
+    With `replicas` (multi-worker), every pipeline walks the same global batches of `batch_size` pairs
+    and yields only its replicas' slices of each, so the replicas of all workers together see exactly
+    the global batch a single process sees. A last partial batch smaller than `replicas.total` is
+    dropped (a replica must not get an empty slice).
     """
     rows_all = np.asarray(image_rows, dtype=np.int64)  # (C,)
     _check_inputs(global_feats, grid_feats, rows_all, token_ids)
@@ -142,11 +163,16 @@ def make_pairs_dataset(
     if n_pairs == 0:
         raise ValueError("no captions: the pairs dataset would be empty")
     dim = int(global_feats.shape[1])
+    _check_replicas(replicas)
+    kept = _kept_pairs(n_pairs, batch_size, replicas.total)
 
     def epoch_order(ep: np.int64) -> np.ndarray:
-        return _order(n_pairs, shuffle, seed, int(ep))
+        return _order(n_pairs, shuffle, seed, int(ep))[:kept]
 
-    def gather(idx: np.ndarray, ep: np.int64) -> tuple[np.ndarray, ...]:
+    def gather(idx: np.ndarray, ep: np.int64, part: np.int64) -> tuple[np.ndarray, ...]:
+        if replicas.total > 1:  # this replica's contiguous slice of the global batch
+            lo, hi = len(idx) * int(part) // replicas.total, len(idx) * (int(part) + 1) // replicas.total
+            idx = idx[lo:hi]
         c, kk = cap[idx], k[idx]  # (B,), (B,)
         prefix, target = _prefixes(seq, c, kk, max_len)  # (B, L), (B,)
         rows = rows_all[c]  # (B,)
@@ -163,9 +189,9 @@ def make_pairs_dataset(
             gr = np.asarray(grid_feats[uniq], dtype=np.float32).reshape(len(uniq), GRID_REGIONS, GRID_CHANNELS)
         return g[inv], gr[inv], prefix, target  # (B, D), (B, 49, 512), (B, L), (B,)
 
-    def load(idx: tf.Tensor, ep: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def load(idx: tf.Tensor, ep: tf.Tensor, part: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         g, gr, prefix, target = tf.numpy_function(
-            gather, [idx, ep], [tf.float32, tf.float32, tf.int32, tf.int32], stateful=False
+            gather, [idx, ep, part], [tf.float32, tf.float32, tf.int32, tf.int32], stateful=False
         )
         g.set_shape([None, dim])  # (B, D)
         gr.set_shape([None, GRID_REGIONS, GRID_CHANNELS])  # (B, 49, 512)
@@ -175,15 +201,39 @@ def make_pairs_dataset(
 
     def one_epoch(ep: tf.Tensor) -> tf.data.Dataset:
         order = tf.numpy_function(epoch_order, [ep], tf.int64, stateful=False)
-        order.set_shape([n_pairs])  # (P,)
+        order.set_shape([kept])  # (P,)
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-        return batches.map(lambda idx: load(idx, ep), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if replicas.local > 1:  # one slice per local replica, in replica order
+            parts = tf.data.Dataset.range(replicas.first, replicas.first + replicas.local)
+            batches = batches.flat_map(lambda idx: parts.map(lambda j: (idx, j)))
+        else:
+            batches = batches.map(lambda idx: (idx, tf.constant(replicas.first, tf.int64)))
+        return batches.map(lambda idx, j: load(idx, ep, j), num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True)
 
     stop = np.iinfo(np.int64).max if num_epochs is None else epoch + int(num_epochs)
     ds = tf.data.Dataset.range(int(epoch), stop).flat_map(one_epoch)
     if num_epochs is not None:  # flat_map hides the length; Keras wants it to size epochs
-        ds = ds.apply(tf.data.experimental.assert_cardinality(int(num_epochs) * -(-n_pairs // batch_size)))
+        per_epoch = -(-kept // batch_size) * replicas.local
+        ds = ds.apply(tf.data.experimental.assert_cardinality(int(num_epochs) * per_epoch))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_replicas(replicas: ReplicaSlice) -> None:
+    first, local, total = replicas
+    if total < 1 or local < 1 or first < 0 or first + local > total:
+        raise ValueError(f"replica slice {tuple(replicas)}: need 0 <= first, 1 <= local, first + local <= total")
+
+
+def _kept_pairs(n_pairs: int, batch_size: int, n_replicas: int) -> int:
+    """Pairs per epoch: all, less a last partial batch too small to give every replica a pair."""
+    rest = n_pairs % batch_size
+    return n_pairs - rest if 0 < rest < n_replicas else n_pairs
+
+
+def global_batches(n_pairs: int, batch_size: int, n_replicas: int = 1) -> int:
+    """Global batches per epoch of a (sharded) pairs dataset."""
+    return -(-_kept_pairs(n_pairs, batch_size, n_replicas) // batch_size)
 
 
 def store_pairs_dataset(
@@ -197,6 +247,7 @@ def store_pairs_dataset(
     augment: bool = False,
     epoch: int = 0,
     num_epochs: int | None = 1,
+    replicas: ReplicaSlice = WHOLE,
 ) -> tf.data.Dataset:
     """`make_pairs_dataset` over a `medcap.features.FeatureStore` (its augmented views when `augment`)."""
     aug_g = store.aug_global() if augment else None
@@ -217,4 +268,5 @@ def store_pairs_dataset(
         aug_grid=aug_r,
         epoch=epoch,
         num_epochs=num_epochs,
+        replicas=replicas,
     )

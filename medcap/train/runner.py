@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import logging
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +32,13 @@ from medcap.rundir import RunDir
 from medcap.runs import new_run_dir, read_config, read_status, write_status
 from medcap.train.callbacks import StatusCallback, progress_fraction, tensorboard_callback
 from medcap.train.prep import RunData, feature_store_summary, prepare_data
-from medcap.train.state import ResumeState, load_resume_state, restore_variables, save_resume, update_on_epoch
+from medcap.train.state import (
+    ResumeState,
+    load_resume_state,
+    restore_variables,
+    save_resume,
+    update_on_epoch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,41 +49,82 @@ class RunCancelled(Exception):  # noqa: N818 (a state, not an error)
     """Raised inside the training loop when the process receives SIGTERM."""
 
 
-def train_run(cfg: RunConfig, run_dir: Path | None = None) -> Path:
+def train_run(cfg: RunConfig, run_dir: Path | None = None) -> Path | None:
     """Train a new run (or fill the given empty folder) and return its folder.
 
     The whole run holds the folder's `RunLock` (LockedError when another live process trains it).
+    With strategy "multi_worker" every worker of `TF_CONFIG` calls this; only the chief writes
+    `run_dir` and gets it back, the other workers return None.
     """
     cfg.validate()  # a config edited after it was made
+    cluster = _cluster(cfg)  # before any other TensorFlow op
+    if cluster is not None and not cluster.task.is_chief:
+        return _run_worker(cfg, cluster)
     run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.name, cfg.preset)
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         write_status(run_dir, "queued", epoch=0, epochs=cfg.epochs, step=0, steps=0, progress=0.0,
                      message="queued", error=None, pid=os.getpid())
         write_json(RunDir(run_dir).config, _config_json(cfg, None, None))
-        return _execute(run_dir, cfg, resume=False)
+        return _execute(run_dir, cfg, resume=False, cluster=cluster)
 
 
-def resume_run(run_dir: Path) -> Path:
+def resume_run(run_dir: Path) -> Path | None:
     """Continue an interrupted run from its last finished epoch (same data order, optimizer state).
 
     The whole resume holds the folder's `RunLock`: a second resume of a run being trained raises
     LockedError ("<run> is already being trained by pid N") and touches nothing. A finished run whose
     best weights are gone is trained again from epoch 1 (said in the log and the status message).
+    A multi-worker run is resumed by every worker (the folder on a shared file system); the chief
+    continues it, the others take the chief's state and return None.
     """
     run_dir = Path(run_dir)
+    cfg = _run_config(run_dir)
+    cluster = _cluster(cfg)
+    if cluster is not None and not cluster.task.is_chief:
+        return _run_worker(cfg, cluster)
     with RunLock(run_dir):
         config = read_config(run_dir)
-        if "run" not in config:
-            raise ValueError(f"{RunDir(run_dir).config}: missing or malformed; cannot resume")
-        cfg = RunConfig.from_dict(config["run"], source=str(RunDir(run_dir).config))
+        cfg = _run_config(run_dir)
         if read_status(run_dir).get("state") == "finished":
             if RunDir(run_dir).best_weights.is_file():
                 log.info("%s already finished; nothing to resume", run_dir)
                 return run_dir
             log.warning("%s finished but its best weights (%s) are missing: training it again", run_dir,
                         RunDir(run_dir).best_weights)
-        return _execute(run_dir, cfg, resume=True, expected_fingerprint=config.get("dataset_fingerprint"))
+        return _execute(run_dir, cfg, resume=True, expected_fingerprint=config.get("dataset_fingerprint"),
+                        cluster=cluster)
+
+
+def _run_config(run_dir: Path) -> RunConfig:
+    config = read_config(run_dir)
+    if "run" not in config:
+        raise ValueError(f"{RunDir(run_dir).config}: missing or malformed; cannot resume")
+    return RunConfig.from_dict(config["run"], source=str(RunDir(run_dir).config))
+
+
+def _cluster(cfg: RunConfig) -> Any:
+    """The multi-worker cluster of a `strategy="multi_worker"` run (None otherwise)."""
+    if cfg.strategy != "multi_worker":
+        return None
+    from medcap.train.multi_worker import start_cluster
+
+    return start_cluster()
+
+
+def _run_worker(cfg: RunConfig, cluster: Any) -> None:
+    """A non-chief worker: the same training steps; its own files (log, status, split, vocabulary) go to a
+    scratch folder in the temp dir, named by task and settings, cleared when it starts and removed at the end
+    (a killed worker's leftovers are cleared by its restart)."""
+    key = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    scratch = Path(tempfile.gettempdir()) / f"medcap-{cluster.task.name}-{key}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    try:
+        _execute(scratch, cfg, resume=False, cluster=cluster)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log.info("%s done; the chief wrote the run", cluster.task.name)
 
 
 def restart_reason(run_dir: Path) -> str | None:
@@ -86,7 +137,8 @@ def restart_reason(run_dir: Path) -> str | None:
     return None
 
 
-def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: str | None = None) -> Path:
+def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: str | None = None,
+             cluster: Any = None) -> Path:
     with _run_log(run_dir), _sigterm_cancels():
         try:
             write_status(run_dir, "running", pid=os.getpid(), error=None,
@@ -100,7 +152,7 @@ def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: 
             else:
                 data.compute_feature_scale(seed=cfg.seed)
                 write_json(RunDir(run_dir).config, _config_json(cfg, data, len(data.vocab)))
-            state = _fit(run_dir, cfg, data, resume)
+            state = _fit(run_dir, cfg, data, resume, cluster)
         except RunCancelled:
             log.warning("run cancelled (SIGTERM)")
             write_status(run_dir, "cancelled", message="cancelled by SIGTERM", pid=os.getpid())
@@ -120,10 +172,11 @@ def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: 
     return run_dir
 
 
-def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeState:
+def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool, cluster: Any = None) -> ResumeState:
     from medcap.model import build_model, compile_model
 
     weights = RunDir(run_dir).weights_dir
+    writes = cluster is None or cluster.task.is_chief  # only the chief writes checkpoints
     restart = restart_reason(run_dir) if resume else None
     if restart:
         log.warning("resume of %s restarts from epoch 1: %s", run_dir.name, restart)
@@ -134,9 +187,9 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
     weights.mkdir(exist_ok=True)
     saved = load_resume_state(weights) if resume and not restart else None
     keras.utils.set_random_seed(cfg.seed)
-    strategy = tf.distribute.MirroredStrategy() if cfg.strategy == "mirrored" else tf.distribute.get_strategy()
+    strategy = _strategy(cfg, cluster)
     log.info("devices: %s; strategy %s (%d replicas)", [d.name for d in tf.config.list_logical_devices()],
-             type(strategy).__name__, strategy.num_replicas_in_sync)
+             "MultiWorkerMirroredStrategy" if cluster else type(strategy).__name__, strategy.num_replicas_in_sync)
     with strategy.scope():
         with _precision(cfg.mixed_precision):
             model = build_model(cfg, vocab_size=len(data.vocab), global_dim=int(data.store.global_dim),
@@ -148,13 +201,15 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
             restore_variables(weights, model.variables, model.optimizer.variables)
             log.info("resumed after epoch %d (best val_loss %.4f at epoch %d, lr %.3g)",
                      saved.epoch, saved.best_val_loss, saved.best_epoch, saved.lr)
-    _write_history(run_dir, state.history)
     has_val = len(data.image_ids["val"]) > 0
+    epochs = _MultiWorkerEpochs(cluster, model, data, cfg, has_val, run_dir) if cluster else \
+        _KerasEpochs(model, data, cfg, has_val, run_dir)
+    if cluster is not None:  # every worker starts from the chief's variables and counters
+        state = epochs.agree_start(state)
+    _write_history(run_dir, state.history)
     if not has_val:
         log.warning("validation split is empty: early stopping and lr schedule follow the training loss")
-    steps = data.steps("train", cfg.batch_size)
-    val_ds = _pairs(data, "val", cfg, shuffle=False, epoch=0) if has_val else None
-    tensorboard = tensorboard_callback(RunDir(run_dir).tensorboard)
+    steps = epochs.steps
     for epoch in range(state.epoch, cfg.epochs):
         if state.stopped_early:
             break
@@ -163,15 +218,10 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
         write_status(run_dir, "running", epoch=epoch + 1, epochs=cfg.epochs, step=0, steps=steps,
                      progress=progress_fraction(epoch, 0, steps, cfg.epochs), pid=os.getpid(),
                      message=f"epoch {epoch + 1}/{cfg.epochs}")
-        train_ds = _pairs(data, "train", cfg, shuffle=True, epoch=epoch)
-        # one epoch per fit() call; initial_epoch numbers it for TensorBoard, validation runs inside fit
-        callbacks = [StatusCallback(run_dir, epoch, cfg.epochs, steps), *tensorboard]
-        fit_logs = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
-                             shuffle=False, callbacks=callbacks).history
-        logs = {k: float(v[-1]) for k, v in fit_logs.items()}
+        logs = epochs.run(epoch, StatusCallback(run_dir, epoch, cfg.epochs, steps))
         train_m = {k: v for k, v in logs.items() if not k.startswith("val_")}
         val_m = {k[len("val_"):]: v for k, v in logs.items() if k.startswith("val_")}
-        val_cider = _val_cider(model, data) if has_val and cfg.select_by == "val_cider" else math.nan
+        val_cider = _val_cider(model, data) if has_val and cfg.select_by == "val_cider" and writes else math.nan
         row = {
             "epoch": epoch + 1,
             "loss": train_m.get("loss", math.nan),
@@ -186,15 +236,19 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
         state.history.append(row)
         # the kept epoch: lowest validation loss, or (select_by="val_cider") the captions that score best
         monitor = (-val_cider if cfg.select_by == "val_cider" else row["val_loss"]) if has_val else row["loss"]
+        if cluster is not None:  # the chief's figure decides on every worker
+            monitor = float(epochs.dist.agree([monitor])[0])
         improved, stop = update_on_epoch(state, monitor, cfg.patience, cfg.lr_patience, cfg.lr_factor, cfg.min_lr)
         log.info("epoch %d/%d: loss %.4f acc %.4f val_loss %.4f val_acc %.4f lr %.3g (%.1fs)%s",
                  row["epoch"], cfg.epochs, row["loss"], row["accuracy"], row["val_loss"], row["val_accuracy"],
                  row["lr"], row["seconds"], " *best*" if improved else "")
-        if improved:
-            save_weights(model, RunDir(run_dir).best_weights)
-        save_resume(weights, state, model.variables, model.optimizer.variables)
-        _write_history(run_dir, state.history)
-        save_weights(model, RunDir(run_dir).last_weights)
+        if writes:
+            if improved:
+                save_weights(model, RunDir(run_dir).best_weights)
+            save_resume(weights, state, model.variables, model.optimizer.variables)
+            _write_history(run_dir, state.history)
+            save_weights(model, RunDir(run_dir).last_weights)
+            epochs.after_epoch(epoch, logs)
         write_status(run_dir, "running", epoch=state.epoch, epochs=cfg.epochs, step=steps, steps=steps,
                      progress=progress_fraction(state.epoch, 0, steps, cfg.epochs), pid=os.getpid(),
                      best_val_loss=_finite(state.best_val_loss), best_epoch=state.best_epoch,
@@ -202,9 +256,87 @@ def _fit(run_dir: Path, cfg: RunConfig, data: RunData, resume: bool) -> ResumeSt
         if stop:
             log.info("early stopping after epoch %d (no improvement for %d epochs)", state.epoch, cfg.patience)
             break
-    if not RunDir(run_dir).best_weights.is_file():
+    if writes and not RunDir(run_dir).best_weights.is_file():
         save_weights(model, RunDir(run_dir).best_weights)
     return state
+
+
+def _strategy(cfg: RunConfig, cluster: Any) -> tf.distribute.Strategy:
+    if cluster is not None:
+        return cluster.strategy
+    return tf.distribute.MirroredStrategy() if cfg.strategy == "mirrored" else tf.distribute.get_strategy()
+
+
+class _KerasEpochs:
+    """One Keras `fit` call per epoch (validation inside it), on one machine."""
+
+    def __init__(self, model: Any, data: RunData, cfg: RunConfig, has_val: bool, run_dir: Path) -> None:
+        self.model, self.data, self.cfg = model, data, cfg
+        self.steps = data.steps("train", cfg.batch_size)
+        self.val_ds = _pairs(data, "val", cfg, shuffle=False, epoch=0) if has_val else None
+        self.tensorboard = tensorboard_callback(RunDir(run_dir).tensorboard)
+
+    def run(self, epoch: int, status: StatusCallback) -> dict[str, float]:
+        train_ds = _pairs(self.data, "train", self.cfg, shuffle=True, epoch=epoch)
+        # one epoch per fit() call; initial_epoch numbers it for TensorBoard, validation runs inside fit
+        history = self.model.fit(train_ds, validation_data=self.val_ds, initial_epoch=epoch, epochs=epoch + 1,
+                                 verbose=0, shuffle=False, callbacks=[status, *self.tensorboard]).history
+        return {k: float(v[-1]) for k, v in history.items()}
+
+    def after_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        """Nothing to add: Keras' TensorBoard callback wrote the epoch."""
+
+
+class _MultiWorkerEpochs:
+    """The same epochs under MultiWorkerMirroredStrategy (`medcap.train.multi_worker`)."""
+
+    def __init__(self, cluster: Any, model: Any, data: RunData, cfg: RunConfig, has_val: bool,
+                 run_dir: Path) -> None:
+        from medcap.model.pipeline import global_batches
+        from medcap.train.multi_worker import DistributedEpochs, data_digest
+
+        self.cluster, self.data, self.cfg, self.has_val = cluster, data, cfg, has_val
+        self.dist = DistributedEpochs(cluster, model)
+        self.model = model
+        n = cluster.replicas
+        self.steps = global_batches(data.n_pairs("train"), cfg.batch_size, n)
+        self.val_steps = global_batches(data.n_pairs("val"), cfg.batch_size, n) if has_val else 0
+        self.digest = data_digest(data.fingerprint, data.vocab.words,
+                                  data.feature_scale, {k: data.n_pairs(k) for k in data.token_ids})
+        self.run_dir = run_dir
+
+    def agree_start(self, state: ResumeState) -> ResumeState:
+        """Check that every worker prepared the chief's data, then take the chief's variables and counters."""
+        self.dist.check_same_data(self.digest)
+        self.dist.broadcast_variables([*self.model.variables, *self.model.optimizer.variables])
+        counters = self.dist.agree([state.epoch, state.best_val_loss, state.best_epoch, state.es_wait,
+                                    state.lr_wait, state.lr, float(state.stopped_early)])
+        if self.cluster.task.is_chief:
+            return state
+        epoch, best, best_epoch, es_wait, lr_wait, lr, stopped = counters.tolist()
+        return ResumeState(epoch=int(epoch), best_val_loss=best, best_epoch=int(best_epoch), es_wait=int(es_wait),
+                           lr_wait=int(lr_wait), lr=lr, seed=state.seed, stopped_early=bool(stopped))
+
+    def _dataset(self, split: str, epoch: int) -> Any:
+        train = split == "train"
+        return self.dist.dataset(lambda part: _pairs(self.data, split, self.cfg, shuffle=train,
+                                                     epoch=epoch if train else 0, replicas=part))
+
+    def run(self, epoch: int, status: StatusCallback) -> dict[str, float]:
+        def on_step(step: int, loss: float) -> None:
+            if self.cluster.task.is_chief:
+                status.on_train_batch_end(step, {"loss": loss})
+
+        logs = self.dist.run_epoch(self._dataset("train", epoch), self.steps, training=True, on_step=on_step)
+        if self.has_val:
+            val = self.dist.run_epoch(self._dataset("val", 0), self.val_steps, training=False)
+            logs.update({f"val_{k}": v for k, v in val.items()})
+        return logs
+
+    def after_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        from medcap.train.multi_worker import write_epoch_scalars
+
+        write_epoch_scalars(RunDir(self.run_dir).tensorboard, epoch, logs)
 
 
 def _val_cider(model: Any, data: RunData, max_images: int = 500) -> float:
@@ -225,14 +357,17 @@ def _val_cider(model: Any, data: RunData, max_images: int = 500) -> float:
     return float(cider(refs, [list(c.words) for c in caps]).value)
 
 
-def _pairs(data: RunData, split: str, cfg: RunConfig, shuffle: bool, epoch: int) -> tf.data.Dataset:
+def _pairs(data: RunData, split: str, cfg: RunConfig, shuffle: bool, epoch: int, replicas: Any = None
+           ) -> tf.data.Dataset:
     """The lazy (prefix, next word) dataset of one split (raw store features: the model scales them);
-    shuffled in an epoch-seeded order."""
+    shuffled in an epoch-seeded order; `replicas`: one worker's slices of each global batch."""
     from medcap.model import store_pairs_dataset
+    from medcap.model.pipeline import WHOLE
 
     return store_pairs_dataset(data.store, data.rows[split], data.token_ids[split], batch_size=cfg.batch_size,
                                shuffle=shuffle, seed=cfg.seed, max_len=cfg.max_words + 1,
-                               augment=cfg.augment > 0 and split == "train", epoch=epoch, num_epochs=1)
+                               augment=cfg.augment > 0 and split == "train", epoch=epoch, num_epochs=1,
+                               replicas=replicas or WHOLE)
 
 
 def _accuracy(metrics: dict[str, Any]) -> float:
