@@ -78,6 +78,41 @@ def test_multi_worker_needs_tf_config() -> None:
         start_cluster({})
 
 
+def test_multi_worker_chief_is_the_chief_task_or_worker_0() -> None:
+    from medcap.cluster import read_tf_config
+
+    def task(cluster: dict, kind: str, index: int):
+        return read_tf_config({"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})})
+
+    workers = {"worker": ["a:1", "b:1", "c:1"]}
+    assert [task(workers, "worker", i).is_chief for i in range(3)] == [True, False, False]
+    assert task(workers, "worker", 2).rank == 2 and task(workers, "worker", 2).size == 3
+    with_chief = {"chief": ["z:1"], **workers}
+    assert task(with_chief, "chief", 0).is_chief and task(with_chief, "chief", 0).rank == 0
+    assert not task(with_chief, "worker", 0).is_chief and task(with_chief, "worker", 0).rank == 1
+    assert read_tf_config({}) is None and read_tf_config({"TF_CONFIG": " "}) is None
+    with pytest.raises(ValueError, match="not a chief or worker"):
+        task(workers, "evaluator", 0)
+
+
+def test_train_run_dir_refuses_a_folder_holding_other_settings(tmp_path: Path, caplog) -> None:
+    from medcap.cli import main
+    from medcap.io import write_json
+
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = tiny_config("csv:/x.csv", tmp_path, epochs=3)
+    write_json(run / "config.json", {"run": saved.to_dict()})
+    args = ["train", *_cli_flags(tiny_config("csv:/x.csv", tmp_path, epochs=5)), "--run-dir", str(run)]
+    assert main(args) == 2  # nothing trained, nothing written
+    assert "holds a run with other settings (epochs: 3 there, 5 given)" in caplog.text
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("x")
+    assert main(["train", *_cli_flags(saved), "--run-dir", str(tmp_path / "junk")]) == 2
+    assert "the folder is not empty and holds no run" in caplog.text
+
+
 # ---------------------------------------------------------------- two worker processes on localhost
 
 def _free_ports(n: int) -> list[int]:

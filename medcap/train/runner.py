@@ -85,7 +85,6 @@ def resume_run(run_dir: Path) -> Path | None:
         return _run_worker(cfg, cluster)
     with RunLock(run_dir):
         config = read_config(run_dir)
-        cfg = _run_config(run_dir)
         if read_status(run_dir).get("state") == "finished":
             if RunDir(run_dir).best_weights.is_file():
                 log.info("%s already finished; nothing to resume", run_dir)
