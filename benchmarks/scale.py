@@ -315,7 +315,8 @@ def evaluate(folder: Path, run: Path, with_meteor: bool) -> dict[str, Any]:
     """The evaluate command (METEOR skipped) and the parts worker, each its own process."""
     env = _env(folder / "artifacts")
     res = run_measured([*_python(), "-m", "medcap", "evaluate", str(run), "--no-meteor"], env, folder, "evaluate")
-    out: dict[str, Any] = {"eval_rc": res["rc"], "eval_wall_s": res["wall_s"], "eval_peak_rss_mb": res["peak_rss_mb"]}
+    out: dict[str, Any] = {"eval_rc": res["rc"], "eval_wall_s": res["wall_s"], "eval_peak_rss_mb": res["peak_rss_mb"],
+                           "eval_timings": eval_timings((folder / "evaluate.err").read_text(errors="replace"))}
     if res["rc"] != 0:
         out["eval_error"] = res["stderr_tail"]
     cmd = [*_python(), __file__, "--worker", "eval-parts", "--run", str(run)] + ([] if with_meteor else ["--no-meteor"])
@@ -326,6 +327,14 @@ def evaluate(folder: Path, run: Path, with_meteor: bool) -> dict[str, Any]:
     else:
         out["parts_error"] = parts["stderr_tail"]
     return out
+
+
+def eval_timings(log_text: str) -> dict[str, float]:
+    """The parts `medcap evaluate` logs ("evaluate timings (s): decode 12.30, baselines 0.61, ...")."""
+    found = re.findall(r"evaluate timings \(s\): (.*)", log_text)
+    if not found:
+        return {}
+    return {name: float(sec) for name, sec in (part.rsplit(" ", 1) for part in found[-1].split(", "))}
 
 
 def dashboard(folder: Path, n_preds: int, runs: int) -> dict[str, Any]:
@@ -387,7 +396,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         tr, p = r.get("train") or {}, r.get("parts") or {}
         split = {k: p.get(f"{k}_s") for k in ("decode", "metrics", "bootstrap", "baselines")}
-        dominant = max((k for k in split if split[k] is not None), key=lambda k: split[k], default="-")
+        timings = r.get("eval_timings") or {}
+        dominant = max(timings, key=timings.get) if timings else \
+            max((k for k in split if split[k] is not None), key=lambda k: split[k], default="-")
+        if timings:
+            dominant += f" ({timings[dominant]:.0f} of {sum(timings.values()):.0f} s)"
         epoch = _f(tr.get("epoch_s"))
         if tr.get("epoch_basis", "").startswith("extrapolated"):
             epoch += " (extrapolated)"

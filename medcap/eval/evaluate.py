@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import logging
 import os
+import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -181,8 +182,10 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
         settings["beam_size"] = parse_decode(decode)
     if length_penalty is not None:
         settings["length_penalty"] = float(length_penalty)
+    clock = _Clock()
     prep = prepare(run_dir, dataset, split, feature_store, allow_changed_data=allow_changed_data)
     loaded, ev = prep.loaded, prep.evalset
+    clock.lap("prepare")
     beam = int(settings.get("beam_size", loaded.cfg.beam_size))
     decode = decode or ("greedy" if beam <= 1 else f"beam:{beam}")
     log.info("evaluating %s on %s (%s, %d images, %s)", loaded.run_dir.name, ev.spec, ev.basis, len(ev), decode)
@@ -190,10 +193,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     options = loaded.decode_options(ev.global_feats, **settings)
     caps = loaded.decode(ev.global_feats, ev.grid_feats, beam=beam, options=options)
     hyps = [list(c.words) for c in caps]
+    clock.lap("decode")
     groups = ev.table["group"].astype(str).tolist()
     mf = most_frequent_caption(prep.train_tokens, groups=prep.train_groups or None)
     _nn_idx, nn_caps = nearest_neighbour_captions(prep.train_global, prep.train_tokens, ev.global_feats)
     refs = ev.refs
+    clock.lap("baselines")
     systems = {"model": hyps, "most_frequent": [list(mf) for _ in refs], "nearest_neighbour": nn_caps}
     reliance: dict[str, Any] = {}
     if with_reliance and len(ev) > 1:
@@ -203,10 +208,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
         swapped = loaded.decode(ev.global_feats[perm], ev.grid_feats[perm], beam=beam, options=swapped_opts)
         systems["swapped_images"] = [list(c.words) for c in swapped]
         reliance = {"own_case_share": own_case_share(groups, perm), "seed": seed}
+        clock.lap("reliance_decode")
     scores, skipped = score_systems(refs, systems, n_boot=n_boot, seed=seed, with_meteor=with_meteor, groups=groups)
     if "swapped_images" in scores:
         table = paired_table(scores["swapped_images"], scores["model"], n_boot=n_boot, seed=seed, groups=groups)
         reliance["metrics"] = {k: {"value": v["diff"], "ci95": v["ci95"], "swapped": v["a"]} for k, v in table.items()}
+    clock.lap("metrics_and_bootstrap" + ("" if with_meteor else "_no_meteor"))
 
     vocab = loaded.vocab
     token_ids = [vocab.encode(r[0]) for r in refs]
@@ -215,6 +222,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
                                   banned=[vocab.pad_id, vocab.start_id, vocab.unk_id],
                                   train_token_ids=[vocab.encode(t) for t in prep.train_tokens])
     health = {"model": caption_health(hyps, refs), "nearest_neighbour": caption_health(nn_caps, refs)}
+    clock.lap("next_word_and_health")
 
     name = name or eval_name(ev.name, split, decode)
     out = RunDir(Path(loaded.run_dir)).eval_dir(name)
@@ -234,8 +242,26 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
         _write_attention(tmp.attention, ev.image_ids, [c.attention for c in caps])
         _write_attention(tmp.attention_mean, ev.image_ids, [c.attention_mean for c in caps])
         write_json(tmp.metrics, metrics)  # written last: its presence marks the evaluation complete
+    clock.lap("write")
     log.info("wrote %s", out.path)
+    log.info("evaluate timings (s): %s", clock.describe())  # not in metrics.json: evaluations stay reproducible
     return out.path
+
+
+class _Clock:
+    """Seconds per named part of an evaluation (logged; the scale benchmark reads the line)."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.parts[name] = self.parts.get(name, 0.0) + now - self._t
+        self._t = now
+
+    def describe(self) -> str:
+        return ", ".join(f"{k} {v:.2f}" for k, v in self.parts.items())
 
 
 def _metrics_json(name: str, loaded: Any, ev: EvalSet, decode: str, scores: dict, next_word: dict,
