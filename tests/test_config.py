@@ -50,7 +50,7 @@ BAD_VALUES = {
     "lr_factor": (0, "must be > 0"),
     "min_lr": (float("nan"), "must be a finite number"),
     "mixed_precision": (1, "must be true or false"),
-    "strategy": ("tpu", "must be one of default, mirrored"),
+    "strategy": ("tpu", "must be one of default, mirrored, multi_worker"),
     "feature_store": (7, "must be a string or null"),
     "select_by": ("val_bleu", "must be one of val_loss, val_cider"),
     "beam_size": (0, "must be >= 1"),
