@@ -217,7 +217,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
 
     vocab = loaded.vocab
     token_ids = [vocab.encode(r[0]) for r in refs]
-    next_word = next_word_metrics(loaded.model, ev.global_feats, ev.grid_feats, token_ids, vocab.start_id,
+    from medcap.model import traced_probs
+
+    next_word = next_word_metrics(traced_probs(loaded.model), ev.global_feats, ev.grid_feats, token_ids, vocab.start_id,
                                   vocab.end_id, max_len=loaded.cfg.max_words + 1, unk_id=vocab.unk_id,
                                   banned=[vocab.pad_id, vocab.start_id, vocab.unk_id],
                                   train_token_ids=[vocab.encode(t) for t in prep.train_tokens])

