@@ -213,6 +213,11 @@ def test_multi_worker_two_processes_match_one_process_and_resume_after_a_worker_
     assert not list(scratch.glob("medcap-worker-*"))
     assert {p.name for p in run.iterdir()} >= {"config.json", "history.csv", "status.json", "weights"}
 
+    # the same command once more: the chief tells every worker the run is finished; nothing changes
+    before = (run / "history.csv").read_bytes()
+    assert _wait(_start_workers(cfg, run, _free_ports(2), artifacts, scratch, logs), logs) == [0, 0]
+    assert (run / "history.csv").read_bytes() == before and read_status(run)["state"] == "finished"
+
     # 3. one process, the same global batch: the same loss curve
     single = read_history(train_run(tiny_config(spec, store, epochs=4, batch_size=12, dropout=0.0)))
     a, b = resumed[HISTORY].to_numpy(), single[HISTORY].to_numpy()

@@ -86,11 +86,13 @@ def resume_run(run_dir: Path) -> Path | None:
     with RunLock(run_dir):
         config = read_config(run_dir)
         if read_status(run_dir).get("state") == "finished":
-            if RunDir(run_dir).best_weights.is_file():
+            if RunDir(run_dir).best_weights.is_file() and cluster is None:
                 log.info("%s already finished; nothing to resume", run_dir)
                 return run_dir
-            log.warning("%s finished but its best weights (%s) are missing: training it again", run_dir,
-                        RunDir(run_dir).best_weights)
+            # multi-worker: go through the start so the other workers learn from the chief that it is done
+            if not RunDir(run_dir).best_weights.is_file():
+                log.warning("%s finished but its best weights (%s) are missing: training it again", run_dir,
+                            RunDir(run_dir).best_weights)
         return _execute(run_dir, cfg, resume=True, expected_fingerprint=config.get("dataset_fingerprint"),
                         cluster=cluster)
 
