@@ -145,14 +145,14 @@ def _rss_parts(pid: int) -> tuple[int, int]:
 
 
 def run_measured(cmd: list[str], env: dict[str, str], folder: Path, label: str,
-                 monitor: Any = None) -> dict[str, Any]:
+                 monitor: Any = None, preexec: Any = None) -> dict[str, Any]:
     """Run `cmd`, calling `monitor(proc)` every POLL_S while it runs; wall time, peak RSS (wait4) and
     the peaks of its two parts, sampled: private (anonymous) memory and mapped file pages."""
     out_path, err_path = folder / f"{label}.out", folder / f"{label}.err"
     t0 = time.perf_counter()
     peak_anon = peak_file = 0
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=ROOT, preexec_fn=preexec)
         try:
             while True:
                 pid, status, usage = os.wait4(proc.pid, os.WNOHANG)  # reaps it: never proc.poll()/wait()
@@ -240,13 +240,14 @@ def _env(artifacts: Path) -> dict[str, str]:
     return env
 
 
-def train(folder: Path, built: dict[str, Any], cap: int, name: str) -> tuple[dict[str, Any], Path | None]:
+def train(folder: Path, built: dict[str, Any], cap: int, name: str,
+          preexec: Any = None) -> tuple[dict[str, Any], Path | None]:
     """One training process (Model-80, one epoch or `cap` steps); its measurements and run folder."""
     artifacts = folder / "artifacts"
     watch = TrainWatch(artifacts / "runs", cap)
     cmd = [*_python(), "-m", "medcap", "train", "--preset", "model-80", "--dataset", built["spec"],
            "--feature-store", built["store"], "--epochs", "1", "--name", name]
-    res = run_measured(cmd, _env(artifacts), folder, f"train-{name}", monitor=watch)
+    res = run_measured(cmd, _env(artifacts), folder, f"train-{name}", monitor=watch, preexec=preexec)
     batch = 64  # model-80 preset
     pairs_s, timed = watch.rate(batch)
     out: dict[str, Any] = {"rc": res["rc"], "peak_rss_mb": res["peak_rss_mb"], "peak_anon_mb": res["peak_anon_mb"],
