@@ -38,3 +38,24 @@ def medpix_dir() -> Path:
     if not (MEDPIX_DEV / "Descriptions.json").is_file():
         pytest.skip(f"MedPix sample not found at {MEDPIX_DEV}")
     return MEDPIX_DEV
+
+
+
+
+def _is_long(item: pytest.Item) -> bool:
+    return item.get_closest_marker("slow") is not None or item.get_closest_marker("browser") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Spread the few long tests (marked slow or browser) over the two pytest-xdist workers.
+
+    `-n 2 --dist worksteal` (pyproject.toml) gives each worker one half of this list and lets an idle
+    worker steal from the end of the other's queue. Each half therefore starts with every other long
+    test: both workers run their long tests first and share the short ones at the end, so no long
+    test starts last. Without xdist the order changes nothing.
+    """
+    long = [item for item in items if _is_long(item)]
+    short = [item for item in items if not _is_long(item)]
+    first, second = long[0::2], long[1::2]
+    cut = max(0, len(items) // 2 - len(first))
+    items[:] = first + short[:cut] + second + short[cut:]
