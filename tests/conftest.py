@@ -40,8 +40,6 @@ def medpix_dir() -> Path:
     return MEDPIX_DEV
 
 
-
-
 def _is_long(item: pytest.Item) -> bool:
     return item.get_closest_marker("slow") is not None or item.get_closest_marker("browser") is not None
 
