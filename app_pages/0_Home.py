@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap import dashboard, demo, jobs
+from medcap.app import jobs, tables
+from medcap.base import procs
 from medcap.eval import paper
-from medcap.rundir import ACTIVE_STATES
+from medcap.experiments import demo
+from medcap.runs.folder import ACTIVE_STATES
 from ui import common
 
 
@@ -23,7 +25,7 @@ def _demo_progress(status: dict) -> None:
 @st.fragment(run_every=2.0)
 @st.fragment(run_every=2.0)
 def _live_demo() -> None:
-    status = demo.demo_status()
+    status = jobs.demo_status()
     _demo_progress(status)
     done = status.get("evaluated") or []
     if done:
@@ -32,12 +34,12 @@ def _live_demo() -> None:
             "**Per-image BLEU** or **Attention** now; the other run joins when it finishes."
         )
     with st.expander("Demo log (last lines)"):
-        st.code(jobs.tail(demo.demo_dir().log, 2000) or "(starting…)", language="text")
+        st.code(procs.tail(jobs.demo_dir().log, 2000) or "(starting…)", language="text")
     if status["state"] not in ACTIVE_STATES:
         st.rerun()  # the demo ended: redraw the whole page with its runs
     if st.button("Cancel the demo", key="cancel_demo"):
         try:
-            demo.cancel_demo()
+            jobs.cancel_demo()
             st.toast("Asked the demo to stop.")
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
@@ -54,7 +56,7 @@ def examples_note(n_examples: int) -> None:
 
 def demo_section(n_runs: int, n_examples: int = 0) -> None:
     """Demo: one button with no runs of your own yet; live progress while it runs; its outcome afterwards."""
-    status = demo.demo_status()
+    status = jobs.demo_status()
     state = status["state"]
     if state in ACTIVE_STATES:
         st.subheader("Building the demo")
@@ -67,7 +69,7 @@ def demo_section(n_runs: int, n_examples: int = 0) -> None:
     if state == "failed":
         st.markdown(f":red[**The demo failed**] at stage *{status.get('stage', '?')}*: {status.get('error') or ''}")
         with st.expander("Demo log (last lines)"):
-            st.code(jobs.tail(demo.demo_dir().log) or "(empty)", language="text")
+            st.code(procs.tail(jobs.demo_dir().log) or "(empty)", language="text")
     elif state in ("interrupted", "cancelled"):
         st.markdown(f":orange[**The demo was {state}**] at stage *{status.get('stage', '?')}*.")
     elif state == "finished" and n_runs:
@@ -85,7 +87,7 @@ def demo_section(n_runs: int, n_examples: int = 0) -> None:
         label = "Build the demo" if state in ("none", "finished") else "Build the demo again"
         if st.button(label, type="primary", key="start_demo"):
             try:
-                launch = demo.start_demo()
+                launch = jobs.start_demo()
                 st.toast(f"Demo started (pid {launch.pid}).")
             except (ValueError, OSError) as exc:
                 st.warning(f"Could not start the demo: {exc}")
@@ -117,27 +119,27 @@ def runs_section() -> None:
 def paper_section() -> None:
     """The paper's reported figures, and ours beside them."""
     st.subheader("The paper's reported figures")
-    tables = paper.table_frames()
+    paper_tables = paper.table_frames()
     notes = paper.NOTES
     left, right = st.columns(2)
     with left:
         st.markdown("**Table 2** · next-word classification on the test split")
-        st.dataframe(tables["table2"], hide_index=True, width="stretch")
+        st.dataframe(paper_tables["table2"], hide_index=True, width="stretch")
         st.caption(notes.get("table2", ""))
     with right:
         st.markdown("**Table 3** · corpus BLEU of generated captions")
-        st.dataframe(tables["table3"], hide_index=True, width="stretch")
+        st.dataframe(paper_tables["table3"], hide_index=True, width="stretch")
         st.caption(notes.get("table3", ""))
     infos = common.list_runs()
-    chosen = [i for i in infos if i.run_id in dashboard.default_compare(infos)]
+    chosen = [i for i in infos if i.run_id in tables.default_compare(infos)]
     if chosen:
-        presets = {dashboard.run_label(i): i.preset for i in chosen}
+        presets = {tables.run_label(i): i.preset for i in chosen}
         metrics, problems = {}, []
         for info in chosen:  # one run's broken metrics.json never hides the others
-            name = dashboard.latest_eval(info)
+            name = tables.latest_eval(info)
             if not name:
                 continue
-            label = dashboard.run_label(info)
+            label = tables.run_label(info)
             try:
                 found = common.metrics(info, name)
                 paper.comparison({label: found}, presets)  # its shape is usable

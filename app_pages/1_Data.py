@@ -7,10 +7,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from medcap import config, dashboard, dataset_view, jobs, viz
+from medcap import config
+from medcap.app import datasets, jobs, tables, viz
+from medcap.base import procs
 from medcap.data import load_records, summarize
 from medcap.data.roots import DatasetRefusedError, check_spec
-from medcap.rundir import ACTIVE_STATES
+from medcap.runs.folder import ACTIVE_STATES
 from ui import common
 
 
@@ -29,19 +31,19 @@ def _summary(spec: str, root: str, max_words: int, protocol: str, split_by: str,
 @st.cache_data(show_spinner=False, max_entries=8)
 def _caption_stats(spec: str, root: str) -> tuple[list[int], list[tuple[str, int]]]:
     table, _ = _load(spec, root)
-    return dataset_view.caption_lengths(table), dataset_view.frequent_words(table, 25)
+    return datasets.caption_lengths(table), datasets.frequent_words(table, 25)
 
 
 @st.cache_data(show_spinner="Splitting for the gallery…", max_entries=16)
 def _gallery(spec: str, root: str, max_words: int, protocol: str, split_by: str, seed: int) -> pd.DataFrame:
     table, _ = _load(spec, root)
-    return dashboard.gallery_table(table, max_words=max_words, protocol=protocol, split_by=split_by, seed=seed)
+    return tables.gallery_table(table, max_words=max_words, protocol=protocol, split_by=split_by, seed=seed)
 
 
 @st.cache_data(show_spinner="Checking both split modes for leakage…", max_entries=16)
 def _leakage(spec: str, root: str, max_words: int, protocol: str, seed: int) -> pd.DataFrame:
     table, _ = _load(spec, root)
-    return dashboard.leakage_by_split_mode(table, max_words=max_words, protocol=protocol, seed=seed)
+    return tables.leakage_by_split_mode(table, max_words=max_words, protocol=protocol, seed=seed)
 
 
 def leakage_section(spec: str, root: str, settings: dict[str, Any]) -> None:
@@ -67,7 +69,7 @@ def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
     length = c1.slider("Caption length (words)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="gal_len")
     words = c2.text_input("Words in the caption", key="gal_words", placeholder="e.g. axial lesion")
     n = int(c3.number_input("Images to show", 4, 96, 12, step=4, key="gal_n"))
-    shown = dashboard.filter_rows(gallery, chosen, length, "caption_words", words, ("caption",))
+    shown = tables.filter_rows(gallery, chosen, length, "caption_words", words, ("caption",))
     st.caption(f"{len(shown)} of {len(gallery)} images match; showing the first {min(n, len(shown))}.")
     st.download_button(
         "Download the filtered list as CSV",
@@ -139,8 +141,8 @@ def readable(spec: str) -> bool:
     except ValueError as exc:
         st.warning(f"Could not load `{spec}`: {exc}")
         return False
-    n = dataset_view.synthetic_size(spec)
-    if n is None or dataset_view.synthetic_ready(n):
+    n = datasets.synthetic_size(spec)
+    if n is None or datasets.synthetic_ready(n):
         return True
     if jobs.synthetic_job(n)["state"] in ACTIVE_STATES:
         _generating(n)
@@ -173,9 +175,9 @@ def _offer_generation(n: int) -> None:
 def _generating(n: int) -> None:
     """Progress of a background generation; redraw the page once the set is ready or the job ends."""
     job = jobs.synthetic_job(n)
-    if dataset_view.synthetic_ready(n) or job["state"] not in ACTIVE_STATES:
+    if datasets.synthetic_ready(n) or job["state"] not in ACTIVE_STATES:
         st.rerun()
-    done = dataset_view.synthetic_rendered(n)
+    done = datasets.synthetic_rendered(n)
     st.progress(min(done / n, 1.0), text=f"Generating synthetic:{n} in the background (pid {job.get('pid')}): "
                                          f"{done:,}/{n:,} images")
     if st.button("Cancel the generation", key="cancel_synthetic"):
@@ -185,7 +187,7 @@ def _generating(n: int) -> None:
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
     with st.expander("Generation log (last lines)"):
-        st.code(jobs.tail(jobs.launch_log(str(job.get("log") or "none"))) or "(starting…)", language="text")
+        st.code(procs.tail(jobs.launch_log(str(job.get("log") or "none"))) or "(starting…)", language="text")
 
 
 def show(spec: str, root: str, table: pd.DataFrame, summary: dict[str, Any]) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap import config, dashboard, jobs, runs, viz
+from medcap import config
+from medcap.app import jobs, tables, viz
+from medcap.base import procs
 from medcap.data.roots import check_spec
-from medcap.rundir import ACTIVE_STATES, RESUMABLE_STATES
+from medcap.runs import index as runs
+from medcap.runs.folder import ACTIVE_STATES, RESUMABLE_STATES
 from ui import common
 
 
@@ -82,13 +85,13 @@ def run_detail(info: runs.RunInfo) -> None:
     else:
         st.caption("No epochs recorded yet.")
     with st.expander("Log (last lines)"):
-        st.code(jobs.tail(info.dir.log) or "(empty)", language="text")
+        st.code(procs.tail(info.dir.log) or "(empty)", language="text")
 
 
 @st.fragment(run_every=2.0)
 def live(run_id: str) -> None:
     """Redraw an active run every 2 s; redraw the page once it ends."""
-    info = dashboard.find_run(run_id)
+    info = tables.find_run(run_id)
     if info is None:
         st.warning("This run folder disappeared.")
         return
@@ -135,7 +138,7 @@ def body() -> None:
     if last:
         with st.expander("Output of the last launch"):
             st.code(
-                jobs.tail(jobs.launch_log(last)) or "(starting…)", language="text"
+                procs.tail(jobs.launch_log(last)) or "(starting…)", language="text"
             )
     st.subheader("Runs")
     table = common.runs_table()

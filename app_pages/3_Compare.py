@@ -6,17 +6,17 @@ from typing import Any
 
 import streamlit as st
 
-from medcap import dashboard, jobs, seed_stats, viz
+from medcap.app import seeds, tables, viz
 from medcap.eval import artifacts, paper
 from ui import common
 
 
-@st.cache_data(show_spinner="Paired bootstrap over the shared test images…", max_entries=16)
+@st.cache_data(show_spinner="Paired bootstrap over the shared images…", max_entries=16)
 def _paired(run_a: str, run_b: str, sig_a: float, sig_b: float, root: str) -> dict[str, Any]:
-    a, b = dashboard.find_run(run_a), dashboard.find_run(run_b)
+    a, b = tables.find_run(run_a), tables.find_run(run_b)
     if a is None or b is None:
         raise ValueError("run not found")
-    return jobs.compare_cli(a, b)
+    return tables.paired_runs(a, b)
 
 
 def paired_section(chosen: list) -> None:
@@ -25,25 +25,19 @@ def paired_section(chosen: list) -> None:
         st.caption("Pick exactly two runs to test their difference with a paired bootstrap.")
         return
     a, b = chosen
-    if a.example or b.example:
-        st.caption(
-            "The paired difference decodes the shared test images again from their features, which the example "
-            "bundle does not ship: build the demo on **Home** to compare two runs of your own."
-        )
-        return
-    st.caption(f"A = `{a.run_id}`, B = `{b.run_id}`: bootstrap over the test images both runs share.")
+    st.caption(f"A = `{a.run_id}`, B = `{b.run_id}`: bootstrap over the images both evaluations scored.")
     key = f"paired-{a.run_id}-{b.run_id}"
     if st.button("Compute the paired difference", key="paired_btn"):
         st.session_state[key] = True
     if not st.session_state.get(key):
         return
-    sig = [common.metrics_signature(i, dashboard.latest_eval(i)) for i in chosen]
+    sig = [common.metrics_signature(i, tables.latest_eval(i)) for i in chosen]
     try:
         result = _paired(a.run_id, b.run_id, sig[0], sig[1], common.artifacts_key())
     except ValueError as exc:
         st.warning(str(exc))
         return
-    table = dashboard.paired_difference_table(result)
+    table = tables.paired_difference_table(result)
     if table.empty:
         st.json(result, expanded=False)
         return
@@ -61,14 +55,14 @@ def grounding_section(metrics: dict[str, dict[str, Any]]) -> None:
     st.subheader("Does the caption depend on the image?")
     st.caption("Image reliance: the metric of the real captions minus that of captions decoded with each image's "
                "features swapped for another case's (95% paired CI over cases). Near 0: the captions ignore the image.")
-    st.dataframe(seed_stats.reliance_table(metrics), hide_index=True, width="stretch")
+    st.dataframe(seeds.reliance_table(metrics), hide_index=True, width="stretch")
     st.caption("Caption health of the model's captions.")
     st.dataframe(artifacts.health_table(metrics), hide_index=True, width="stretch")
 
 
 def seed_section(infos: list) -> None:
     st.subheader("Seed noise")
-    groups = seed_stats.seed_groups(infos)
+    groups = seeds.seed_groups(infos)
     if not groups:
         st.caption("No runs differ only in their init seed. `python -m medcap grid --seeds 1,2,3 ...` trains such "
                    "runs (the split stays fixed), so a difference between settings can be judged against seed noise.")
@@ -79,11 +73,11 @@ def seed_section(infos: list) -> None:
                     f"({', '.join(str(i.config.get('run', {}).get('seed')) for i in group)})")
         by_run = {}
         for info in group:
-            name = dashboard.latest_eval(info)
+            name = tables.latest_eval(info)
             if name:
                 by_run[info.run_id] = common.metrics(info, name)
         if by_run:
-            st.dataframe(seed_stats.seed_summary(by_run), hide_index=True, width="stretch")
+            st.dataframe(seeds.seed_summary(by_run), hide_index=True, width="stretch")
     st.caption("sd: standard deviation over seeds (training randomness); CI half-width: the mean bootstrap "
                "half-width (case sampling). A gap between settings smaller than both is noise.")
 
@@ -96,7 +90,7 @@ def body() -> None:
         return
     ids = [i.run_id for i in infos]
     picked = st.multiselect(
-        "Runs (default: the latest Model-80 and Model-70)", ids, default=dashboard.default_compare(infos), key="cmp"
+        "Runs (default: the latest Model-80 and Model-70)", ids, default=tables.default_compare(infos), key="cmp"
     )
     by_id = {i.run_id: i for i in infos}
     chosen = [by_id[rid] for rid in picked if rid in by_id]  # in the order picked: A first
@@ -106,10 +100,10 @@ def body() -> None:
     metrics: dict[str, dict[str, Any]] = {}
     presets = {}
     for info in chosen:
-        name = dashboard.latest_eval(info)
+        name = tables.latest_eval(info)
         try:
-            metrics[dashboard.run_label(info)] = common.metrics(info, name)
-            presets[dashboard.run_label(info)] = info.preset
+            metrics[tables.run_label(info)] = common.metrics(info, name)
+            presets[tables.run_label(info)] = info.preset
         except ValueError as exc:
             st.warning(f"{info.run_id}: {exc}")
     if not metrics:
@@ -128,10 +122,10 @@ def body() -> None:
         st.caption("The paper reports figures for the model-80 and model-70 presets only.")
     else:
         st.dataframe(beside, hide_index=True, width="stretch")
-    tables, notes = paper.table_frames(), paper.NOTES
+    paper_tables, notes = paper.table_frames(), paper.NOTES
     for key, title in (("table2", "Table 2"), ("table3", "Table 3"), ("table4", "Table 4")):
         with st.expander(f"Paper {title}"):
-            st.dataframe(tables[key], hide_index=True, width="stretch")
+            st.dataframe(paper_tables[key], hide_index=True, width="stretch")
             st.caption(notes.get(key, ""))
 
     common.guard(lambda: paired_section(chosen), "the paired difference")
@@ -139,7 +133,7 @@ def body() -> None:
     common.guard(lambda: seed_section(infos), "seed noise")
 
     st.subheader("Training curves")
-    hists = {dashboard.run_label(i): common.history(i) for i in chosen}
+    hists = {tables.run_label(i): common.history(i) for i in chosen}
     left, right = st.columns(2)
     left.plotly_chart(viz.history_figure(hists, "loss"), width="stretch")
     right.plotly_chart(viz.history_figure(hists, "accuracy"), width="stretch")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap import dashboard, viz
+from medcap.app import tables, viz
 from ui import common
 
 SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "nn_bleu1", "ref_len"]
@@ -41,7 +41,7 @@ def body() -> None:
     name = common.pick_eval(info, key="pi_eval")
     df = common.predictions(info, name)
     st.caption(f"{len(df)} test images in evaluation `{name}` of `{info.run_id}`.")
-    for note in dashboard.missing_notes(df, info.run_id, ("cider",)):
+    for note in tables.missing_notes(df, info.run_id, ("cider",)):
         st.caption(note)
 
     c1, c2, c3, c4 = st.columns(4)
@@ -53,7 +53,7 @@ def body() -> None:
         modality = c3.multiselect("Modality", options, key="pi_mod")
     lo, hi = int(df["ref_len"].min()), int(df["ref_len"].max())
     length = c4.slider("Reference length (words)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="pi_len")
-    shown = dashboard.filter_predictions(df, modality, length, sort_by, ascending=worst_first)
+    shown = tables.filter_predictions(df, modality, length, sort_by, ascending=worst_first)
 
     st.plotly_chart(
         viz.histogram(shown["bleu1"].dropna(), "Per-image BLEU-1 (filtered images)", "sentence BLEU-1 (0-1)"),
@@ -112,7 +112,7 @@ def pair_section() -> None:
     if len(infos) < 2:
         st.caption("Needs two evaluated runs: evaluate another run to compare captions image by image.")
         return
-    defaults = dashboard.default_compare(infos)
+    defaults = tables.default_compare(infos)
     c1, c2 = st.columns(2)
     with c1:
         a = common.pick_run(infos, "Run A", key="pair_a", default=defaults[0] if defaults else None)
@@ -122,10 +122,10 @@ def pair_section() -> None:
         b = common.pick_run(others, "Run B", key="pair_b", default=defaults[1] if len(defaults) > 1 else None)
         eval_b = common.pick_eval(b, key="pair_b_eval")
     df_a, df_b = common.predictions(a, eval_a), common.predictions(b, eval_b)
-    for note in [*dashboard.missing_notes(df_a, a.run_id), *dashboard.missing_notes(df_b, b.run_id)]:
+    for note in [*tables.missing_notes(df_a, a.run_id), *tables.missing_notes(df_b, b.run_id)]:
         st.info(note)
     try:
-        pairs = dashboard.pair_predictions(df_a, df_b)
+        pairs = tables.pair_predictions(df_a, df_b)
     except ValueError as exc:
         st.info(f"`{a.run_id}` and `{b.run_id}`: {exc}.")
         return
@@ -139,7 +139,7 @@ def pair_section() -> None:
     words = c3.text_input("Words in the reference or a prediction", key="pair_words",
                           placeholder="e.g. liver lesion")
     chosen = common.metadata_filters(pairs, key_prefix="pair_f_")
-    shown = dashboard.filter_rows(pairs, chosen, length, "ref_len", words,
+    shown = tables.filter_rows(pairs, chosen, length, "ref_len", words,
                                   ("reference", "prediction_a", "prediction_b"))
     shown = shown.sort_values(sort_by, ascending=False, kind="stable")
     if shown.empty:

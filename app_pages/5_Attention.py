@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap import dataset_view, viz
+from medcap.app import datasets, viz
 from medcap.eval import artifacts
 from ui import common
 
 
 @st.cache_data(show_spinner="Reading the finding boxes…", max_entries=4)
 def _boxes(spec: str, root: str) -> dict[str, list]:
-    return dataset_view.synthetic_boxes(spec)
+    return datasets.synthetic_boxes(spec)
 
 
 def body() -> None:

@@ -7,14 +7,14 @@ from typing import Any
 
 import streamlit as st
 
-from medcap import dashboard, viz
-from medcap.upload import MAX_UPLOAD_BYTES, display_copy, open_upload
+from medcap.app import tables, viz
+from medcap.data.images import MAX_UPLOAD_BYTES, display_copy, open_upload
 from ui import common
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…", max_entries=2)
 def _model(run_path: str, weights_mtime: float) -> Any:
-    from medcap.inference import load_run  # imports TensorFlow lazily, in medcap
+    from medcap.inference.opened import load_run  # imports TensorFlow lazily, in medcap
 
     return load_run(Path(run_path))
 
@@ -56,7 +56,7 @@ def dataset_image(info: Any, beam: int) -> None:
     with right:
         st.markdown(f"**Reference:** {row['caption']}")
         try:
-            loaded = _model(str(info.path), dashboard.file_signature(info.dir.best_weights))
+            loaded = _model(str(info.path), tables.file_signature(info.dir.best_weights))
             caption = loaded.caption_images([image], beam=beam)[0]
         except Exception as exc:  # a run whose model cannot be loaded must not break the page
             st.warning(f"Could not caption with `{info.run_id}`: {exc}")
@@ -101,7 +101,7 @@ def body() -> None:
         st.error(str(exc))
         return
     try:
-        loaded = _model(str(info.path), dashboard.file_signature(info.dir.best_weights))
+        loaded = _model(str(info.path), tables.file_signature(info.dir.best_weights))
         caption = loaded.caption_images([image], beam=beam)[0]
     except Exception as exc:  # a run whose model cannot be loaded must not break the page
         st.warning(f"Could not caption with `{info.run_id}`: {exc}")

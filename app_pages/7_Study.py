@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap import viz
+from medcap.app import viz
 from medcap.experiments import study
 from ui import common
 

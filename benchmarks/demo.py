@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from medcap.demo import DemoOptions
-    from medcap.rundir import RunDir
+    from medcap.experiments.demo import DemoOptions
+    from medcap.runs.folder import RunDir
 
     d = DemoOptions()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -87,7 +87,7 @@ def build(folder: Path, n: int, global_dim: int, seed: int = 0) -> dict[str, Any
     """Write `folder/data/captions.csv` + images and a complete random store; return its facts."""
     import pandas as pd
 
-    from medcap import io, paths
+    from medcap.base import io, paths
     from medcap.features.store import STORE_FORMAT, store_folder_name, write_store
 
     t0 = time.perf_counter()
@@ -188,7 +188,7 @@ class TrainWatch:
         self.before = set(runs_root.iterdir()) if runs_root.is_dir() else set()
 
     def _status_file(self) -> Path | None:
-        from medcap.rundir import RunDir
+        from medcap.runs.folder import RunDir
 
         if self.run_dir is None:
             found = [p for p in self.runs_root.iterdir() if p.is_dir() and p not in self.before] \
@@ -258,7 +258,7 @@ def train(folder: Path, built: dict[str, Any], cap: int, name: str,
         out["epoch_s"] = watch.steps_per_epoch * batch / pairs_s if pairs_s else None
         out["epoch_basis"] = f"extrapolated from {out['timed_steps']} steps (training only, no validation)"
     elif res["rc"] == 0 and watch.run_dir is not None:
-        from medcap.rundir import RunDir
+        from medcap.runs.folder import RunDir
 
         hist = RunDir(watch.run_dir).read_history()
         out["epoch_s"] = float(hist["seconds"].iloc[-1]) if len(hist) else None
@@ -480,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             rows.append(measure(n, args, work))
             if args.out:
-                from medcap.io import write_json
+                from medcap.base.io import write_json
 
                 write_json(args.out, {"sizes": sizes, "train_steps": args.train_steps,
                                       "global_dim": args.global_dim, "rows": rows})

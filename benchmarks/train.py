@@ -28,7 +28,7 @@ VOCAB, DIM = 1000, 4096
 
 def make_data(folder: Path, n_images: int, n_pairs: int) -> tuple[np.memmap, np.memmap, np.ndarray, list[list[int]]]:
     """A float16 memmap store and captions (5..20 words) giving exactly n_pairs pairs."""
-    from medcap.io import atomic_path
+    from medcap.base.io import atomic_path
 
     rng = np.random.default_rng(0)
     arrays = []

@@ -2,9 +2,9 @@
 
     python scripts/build_example_bundle.py [--out examples/demo] [--from-demo ARTIFACTS] [--check]
 
-Runs the demo (`medcap.demo.DemoOptions()` defaults: synthetic set -> features -> Model-80 and
+Runs the demo (`medcap.experiments.demo.DemoOptions()` defaults: synthetic set -> features -> Model-80 and
 Model-70 -> evaluations) in a scratch artifacts folder, then exports both runs into the bundle with
-`medcap.bundle` (fixed ids and time stamps, relative image paths, weights without optimizer state,
+`medcap.runs.bundle` (fixed ids and time stamps, relative image paths, weights without optimizer state,
 no logs), copies the test images, writes `manifest.json` (settings, versions, SHA-256 of every
 file) and replaces `--out` in one rename. Set `SOURCE_DATE_EPOCH` to choose the stamp.
 `--from-demo` exports the finished demo of an existing artifacts folder instead of building one.
@@ -55,8 +55,8 @@ and TensorFlow build (`--check` compares).
 
 def _resave_weights(run_dir: Path, dst: Path) -> None:
     """The run's best weights, re-saved from an uncompiled model (no optimizer state)."""
-    from medcap.inference import load_run
-    from medcap.io import save_weights
+    from medcap.base.io import save_weights
+    from medcap.inference.opened import load_run
 
     save_weights(load_run(run_dir).model, dst)
 
@@ -64,7 +64,7 @@ def _resave_weights(run_dir: Path, dst: Path) -> None:
 def _check_features(run_dir: Path, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The raw store features (global (N, D), grid (N, 7, 7, 512)) of `image_ids`, as stored."""
     from medcap.features import open_store
-    from medcap.runs import read_config
+    from medcap.runs.index import read_config
 
     store = open_store(Path(read_config(run_dir)["feature_store"]["path"]))
     rows = np.array([store.index_of(i) for i in image_ids], dtype=np.int64)
@@ -85,9 +85,9 @@ def build(out: Path, from_demo: Path | None = None) -> dict:
     """Build the bundle into `out` (replaced at the end); returns the manifest."""
     from dataclasses import asdict
 
-    from medcap import bundle
-    from medcap.demo import PRESETS, DemoDir, DemoOptions, run_demo
-    from medcap.io import write_text
+    from medcap.base.io import write_text
+    from medcap.experiments.demo import PRESETS, DemoDir, DemoOptions, run_demo
+    from medcap.runs import bundle
 
     opts = DemoOptions()
     with tempfile.TemporaryDirectory(prefix="medcap-bundle-") as tmp:

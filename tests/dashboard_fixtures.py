@@ -1,4 +1,4 @@
-"""Run-folder fixtures written by hand, following the documented layout (medcap.runs, ARCHITECTURE.md).
+"""Run-folder fixtures written by hand, following the documented layout (medcap.runs.index, ARCHITECTURE.md).
 
 Used by the dashboard tests, the browser test and benchmarks/dashboard.py. No tests here.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from medcap.io import save_npz, write_json, write_text
+from medcap.base.io import save_npz, write_json, write_text
 
 WORDS = ["axial", "ct", "shows", "a", "small", "lesion", "in", "the", "left", "right", "liver", "lung", "mass"]
 FINISHED_BLEU1 = 0.312

@@ -1,4 +1,4 @@
-"""medcap.bundle: the example-bundle builder's normalisation (fixed stamps, relative paths, stable zips)."""
+"""medcap.runs.bundle: the example-bundle builder's normalisation (fixed stamps, relative paths, stable zips)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medcap import bundle
-from medcap.io import write_json
+from medcap.base.io import write_json
+from medcap.runs import bundle
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from medcap import config
+from medcap.base.io import write_text
 from medcap.config import RunConfig
-from medcap.io import write_text
 
 # One wrong value per field and the words its error must contain (besides the field name).
 BAD_VALUES = {

@@ -1,4 +1,4 @@
-"""The dashboard's table shaping (medcap.dashboard), dataset facts (dataset_view) and uploads."""
+"""The dashboard's table shaping (medcap.app.tables), dataset facts (dataset_view) and uploads."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from medcap import dashboard, dataset_view, upload
-from medcap.runs import list_runs
+from medcap.app import datasets, tables
+from medcap.data import images
+from medcap.runs.index import list_runs
 from tests.dashboard_fixtures import FAILED_ERROR, FAILED_ID, FINISHED70_ID, FINISHED_ID, HALF_ID, KILLED_ID, full_state
 
 
@@ -25,7 +26,7 @@ def full(artifacts: Path) -> Path:
 
 
 def test_runs_table_shows_every_state(full: Path) -> None:
-    table = dashboard.runs_table(full).set_index("run")
+    table = tables.runs_table(full).set_index("run")
     assert table.loc[FINISHED_ID, "state"] == "finished"
     assert table.loc[FAILED_ID, "state"] == "failed"
     assert table.loc[FAILED_ID, "message"] == FAILED_ERROR
@@ -39,7 +40,7 @@ def test_runs_table_shows_every_state(full: Path) -> None:
 
 
 def test_runs_signature_changes_when_a_run_changes(full: Path) -> None:
-    before = dashboard.runs_signature(full)
+    before = tables.runs_signature(full)
     assert len(before) == 5
     status = full / FINISHED_ID / "status.json"
     time.sleep(0.01)
@@ -47,18 +48,18 @@ def test_runs_signature_changes_when_a_run_changes(full: Path) -> None:
     import os
 
     os.utime(status, (time.time() + 5, time.time() + 5))
-    assert dashboard.runs_signature(full) != before
+    assert tables.runs_signature(full) != before
 
 
 def test_default_compare_is_latest_model80_and_model70(full: Path) -> None:
-    assert dashboard.default_compare(list_runs(full)) == [FINISHED_ID, FINISHED70_ID]
+    assert tables.default_compare(list_runs(full)) == [FINISHED_ID, FINISHED70_ID]
 
 
 def test_true_boxes() -> None:
     row = {"boxes": json.dumps([{"finding": "cyst", "box": [0, 0, 0.5, 0.5]}, {"finding": "nobox"}])}
-    assert dataset_view.true_boxes(row) == [{"finding": "cyst", "box": [0, 0, 0.5, 0.5]}]
-    assert dataset_view.true_boxes({"boxes": "not json"}) == []
-    assert dataset_view.true_boxes({}) == []
+    assert datasets.true_boxes(row) == [{"finding": "cyst", "box": [0, 0, 0.5, 0.5]}]
+    assert datasets.true_boxes({"boxes": "not json"}) == []
+    assert datasets.true_boxes({}) == []
 
 
 def _png(fmt: str = "PNG", size: tuple[int, int] = (20, 10)) -> bytes:
@@ -68,16 +69,16 @@ def _png(fmt: str = "PNG", size: tuple[int, int] = (20, 10)) -> bytes:
 
 
 def test_open_upload_accepts_png_and_jpeg_only() -> None:
-    assert upload.open_upload(_png(), "scan.png").size == (20, 10)
-    assert upload.open_upload(_png("JPEG"), "scan.jpg").mode == "RGB"
+    assert images.open_upload(_png(), "scan.png").size == (20, 10)
+    assert images.open_upload(_png("JPEG"), "scan.jpg").mode == "RGB"
     with pytest.raises(ValueError, match="only PNG and JPEG"):
-        upload.open_upload(_png("GIF"), "anim.gif")
+        images.open_upload(_png("GIF"), "anim.gif")
     with pytest.raises(ValueError, match=r"evil-.-etc-passwd.png: not an image file PIL can read"):
-        upload.open_upload(b"\x89PNG garbage", "evil/../etc/passwd.png")
+        images.open_upload(b"\x89PNG garbage", "evil/../etc/passwd.png")
     with pytest.raises(ValueError, match="limit is"):
-        upload.open_upload(_png(), "big.png", max_bytes=10)
+        images.open_upload(_png(), "big.png", max_bytes=10)
     with pytest.raises(ValueError, match="empty"):
-        upload.open_upload(b"", "empty.png")
+        images.open_upload(b"", "empty.png")
 
 
 def test_paired_difference_table_reads_the_compare_output() -> None:
@@ -86,17 +87,17 @@ def test_paired_difference_table_reads_the_compare_output() -> None:
         "metrics": {"bleu1": {"a": 0.3, "b": 0.31, "diff": 0.01, "ci95": [-0.02, 0.04], "share_b_gt_a": 0.7}},
         "corpus": {"a": {"bleu1": 0.3}},
     }
-    table = dashboard.paired_difference_table(result)
+    table = tables.paired_difference_table(result)
     assert list(table["metric"]) == ["BLEU-1"]
     assert table.loc[0, "95% CI of B − A"] == "[-0.020, 0.040]"
     assert table.loc[0, "B − A"] == pytest.approx(0.01)
-    assert dashboard.paired_difference_table({"other": 1}).empty
+    assert tables.paired_difference_table({"other": 1}).empty
 
 
 def test_synthetic_boxes_reads_an_existing_set_only(artifacts: Path) -> None:
     from tests.dashboard_fixtures import write_image
 
-    assert dataset_view.synthetic_boxes("synthetic:3") == {}  # not generated: nothing, and nothing generated
+    assert datasets.synthetic_boxes("synthetic:3") == {}  # not generated: nothing, and nothing generated
     assert not (artifacts / "datasets" / "synthetic-3-seed0").exists()
     folder = artifacts / "datasets" / "synthetic-3-seed0"
     lines = []
@@ -106,14 +107,14 @@ def test_synthetic_boxes_reads_an_existing_set_only(artifacts: Path) -> None:
         lines.append(json.dumps({"image_id": f"s{i}", "file": f"images/s{i}.png", "caption": "a cyst", "group": "g",
                                  "boxes": [box]}))  # fmt: skip
     (folder / "records.jsonl").write_text("\n".join(lines) + "\n")
-    boxes = dataset_view.synthetic_boxes("synthetic:3")
+    boxes = datasets.synthetic_boxes("synthetic:3")
     assert boxes["s2"][0]["box"] == pytest.approx([0.2, 0.1, 0.5, 0.6])
-    assert dataset_view.synthetic_boxes("medpix:x") == {}
+    assert datasets.synthetic_boxes("medpix:x") == {}
 
 
 def test_modules_the_pages_import_load_neither_tensorflow_nor_streamlit() -> None:
-    modules = ["dashboard", "dataset_view", "upload", "jobs", "demo", "eval.artifacts", "eval.paper", "rundir",
-               "runs", "viz"]  # fmt: skip
+    modules = ["app.tables", "app.datasets", "app.jobs", "app.seeds", "app.viz", "experiments.demo", "data.images",
+               "eval.artifacts", "eval.paper", "eval.paired", "runs.folder", "runs.index", "base.procs"]  # fmt: skip
     code = "import sys; " + "; ".join(f"import medcap.{m}" for m in modules)
     code += "; print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -198,7 +198,7 @@ def test_a_broken_run_folder_shows_a_warning_not_a_traceback(small: Path) -> Non
 def test_home_shows_live_demo_progress(artifacts: Path) -> None:
     import os
 
-    from medcap.io import write_json
+    from medcap.base.io import write_json
 
     write_json(
         artifacts / "demo" / "status.json",
@@ -212,7 +212,7 @@ def test_home_shows_live_demo_progress(artifacts: Path) -> None:
 
 
 def test_home_shows_a_failed_demo_and_offers_a_retry(artifacts: Path) -> None:
-    from medcap.io import write_json
+    from medcap.base.io import write_json
 
     write_json(
         artifacts / "demo" / "status.json",
@@ -241,18 +241,18 @@ def test_train_shows_killed_and_half_written_runs(artifacts: Path) -> None:
 
 
 def test_compare_paired_difference_on_demand(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from medcap import jobs
+    from medcap.app import tables
     from tests.dashboard_fixtures import FINISHED70_ID, full_state
 
     full_state(artifacts)
     calls = []
 
-    def fake_compare(a, b, timeout=600.0):  # the real one runs `python -m medcap compare` in a child
+    def fake_compare(a, b):  # the real one bootstraps the two runs' stored predictions in-process
         calls.append((a.run_id, b.run_id))
         diff = {"a": 0.312, "b": 0.29, "diff": -0.022, "ci95": [-0.05, 0.01], "share_b_gt_a": 0.1}
         return {"n_images": 6, "images": "shared test images", "metrics": {"bleu1": diff}}
 
-    monkeypatch.setattr(jobs, "compare_cli", fake_compare)
+    monkeypatch.setattr(tables, "paired_runs", fake_compare)
     at = run_page("compare")
     assert calls == []  # nothing heavy until asked
     at.button(key="paired_btn").click().run()
@@ -325,8 +325,10 @@ def test_compare_defaults_to_the_two_example_runs(bundle_only: Path) -> None:
     assert {"model-80 [example]", "model-70 [example]"} <= set(side.columns)
     assert side.loc["BLEU-1", "model-80 [example]"].count("[") == 1  # value with its CI
     assert "Pick exactly two runs" not in texts(at)
-    assert "bundle does not ship" in texts(at)  # no paired difference: it needs the feature store
-    assert "Compute the paired difference" not in [b.label for b in at.button]
+    at.button(key="paired_btn").click().run()  # computed in-process from the shipped predictions
+    assert not at.exception
+    paired = next(d.value for d in at.dataframe if "B − A" in d.value.columns)
+    assert paired.loc[0, "metric"] == "BLEU-1" and paired["B − A"].notna().all()
 
 
 @needs_bundle
@@ -347,7 +349,7 @@ def test_train_marks_example_runs_read_only(bundle_only: Path) -> None:
 
 
 def test_study_page_shows_pooled_results_and_folds(artifacts: Path) -> None:
-    from medcap.io import write_json
+    from medcap.base.io import write_json
 
     folder = artifacts / "studies" / "20260101-000000-s-abcdef"
     write_json(folder / "study.json", {"dataset": "medpix:x", "folds": 2, "seed": 0,

@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medcap import jobs
+from medcap.app import jobs
+from medcap.base import procs
+from medcap.base.locks import RunLock
 from medcap.data.roots import REFUSED_TEXT
-from medcap.locks import RunLock
 from tests.dashboard_fixtures import (
     FINISHED70_ID,
     FINISHED_ID,
@@ -71,7 +72,7 @@ def test_the_dataset_list_comes_from_the_data_folders(tmp_path: Path, monkeypatc
 
 
 def test_an_oversized_upload_is_refused_before_decoding(tmp_path: Path) -> None:
-    from medcap.upload import open_upload
+    from medcap.data.images import open_upload
 
     path = tmp_path / "huge.png"
     Image.new("1", (13000, 13000)).save(path)  # 169 MP, a 21 KB file
@@ -81,7 +82,7 @@ def test_an_oversized_upload_is_refused_before_decoding(tmp_path: Path) -> None:
 
 RSS_SCRIPT = """
 import resource, sys
-from medcap.upload import display_copy, open_upload
+from medcap.data.images import display_copy, open_upload
 idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 data = open(sys.argv[1], "rb").read()
 img = open_upload(data, "big.png")
@@ -119,33 +120,33 @@ def _wait(pred, timeout: float = 240.0) -> None:
 
 
 def test_synthetic_is_generated_by_a_background_job_then_shown(artifacts: Path) -> None:
-    from medcap import dataset_view
+    from medcap.app import datasets
 
     at = _load_spec(run_page("data"), "synthetic:6")
     assert not at.exception
     assert any("not generated yet" in i.value for i in at.info)
-    assert not dataset_view.synthetic_ready(6)  # the page generated nothing itself
+    assert not datasets.synthetic_ready(6)  # the page generated nothing itself
     at.button(key="gen_synthetic").click().run()
     job = jobs.synthetic_job(6)
     assert job["pid"] != os.getpid() and job["state"] in ("running", "interrupted")
-    _wait(lambda: dataset_view.synthetic_ready(6) and not jobs.pid_alive(job["pid"]))
-    assert dataset_view.synthetic_ready(6)
+    _wait(lambda: datasets.synthetic_ready(6) and not procs.pid_alive(job["pid"]))
+    assert datasets.synthetic_ready(6)
     at.run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Records read"] == "6"
 
 
 def test_a_background_generation_can_be_cancelled(artifacts: Path) -> None:
-    from medcap import dataset_view
+    from medcap.app import datasets
 
     launch = jobs.launch_synthetic(5000)
-    _wait(lambda: dataset_view.synthetic_rendered(5000) > 0 or not jobs.pid_alive(launch.pid))
+    _wait(lambda: datasets.synthetic_rendered(5000) > 0 or not procs.pid_alive(launch.pid))
     assert jobs.synthetic_job(5000)["state"] == "running"
     jobs.cancel_synthetic(5000)
-    _wait(lambda: not jobs.pid_alive(launch.pid), timeout=60)
-    assert not jobs.pid_alive(launch.pid)
+    _wait(lambda: not procs.pid_alive(launch.pid), timeout=60)
+    assert not procs.pid_alive(launch.pid)
     assert jobs.synthetic_job(5000)["state"] == "cancelled"
-    assert not dataset_view.synthetic_ready(5000)
+    assert not datasets.synthetic_ready(5000)
     log_names = sorted(p.name for p in (artifacts / "launches").glob("*.log"))
     assert len(log_names) == 1 and "synthetic-5000" in log_names[0]
 

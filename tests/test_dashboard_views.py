@@ -1,6 +1,6 @@
 """The dashboard's cross-run and dataset views: similar cases, run-vs-run per image, gallery, leakage figure.
 
-Compute (medcap.similar, medcap.dashboard, medcap.viz) with known values, then the pages under AppTest in
+Compute (medcap.inference.similar, medcap.app.tables, medcap.app.viz) with known values, then the pages under AppTest in
 the empty and populated states, including evaluations that lack the newer predictions.csv columns.
 """
 
@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from medcap import dashboard, similar, viz
+from medcap.app import tables, viz
+from medcap.inference import similar
 from tests.conftest import PROJECT_ROOT
 from tests.dashboard_fixtures import (
     FINISHED70_ID,
@@ -101,25 +102,25 @@ def _preds(bleu1: list[float], **extra: list) -> pd.DataFrame:
 def test_pair_predictions_differences_and_missing_columns() -> None:
     a = _preds([0.5, 0.1, 0.9], cider=[1.0, 0.2, 0.4], group=["g1", "g2", "g1"])
     b = _preds([0.2, 0.3, 0.9])  # an older evaluation: no cider, no group
-    pairs = dashboard.pair_predictions(a, b)
+    pairs = tables.pair_predictions(a, b)
     assert pairs["bleu1_diff"].tolist() == pytest.approx([0.3, -0.2, 0.0])
     assert "cider_diff" not in pairs.columns  # only scores both evaluations have
     assert pairs["group"].tolist() == ["g1", "g2", "g1"]
-    assert dashboard.missing_notes(a, "A") == []
-    notes = dashboard.missing_notes(b, "B")
+    assert tables.missing_notes(a, "A") == []
+    notes = tables.missing_notes(b, "B")
     assert len(notes) == 2 and "no `cider` column" in notes[0] and "no `group` column" in notes[1]
     with pytest.raises(ValueError, match="share no image"):
-        dashboard.pair_predictions(a, b.assign(image_id=["x", "y", "z"]))
+        tables.pair_predictions(a, b.assign(image_id=["x", "y", "z"]))
 
 
 def test_filter_rows_by_metadata_length_and_words() -> None:
     df = _preds([0.5, 0.1, 0.9], group=["g1", "g2", "g1"]).assign(ref_len=[3, 5, 8])
-    assert dashboard.filter_rows(df, {"group": ["g1"]})["image_id"].tolist() == ["i0", "i2"]
-    assert dashboard.filter_rows(df, length=(4, 8))["image_id"].tolist() == ["i1", "i2"]
-    assert dashboard.filter_rows(df, words="Liver,")["image_id"].tolist() == ["i0"]  # tokenized
-    assert dashboard.filter_rows(df, words="ct liver", text_columns=("prediction",))["image_id"].tolist() == ["i0"]
-    assert dashboard.filter_rows(df, words="liver brain").empty  # every word must be present
-    assert dashboard.metadata_columns(df) == ["group"]
+    assert tables.filter_rows(df, {"group": ["g1"]})["image_id"].tolist() == ["i0", "i2"]
+    assert tables.filter_rows(df, length=(4, 8))["image_id"].tolist() == ["i1", "i2"]
+    assert tables.filter_rows(df, words="Liver,")["image_id"].tolist() == ["i0"]  # tokenized
+    assert tables.filter_rows(df, words="ct liver", text_columns=("prediction",))["image_id"].tolist() == ["i0"]
+    assert tables.filter_rows(df, words="liver brain").empty  # every word must be present
+    assert tables.metadata_columns(df) == ["group"]
 
 
 def _repeated_case_table(folder: Path) -> pd.DataFrame:
@@ -133,7 +134,7 @@ def _repeated_case_table(folder: Path) -> pd.DataFrame:
 
 
 def test_leakage_image_split_leaks_group_split_does_not(tmp_path: Path) -> None:
-    report = dashboard.leakage_by_split_mode(_repeated_case_table(tmp_path), seed=0)
+    report = tables.leakage_by_split_mode(_repeated_case_table(tmp_path), seed=0)
     value = report.set_index(["split_by", "check"])["value"]
     assert value["group", "groups_shared_train_test"] == 0
     assert value["group", "test_captions_in_train_fraction"] == 0.0
@@ -147,7 +148,7 @@ def test_leakage_image_split_leaks_group_split_does_not(tmp_path: Path) -> None:
 def test_gallery_table_marks_splits_and_dropped_captions(tmp_path: Path) -> None:
     table = _repeated_case_table(tmp_path)
     table.loc[0, "caption"] = "word " * 30  # over the 20-word limit: dropped by the caption rules
-    gallery = dashboard.gallery_table(table, max_words=20, seed=0)
+    gallery = tables.gallery_table(table, max_words=20, seed=0)
     assert gallery.loc[0, "split"] == "not kept"
     assert set(gallery["split"][1:]) <= {"train", "val", "test"}
     assert gallery.loc[0, "caption_words"] == 30

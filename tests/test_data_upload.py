@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medcap import viz
+from medcap.app import viz
 from medcap.data import images
 from medcap.data.images import (
     MAX_PIXELS,

@@ -1,4 +1,4 @@
-"""medcap.demo: the demo pipeline (with a fake runner) and its dashboard side (start, status)."""
+"""medcap.experiments.demo: the demo pipeline (with a fake runner) and its dashboard side (start, status)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from medcap import demo, jobs
-from medcap.runs import read_status
+from medcap.app import jobs
+from medcap.base import procs
+from medcap.experiments import demo
+from medcap.runs.index import read_status
 from tests.dashboard_fixtures import dead_pid
 
 
 def test_demo_status_states(artifacts: Path) -> None:
-    assert demo.demo_status() == {"state": "none"}
+    assert jobs.demo_status() == {"state": "none"}
     (artifacts / "demo").mkdir()
     (artifacts / "demo" / "status.json").write_text(json.dumps({"state": "running", "pid": dead_pid()}))
-    assert demo.demo_status()["state"] == "interrupted"
+    assert jobs.demo_status()["state"] == "interrupted"
 
 
-class FakeRunner(demo.Runner):
+class FakeRunner(procs.ChildGroup):
     """Pretends to run the CLI steps: 'train' creates a finished run folder and prints its JSON."""
 
     def __init__(self, fail_on: str = "") -> None:
@@ -32,9 +34,9 @@ class FakeRunner(demo.Runner):
         self.calls.append(args)
         self.envs.append(env or {})
         if args[0] == self.fail_on:
-            raise demo.StepFailedError(f"`python -m medcap {args[0]}` exited with code 1 (see demo.log)")
+            raise procs.ChildFailedError(f"`python -m medcap {args[0]}` exited with code 1 (see demo.log)")
         if args[0] == "train":
-            from medcap.runs import new_run_dir, write_status
+            from medcap.runs.index import new_run_dir, write_status
 
             run = new_run_dir(args[args.index("--name") + 1])
             write_status(run, "finished", progress=1.0)
@@ -112,10 +114,10 @@ def test_demo_stage_plan_sums_to_one() -> None:
 
 
 def test_demo_reports_feature_extraction_progress(artifacts: Path) -> None:
-    from medcap.io import write_json
+    from medcap.base.io import write_json
 
     write_json(artifacts / "features" / "synthetic-40-vgg16-abc" / "progress.json", {"n_rows": 40, "rows_done": 10})
-    progress = demo.Progress(demo.demo_dir())
+    progress = demo.Progress(jobs.demo_dir())
     progress.update("dataset", 1.0)
     demo._features_poll(progress, demo.DemoOptions(n_images=40))()
     status = read_status(artifacts / "demo")
@@ -133,10 +135,10 @@ def test_start_demo_marks_it_queued_and_refuses_a_second_start(
         return jobs.Launch(pid=__import__("os").getpid(), log_path=log_path, command=args)
 
     monkeypatch.setattr(jobs, "spawn", fake_spawn)
-    demo.start_demo(["--epochs", "1"])
+    jobs.start_demo(["--epochs", "1"])
     assert launched == [["demo", "--epochs", "1"]]
-    status = demo.demo_status()
+    status = jobs.demo_status()
     assert status["state"] == "queued" and status["stage"] == "starting"
     with pytest.raises(ValueError, match="already running"):
-        demo.start_demo()
+        jobs.start_demo()
     assert len(launched) == 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medcap import dashboard
+from medcap.app import tables
 from medcap.eval import artifacts as eval_artifacts
 from medcap.eval import paper
 from tests.dashboard_fixtures import FINISHED70_ID, FINISHED_ID, full_state
@@ -51,9 +51,9 @@ def test_predictions_parse_filter_and_sort(full: Path) -> None:
     df = eval_artifacts.read_predictions(full / FINISHED_ID, "test")
     assert len(df) == 6
     assert df.loc[0, "reference"] == "axial ct shows a lesion in the liver"
-    worst = dashboard.filter_predictions(df)
+    worst = tables.filter_predictions(df)
     assert worst["image_id"].iloc[0] == "img00000"
-    ct = dashboard.filter_predictions(df, modality=["CT"], length=(8, 10))
+    ct = tables.filter_predictions(df, modality=["CT"], length=(8, 10))
     assert set(ct["image_id"]) == {"img00000", "img00002"}  # CT rows with ref_len 8..10
 
 

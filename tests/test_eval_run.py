@@ -125,7 +125,7 @@ def test_evaluate_rejects_bad_requests(tiny_run: dict) -> None:
 
 def test_compare_run_with_itself_is_exactly_zero(tiny_run: dict) -> None:
     from medcap.eval.compare import compare_runs
-    from medcap.inference import load_run
+    from medcap.inference.opened import load_run
 
     loaded = load_run(tiny_run["run"])
     res = compare_runs(tiny_run["run"], tiny_run["run"], with_meteor=False, n_boot=300, loaded=(loaded, loaded))
@@ -196,7 +196,7 @@ def test_next_word_accuracy_matches_training_val_accuracy(tiny_run: dict) -> Non
     """Next-word metrics feed the model exactly what training fed it (feature scaling included):
     on the val split, evaluation's accuracy equals Keras' val_accuracy of the kept (best) epoch."""
     from medcap.eval.evaluate import evaluate_run
-    from medcap.runs import read_history
+    from medcap.runs.index import read_history
 
     config = json.loads((tiny_run["run"] / "config.json").read_text())
     assert config["feature_scale"]["grid"] != pytest.approx(1.0)  # the case that once went unscaled

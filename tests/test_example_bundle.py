@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medcap import bundle, dashboard, jobs, runs
+from medcap.app import jobs, tables
 from medcap.eval import artifacts
-from medcap.rundir import RunDir
+from medcap.runs import bundle
+from medcap.runs import index as runs
+from medcap.runs.folder import RunDir
 from tests.conftest import PROJECT_ROOT
 
 BUNDLE = PROJECT_ROOT / "examples" / "demo"
@@ -31,7 +33,7 @@ def test_bundle_matches_its_manifest_and_stays_small() -> None:
     assert manifest["total_bytes"] == sum(p.stat().st_size for p in bundle.bundle_files(BUNDLE))
     total = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file())
     assert total < 20 * 2**20
-    from medcap.demo import DemoOptions
+    from medcap.experiments.demo import DemoOptions
 
     wanted = {k: v for k, v in vars(DemoOptions()).items() if k != "parallel"}
     assert manifest["settings"] == wanted  # built with the demo's current settings
@@ -62,11 +64,11 @@ def test_bundle_runs_are_listed_after_the_users_as_read_only_examples(with_bundl
     examples = {i.run_id: i for i in infos if i.example}
     assert all(i.state == "finished" and len(i.evals) == 1 for i in examples.values())
     assert {i.preset for i in examples.values()} == {"model-80", "model-70"}
-    assert dashboard.run_label(examples["example-model-80"]) == "model-80 [example]"
-    table = dashboard.runs_table()
+    assert tables.run_label(examples["example-model-80"]) == "model-80 [example]"
+    table = tables.runs_table()
     assert set(table.loc[table["run"].isin(EXAMPLE_IDS), "source"]) == {"example (read-only)"}
     assert table.loc[table["run"] == FINISHED_ID, "source"].item() == "yours"
-    assert dashboard.find_run("example-model-70").example
+    assert tables.find_run("example-model-70").example
     assert runs.resolve_run("example-model-80") == BUNDLE / "runs" / "example-model-80"
     for action in (jobs.launch_resume, jobs.launch_evaluate, jobs.cancel_run):
         with pytest.raises(ValueError, match="example run"):
@@ -107,7 +109,7 @@ def test_bundle_predictions_resolve_their_images_and_attention(with_bundle: Path
 
 def test_bundle_runs_decode_their_stored_captions_with_the_current_code(with_bundle: Path) -> None:
     """The current model code rebuilds each run from its files and decodes the stored captions exactly."""
-    from medcap.inference import load_run
+    from medcap.inference.opened import load_run
 
     for run_id in EXAMPLE_IDS:
         loaded = load_run(run_id)

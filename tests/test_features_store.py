@@ -98,7 +98,7 @@ def test_resume_after_interruption(tmp_path):
 
 
 def json_rows_done(folder) -> int:
-    from medcap import io
+    from medcap.base import io
 
     return int(io.read_json(folder / PROGRESS_FILE)["rows_done"])
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medcap.io import atomic_path, read_json, safe_name, save_npz, save_weights, write_json
+from medcap.base.io import atomic_path, read_json, safe_name, save_npz, save_weights, write_json
 
 
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""medcap.jobs: background `python -m medcap` processes (arguments, spawn, terminate, child environment)."""
+"""medcap.app.jobs: background `python -m medcap` processes (arguments, spawn, terminate, child environment)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from medcap import jobs
+from medcap.app import jobs
+from medcap.base import procs
 from tests.dashboard_fixtures import dead_pid
 
 
@@ -32,12 +33,12 @@ def test_launch_train_builds_the_command_from_the_config(artifacts: Path, monkey
 
 
 def test_spawn_runs_detached_and_logs(artifacts: Path) -> None:
-    launch = jobs.spawn(["--help"], artifacts / "launch.log")
+    launch = procs.spawn(["--help"], artifacts / "launch.log")
     for _ in range(200):
-        if "usage: python -m medcap" in jobs.tail(launch.log_path):
+        if "usage: python -m medcap" in procs.tail(launch.log_path):
             break
         time.sleep(0.05)
-    assert "usage: python -m medcap" in jobs.tail(launch.log_path)
+    assert "usage: python -m medcap" in procs.tail(launch.log_path)
     assert launch.command[1:3] == ["-m", "medcap"]
 
 
@@ -54,19 +55,19 @@ def test_terminate_signals_only_running_medcap_processes(artifacts: Path) -> Non
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "medcap"])
     _started(proc)
     try:
-        assert jobs.terminate({"state": "running", "pid": proc.pid}, "run x") == proc.pid
+        assert jobs.stop({"state": "running", "pid": proc.pid}, "run x") == proc.pid
         assert proc.wait(timeout=10) == -15
     finally:
         proc.kill()
     with pytest.raises(ValueError, match="not running"):
-        jobs.terminate({"state": "finished", "pid": proc.pid}, "run x")
+        jobs.stop({"state": "finished", "pid": proc.pid}, "run x")
     with pytest.raises(ValueError, match="state interrupted"):
-        jobs.terminate({"state": "running", "pid": dead_pid()}, "run y")
+        jobs.stop({"state": "running", "pid": dead_pid()}, "run y")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     _started(other)
     try:
         with pytest.raises(ValueError, match="not a medcap process"):
-            jobs.terminate({"state": "running", "pid": other.pid}, "run z")
+            jobs.stop({"state": "running", "pid": other.pid}, "run z")
     finally:
         other.kill()
         other.wait()
@@ -74,16 +75,11 @@ def test_terminate_signals_only_running_medcap_processes(artifacts: Path) -> Non
 
 def test_child_env_points_children_at_this_artifacts_root_and_project(artifacts: Path, monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
-    env = jobs.child_env()
+    env = procs.child_env()
     assert env["MEDCAP_ARTIFACTS"] == str(artifacts.resolve())
     assert env["PYTHONPATH"] == "/elsewhere"  # untouched: children import the installed package
-    assert (jobs.project_root() / "medcap" / "__init__.py").is_file()
-    assert jobs.medcap_command(["evaluate", "x"]) == [sys.executable, "-m", "medcap", "evaluate", "x"]
-
-
-def test_run_json_reports_the_childs_last_error_line(artifacts: Path) -> None:
-    with pytest.raises(ValueError, match=r"^probe failed: .*invalid choice: 'no-such-command'"):
-        jobs.run_json(["no-such-command"], "probe", timeout=120)
+    assert (procs.project_root() / "medcap" / "__init__.py").is_file()
+    assert procs.medcap_command(["evaluate", "x"]) == [sys.executable, "-m", "medcap", "evaluate", "x"]
 
 
 def test_launch_log_stays_in_the_launches_folder(artifacts: Path) -> None:

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from medcap.locks import LOCK_NAME, LockedError, RunLock, lock_holder
+from medcap.base.locks import LOCK_NAME, LockedError, RunLock, lock_holder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 _HOLDER = """
 import sys, time
-from medcap.locks import RunLock
+from medcap.base.locks import RunLock
 lock = RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(120)

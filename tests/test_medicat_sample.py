@@ -63,15 +63,15 @@ def test_split_figure_label(raw: str, label: str, rest: str) -> None:
 
 @needs_sample
 def test_the_gallery_and_leakage_work_on_the_sample() -> None:
-    from medcap import dashboard
+    from medcap.app import tables
 
     table = load_records(f"medicat:{SAMPLE}").table
-    gallery = dashboard.gallery_table(table, max_words=60, seed=0)
+    gallery = tables.gallery_table(table, max_words=60, seed=0)
     assert len(gallery) == 10
-    assert "figure_label" in dashboard.metadata_columns(gallery)
+    assert "figure_label" in tables.metadata_columns(gallery)
     kept = gallery[gallery["split"] != "not kept"]
     assert kept.groupby("group")["split"].nunique().max() == 1  # a paper's figures stay in one split
-    report = dashboard.leakage_by_split_mode(table, max_words=60, seed=0).set_index(["split_by", "check"])
+    report = tables.leakage_by_split_mode(table, max_words=60, seed=0).set_index(["split_by", "check"])
     assert report.loc[("group", "groups_shared_train_test"), "value"] == 0
 
 

@@ -139,7 +139,7 @@ def _legacy_generator() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def legacy() -> tuple[object, dict, np.ndarray, np.ndarray]:
-    from medcap.inference import load_run
+    from medcap.inference.opened import load_run
 
     loaded = load_run(LEGACY)
     expected = json.loads((LEGACY / "expected.json").read_text())
@@ -206,7 +206,7 @@ def test_runs_without_feature_scale_get_scale_one(legacy: tuple, tmp_path: Path)
     """An old config with no `feature_scale` (or null) rebuilds at scale 1."""
     import shutil
 
-    from medcap.inference import load_run
+    from medcap.inference.opened import load_run
 
     run = tmp_path / "old"
     shutil.copytree(LEGACY, run, ignore=shutil.ignore_patterns("*.py", "expected.json"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from medcap.base.neighbours import top_k
 from medcap.model.retrieval import (
     ban_adjacent,
     ban_repeats,
@@ -12,7 +13,6 @@ from medcap.model.retrieval import (
     memory_next_word,
     mix,
 )
-from medcap.neighbours import top_k
 
 
 def test_top_k_neighbours_equals_brute_force_with_ties() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from medcap.io import read_json, write_json, write_text
-from medcap.rundir import RunDir
+from medcap.base.io import read_json, write_json, write_text
+from medcap.runs.folder import RunDir
 
 
 def _write_eval(run: RunDir, name: str, value: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from medcap.runs import new_run_dir
+from medcap.runs.index import new_run_dir
 
 
 def test_user_names_are_sanitised(tmp_path: Path) -> None:

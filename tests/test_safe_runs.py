@@ -16,11 +16,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from medcap.base.locks import RunLock
 from medcap.cli import main
 from medcap.config import RunConfig
 from medcap.features.backbones import Backbone
-from medcap.locks import RunLock
-from medcap.runs import read_history, read_status
+from medcap.runs.index import read_history, read_status
 from tests.test_train_run import make_tiny, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_resume_of_a_run_being_trained_is_refused_by_the_cli(tiny_run: tuple[Run
 
 def test_training_holds_the_lock_for_the_whole_run(tiny_run: tuple[RunConfig, Path], tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from medcap.locks import lock_holder
+    from medcap.base.locks import lock_holder
     from medcap.train import runner
 
     seen: list[int | None] = []
@@ -167,9 +167,9 @@ def _hand_made_backbone() -> Backbone:
 def test_a_16bit_png_gets_the_same_caption_from_the_cli_and_the_dashboard(
         tiny_run: tuple[RunConfig, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
+    from medcap.data.images import open_upload
     from medcap.features import featurizer
-    from medcap.inference import load_run
-    from medcap.upload import open_upload
+    from medcap.inference.opened import load_run
 
     backbone = _hand_made_backbone()
     monkeypatch.setattr(featurizer, "get_backbone", lambda name, precision="float32": backbone)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from medcap.runs import RunInfo
-from medcap.seed_stats import reliance_table, seed_groups, seed_summary
+from medcap.app.seeds import reliance_table, seed_groups, seed_summary
+from medcap.runs.index import RunInfo
 
 
 def _info(run_id: str, **run: object) -> RunInfo:

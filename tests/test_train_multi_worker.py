@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from medcap.config import flag_for
-from medcap.runs import read_history, read_status
+from medcap.runs.index import read_history, read_status
 from tests.test_train_run import make_tiny, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def test_multi_worker_needs_tf_config() -> None:
 
 
 def test_multi_worker_chief_is_the_chief_task_or_worker_0() -> None:
-    from medcap.cluster import read_tf_config
+    from medcap.base.cluster import read_tf_config
 
     def task(cluster: dict, kind: str, index: int):
         return read_tf_config({"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})})
@@ -96,8 +96,8 @@ def test_multi_worker_chief_is_the_chief_task_or_worker_0() -> None:
 
 
 def test_train_run_dir_refuses_a_folder_holding_other_settings(tmp_path: Path, caplog) -> None:
+    from medcap.base.io import write_json
     from medcap.cli import main
-    from medcap.io import write_json
 
     run = tmp_path / "run"
     run.mkdir()

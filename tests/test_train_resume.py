@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from medcap.runs import read_history, read_status
+from medcap.runs.index import read_history, read_status
 from tests.test_train_run import make_tiny, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]

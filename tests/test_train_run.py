@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from medcap.base.io import write_json, write_text
 from medcap.config import RunConfig
-from medcap.io import write_json, write_text
-from medcap.runs import read_history, read_status
+from medcap.runs.index import read_history, read_status
 
 WORDS = {0: "small nodule in the right upper zone", 1: "large mass in the left lower zone",
          2: "pleural effusion at the right base"}
@@ -102,7 +102,7 @@ def test_train_run_writes_tensorboard_scalars_per_epoch(tiny_run: tuple[RunConfi
     pytest.importorskip("tensorboard", reason="tensorboard not installed (requirements.txt pins it)")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from medcap.rundir import RunDir
+    from medcap.runs.folder import RunDir
 
     _, run = tiny_run
     hist = read_history(run)
@@ -118,7 +118,7 @@ def test_train_run_writes_tensorboard_scalars_per_epoch(tiny_run: tuple[RunConfi
 
 
 def test_load_run_captions_from_the_store(tiny_run: tuple[RunConfig, Path]) -> None:
-    from medcap.inference import load_run
+    from medcap.inference.opened import load_run
 
     _, run = tiny_run
     loaded = load_run(run)
@@ -165,7 +165,7 @@ def test_failure_is_recorded_in_status(tiny: tuple[str, Path], tmp_path: Path) -
 
 
 def test_load_run_names_missing_weights(tmp_path: Path) -> None:
-    from medcap.inference import load_run
+    from medcap.inference.opened import load_run
 
     run = tmp_path / "r"
     (run / "weights").mkdir(parents=True)

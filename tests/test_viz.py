@@ -1,4 +1,4 @@
-"""medcap.viz: attention overlays with a real colormap, labelled figures, safe image reading."""
+"""medcap.app.viz: attention overlays with a real colormap, labelled figures, safe image reading."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medcap import viz
+from medcap.app import viz
 
 
 def test_colormap_lut_endpoints_are_inferno() -> None:

@@ -1,7 +1,7 @@
 """Shared Streamlit helpers for the pages: cached readers (keyed on file mtimes), pickers and guards.
 
 Layout only: everything computed comes from `medcap` (`dashboard`, `eval.artifacts`, `runs`, `viz`);
-file names come from `medcap.rundir`.
+file names come from `medcap.runs.folder`.
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from medcap import dashboard, paths, runs, similar, viz
+from medcap.app import tables, viz
+from medcap.base import paths
+from medcap.base.locks import lock_holder
 from medcap.config import RunConfig
 from medcap.data import roots
 from medcap.data.images import display_copy
 from medcap.eval import artifacts
-from medcap.inference import weights_missing_text
-from medcap.locks import lock_holder
-from medcap.rundir import RunDir
+from medcap.inference import similar
+from medcap.inference.opened import weights_missing_text
+from medcap.runs import index as runs
+from medcap.runs.folder import RunDir
 
 log = logging.getLogger("medcap.pages")
 
@@ -44,7 +47,7 @@ def artifacts_key() -> str:
 def _signature(root: Path) -> tuple:
     """Cache key of the listing: the user's run folders and the example bundle's (when present)."""
     examples = runs.examples_runs_dir()
-    return (dashboard.runs_signature(root), str(examples), dashboard.runs_signature(examples) if examples else ())
+    return (tables.runs_signature(root), str(examples), tables.runs_signature(examples) if examples else ())
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -60,7 +63,7 @@ def list_runs() -> list[runs.RunInfo]:
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _runs_table(root: str, signature: tuple) -> pd.DataFrame:
-    return dashboard.runs_table(Path(root))
+    return tables.runs_table(Path(root))
 
 
 def runs_table() -> pd.DataFrame:
@@ -128,12 +131,12 @@ def _metrics(run_path: str, eval_name: str, mtime: float) -> dict[str, Any]:
 def metrics(info: runs.RunInfo, eval_name: str) -> dict[str, Any]:
     """The metrics of one evaluation (cached on the file's mtime)."""
     path = info.dir.eval_dir(eval_name).metrics
-    return _metrics(str(info.path), eval_name, dashboard.file_signature(path))
+    return _metrics(str(info.path), eval_name, tables.file_signature(path))
 
 
 def metrics_signature(info: runs.RunInfo, eval_name: str | None) -> float:
     """Cache key of an evaluation's metrics (0 when there is none)."""
-    return dashboard.file_signature(info.dir.eval_dir(eval_name).metrics) if eval_name else 0.0
+    return tables.file_signature(info.dir.eval_dir(eval_name).metrics) if eval_name else 0.0
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -144,7 +147,7 @@ def _predictions(run_path: str, eval_name: str, mtime: float) -> pd.DataFrame:
 def predictions(info: runs.RunInfo, eval_name: str) -> pd.DataFrame:
     """The per-image predictions of one evaluation (cached on the file's mtime)."""
     path = info.dir.eval_dir(eval_name).predictions
-    return _predictions(str(info.path), eval_name, dashboard.file_signature(path))
+    return _predictions(str(info.path), eval_name, tables.file_signature(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -154,7 +157,7 @@ def _history(run_path: str, mtime: float) -> pd.DataFrame:
 
 def history(info: runs.RunInfo) -> pd.DataFrame:
     """The epoch history of a run (cached on the file's mtime)."""
-    return _history(str(info.path), dashboard.file_signature(info.dir.history))
+    return _history(str(info.path), tables.file_signature(info.dir.history))
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
@@ -169,7 +172,7 @@ def _thumb_uri(path: str, mtime: float, size: int) -> str | None:
 
 def thumb_uri(path: str, size: int = 96) -> str | None:
     """A small JPEG data URI of an image (None when unreadable), cached."""
-    return _thumb_uri(str(path), dashboard.file_signature(path), size)
+    return _thumb_uri(str(path), tables.file_signature(path), size)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -180,7 +183,7 @@ def _attention(run_path: str, eval_name: str, image_id: str, mtime: float) -> np
 def attention(info: runs.RunInfo, eval_name: str, image_id: str) -> np.ndarray | None:
     """The (n_words, 7, 7) attention of one test image (cached)."""
     path = info.dir.eval_dir(eval_name).attention
-    return _attention(str(info.path), eval_name, image_id, dashboard.file_signature(path))
+    return _attention(str(info.path), eval_name, image_id, tables.file_signature(path))
 
 
 def badge(state: str) -> str:
@@ -224,7 +227,7 @@ def pick_eval(info: runs.RunInfo, key: str = "eval") -> str | None:
     """A selectbox over a run's evaluations (newest first)."""
     if not info.evals:
         return None
-    newest = dashboard.latest_eval(info)
+    newest = tables.latest_eval(info)
     names = [newest, *[e for e in info.evals if e != newest]]
     return st.selectbox("Evaluation", names, key=key) if len(names) > 1 else names[0]
 
@@ -239,7 +242,7 @@ def no_runs_hint() -> None:
 
 
 def _run_files_signature(info: runs.RunInfo) -> tuple[float, float]:
-    return dashboard.file_signature(info.dir.config), dashboard.file_signature(info.dir.split)
+    return tables.file_signature(info.dir.config), tables.file_signature(info.dir.split)
 
 
 @st.cache_data(show_spinner="Reading the run's training features…", max_entries=8)
@@ -306,11 +309,11 @@ def similar_cases_panel(
 
 
 def metadata_filters(frame: pd.DataFrame, key_prefix: str) -> dict[str, list[str]]:
-    """One multiselect per metadata column worth filtering (`dashboard.metadata_columns`), four per row.
+    """One multiselect per metadata column worth filtering (`tables.metadata_columns`), four per row.
 
     Returns column -> chosen values (empty: no filter); widget keys are `<key_prefix><column>`.
     """
-    meta = dashboard.metadata_columns(frame)
+    meta = tables.metadata_columns(frame)
     chosen: dict[str, list[str]] = {}
     if meta:
         cols = st.columns(min(len(meta), 4))

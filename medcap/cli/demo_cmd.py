@@ -11,7 +11,7 @@ EXIT_CANCELLED = 143
 
 def register(subparsers: Any) -> None:
     """Add the demo parser."""
-    from medcap.demo import DemoOptions
+    from medcap.experiments.demo import DemoOptions
 
     d = DemoOptions()
     p = subparsers.add_parser("demo", help="build the demo runs on a synthetic set (3.5-4.5 min on 2 busy CPU cores)")
@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo; print the two run folders (or the final status as JSON)."""
-    from medcap.demo import DemoOptions, run_demo
+    from medcap.experiments.demo import DemoOptions, run_demo
 
     if args.images < 20 or args.epochs < 1 or args.lr <= 0:
         raise ValueError("demo: --images must be >= 20, --epochs >= 1 and --lr > 0")

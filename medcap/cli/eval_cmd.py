@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from medcap.rundir import EVAL_SPLITS
+from medcap.runs.folder import EVAL_SPLITS
 
 METRIC_ORDER = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
 NEXT_WORD_ORDER = ("accuracy", "accuracy_excl_unk", "unk_target_rate", "n_pairs")
@@ -113,9 +113,9 @@ def format_compare(res: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from medcap.base.io import read_json
     from medcap.eval.evaluate import evaluate_run
-    from medcap.io import read_json
-    from medcap.rundir import EvalDir
+    from medcap.runs.folder import EvalDir
 
     split = args.split or ("all" if args.dataset else "test")
     out = evaluate_run(args.run, dataset=args.dataset, split=split, decode=args.decode,

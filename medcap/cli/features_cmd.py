@@ -84,7 +84,7 @@ def export_npz(store, path: Path) -> None:  # store: FeatureStore
     """Write ids (N,), grid (N, 7, 7, C) and global (N, D) float16 to one .npz (atomic)."""
     import numpy as np
 
-    from medcap import io
+    from medcap.base import io
 
     arrays = {"ids": np.array(store.ids), "grid": np.asarray(store.grid()), "global": np.asarray(store.global_feats())}
     if store.augment_k:

@@ -93,7 +93,7 @@ def _ints(text: str, flag: str) -> list[int]:
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
-    from medcap.runs import read_history, read_status
+    from medcap.runs.index import read_history, read_status
 
     status = read_status(run_dir)
     hist = read_history(run_dir)
@@ -108,7 +108,7 @@ def _summary(run_dir: Path) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train (or resume) one run; print its folder (or a JSON summary)."""
-    from medcap.runs import resolve_run
+    from medcap.runs.index import resolve_run
 
     resume = bool(args.resume)
     if args.resume:
@@ -122,7 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.run_dir:
             run_dir = args.run_dir.resolve()
             resume = _holds_same_run(run_dir, cfg)
-    from medcap.locks import LockedError
+    from medcap.base.locks import LockedError
     from medcap.train.runner import RunCancelled, resume_run, train_run
 
     try:
@@ -146,8 +146,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _holds_same_run(run_dir: Path, cfg: config.RunConfig) -> bool:
     """Whether `run_dir` already holds a run (to be continued); ValueError when its settings differ from `cfg`."""
-    from medcap.rundir import RunDir
-    from medcap.runs import read_config
+    from medcap.runs.folder import RunDir
+    from medcap.runs.index import read_config
 
     if not RunDir(run_dir).config.is_file():
         if run_dir.is_dir() and any(run_dir.iterdir()):
@@ -172,8 +172,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if not (lrs and layers and beams):
         raise ValueError("grid: --lr, --layers and --beam each need at least one value")
     cfg = config_from_args(args, exclude=("learning_rate", "layers"))
+    from medcap.base.io import read_json
     from medcap.experiments.grid import run_grid
-    from medcap.io import read_json
     from medcap.train.runner import RunCancelled
 
     try:
@@ -193,7 +193,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"caption: no such image file(s): {', '.join(missing)}")
-    from medcap.inference import load_run
+    from medcap.inference.opened import load_run
 
     loaded = load_run(args.run)
     results = []

@@ -13,7 +13,7 @@ from medcap.data.loaders import load_records
 from medcap.data.records import LoadResult
 from medcap.data.splits import PROTOCOLS, kfold_splits, make_split
 from medcap.data.text import prepare_captions
-from medcap.rundir import SPLITS
+from medcap.runs.folder import SPLITS
 
 log = logging.getLogger(__name__)
 

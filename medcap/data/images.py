@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from medcap.io import safe_name
+from medcap.base.io import safe_name
 
 log = logging.getLogger(__name__)
 
@@ -274,3 +274,9 @@ def index_images(folder: Path) -> dict[str, Path]:
             if old is None or rank[suffix] < rank[old.suffix.lower()]:
                 found[stem] = folder / entry.name
     return found
+
+
+def open_upload(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTES) -> Image.Image:
+    """Decode an uploaded PNG/JPEG as RGB, exactly as `open_image_rgb` reads the same file; ValueError
+    naming the file and the problem (empty, too big, not PNG/JPEG, corrupt, over MAX_PIXELS) otherwise."""
+    return open_upload_bytes(data, name, max_bytes=max_bytes, formats=("PNG", "JPEG"))

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from medcap.base.io import safe_name
 from medcap.data.images import IMAGE_EXTENSIONS, check_images, index_images, is_inside
 from medcap.data.readers import (
     SkipLog,
@@ -28,7 +29,6 @@ from medcap.data.readers import (
     load_json_object,
 )
 from medcap.data.records import REQUIRED_COLUMNS, LoadResult
-from medcap.io import safe_name
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The data folders the dashboard may read, and the dataset specs a user may type there.
 
 Roots: every folder of `$MEDCAP_DATA` (os.pathsep-separated; default `data/` under the working
-directory) plus the artifacts folder (`medcap.paths.artifacts_dir()`, where generated sets live).
+directory) plus the artifacts folder (`medcap.base.paths.artifacts_dir()`, where generated sets live).
 `check_spec` refuses a spec whose path resolves (symlinks included) outside every root with one
 message that is the same whether the path exists or not; `find_datasets` lists what is under the roots.
 """
@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from medcap import paths
+from medcap.base import paths
 from medcap.data.images import is_inside
 from medcap.data.loaders import parse_spec
 

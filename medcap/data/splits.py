@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from medcap.data.text import tokenize
-from medcap.rundir import SPLITS
+from medcap.runs.folder import SPLITS
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from medcap.data.records import LoadResult
 from medcap.data.splits import leakage_report, make_split
 from medcap.data.text import prepare_captions, tokenize
 from medcap.data.vocab import Vocabulary
-from medcap.rundir import SPLITS
+from medcap.runs.folder import SPLITS
 
 
 def _length_stats(lengths: list[int]) -> dict[str, float]:

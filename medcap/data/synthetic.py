@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from medcap import paths
+from medcap.base import paths
+from medcap.base.io import atomic_path, read_json, write_json, write_text
 from medcap.data.synthetic_draw import SIZE, Anatomy, Lesion, render, rib_curve
 from medcap.data.synthetic_text import (
     FINDINGS,
@@ -50,7 +51,6 @@ from medcap.data.synthetic_text import (
     finding_word_positions,
     make_caption,
 )
-from medcap.io import atomic_path, read_json, write_json, write_text
 
 __all__ = [
     "FINDINGS",
@@ -286,7 +286,7 @@ def _install(tmp: Path, final: Path) -> None:
 def ensure_synthetic(n: int = 2000, seed: int = 0, root: Path | None = None, *, workers: int | None = None) -> Path:
     """Generate the synthetic set once (atomically) and return its folder; later calls return at once.
 
-    `root` defaults to `medcap.paths.datasets_dir()`. `workers` render in parallel (default: up to 4, by
+    `root` defaults to `medcap.base.paths.datasets_dir()`. `workers` render in parallel (default: up to 4, by
     CPU count): forked processes from a single-threaded caller without TensorFlow, threads otherwise;
     sets under 200 images are rendered serially.
     """

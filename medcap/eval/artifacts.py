@@ -1,7 +1,7 @@
 """Readers of an evaluation's outputs (`<run>/eval/<name>/`) and the tables made from them.
 
 The writer is `medcap.eval.evaluate`; both sides share `PREDICTION_COLUMNS` and the file names of
-`medcap.rundir.EvalDir`. No TensorFlow and no Streamlit here (the dashboard imports this at page
+`medcap.runs.folder.EvalDir`. No TensorFlow and no Streamlit here (the dashboard imports this at page
 load). Every reader turns a missing, broken or older file into a `ValueError` naming the file.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcap.io import read_json
-from medcap.rundir import EvalDir, RunDir
+from medcap.base.io import read_json
+from medcap.runs.folder import EvalDir, RunDir
 
 # Columns of the predictions file, in the order the writer puts them; `modality` follows when the
 # dataset has one. Older files may lack the later ones: the reader needs only the first five.

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medcap.neighbours import QUERY_BLOCK, TRAIN_BLOCK, top_k
+from medcap.base.neighbours import QUERY_BLOCK, TRAIN_BLOCK, top_k
 
 
 def most_frequent_caption(train_tokens: Sequence[Sequence[str]], groups: Sequence[str] | None = None) -> list[str]:
@@ -33,7 +33,7 @@ def nearest_neighbours(train_feats: np.ndarray, query_feats: np.ndarray, chunk: 
                        train_block: int = TRAIN_BLOCK) -> np.ndarray:
     """Index of the training row with the highest cosine similarity to each query row (ties: lowest index).
 
-    Exact, by blocks (`medcap.neighbours.top_k`): memory stays flat in the number of training rows.
+    Exact, by blocks (`medcap.base.neighbours.top_k`): memory stays flat in the number of training rows.
     """
     return top_k(train_feats, query_feats, 1, query_block=chunk, train_block=train_block)[0][:, 0]
 

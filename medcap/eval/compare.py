@@ -15,7 +15,7 @@ from typing import Any
 from medcap.eval import bootstrap as bs
 from medcap.eval.evalset import gather, prepared_table, same_dataset, select_ids
 from medcap.eval.evaluate import parse_decode
-from medcap.eval.scoring import paired_table, score_systems
+from medcap.eval.paired import paired_comparison
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], d
     """
     beam = parse_decode(decode) if decode is not None else None
     if loaded is None:
-        from medcap.inference import load_run
+        from medcap.inference.opened import load_run
 
         loaded = (load_run(run_a), load_run(run_b))
     la, lb = loaded
@@ -106,8 +106,7 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], d
     hyps_b = [list(c.words) for c in lb.decode(g_b, r_b, beam=beam)]
     group_of = dict(zip(table["image_id"].astype(str), table["group"].astype(str), strict=True))
     groups = [group_of[i] for i in ids]
-    scores, skipped = score_systems(refs, {"a": hyps_a, "b": hyps_b}, n_boot=n_boot, seed=seed,
-                                    with_meteor=with_meteor, groups=groups)
+    out = paired_comparison(refs, hyps_a, hyps_b, groups, n_boot=n_boot, seed=seed, with_meteor=with_meteor)
     return {
         "run_a": Path(la.run_dir).name,
         "run_b": Path(lb.run_dir).name,
@@ -115,14 +114,6 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], d
         "preset_b": lb.cfg.preset,
         "dataset": result.spec,
         "images": basis,
-        "n_images": len(ids),
         "decode": decode or "each run's own settings",
-        "metrics": paired_table(scores["a"], scores["b"], n_boot=n_boot, seed=seed, groups=groups),
-        "corpus": {"a": scores["a"].summary, "b": scores["b"].summary},
-        "n_resamples": n_boot,
-        "seed": seed,
-        "bootstrap": {"unit": "group", "n_groups": len(set(groups)), "n_resamples": n_boot, "seed": seed},
-        "notes": "Resamples cases (groups), not images. BLEU: NLTK corpus BLEU recomputed per resample; "
-        "ROUGE-L/CIDEr/METEOR: mean of per-image scores per resample.",
-        "skipped": skipped,
+        **out,
     }

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from medcap.config import RunConfig
-from medcap.rundir import EVAL_SPLITS
+from medcap.runs.folder import EVAL_SPLITS
 
 log = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medcap.base.io import atomic_path, safe_name, write_json, write_text
 from medcap.eval import bootstrap as bs
 from medcap.eval.artifacts import CASE_PREDICTION_COLUMNS, OPTIONAL_PREDICTION_COLUMNS, PREDICTION_COLUMNS
 from medcap.eval.baselines import most_frequent_caption, nearest_neighbour_captions
@@ -25,8 +26,7 @@ from medcap.eval.evalset import EvalSet, build_eval_set, prepared_table, same_da
 from medcap.eval.metrics import BLEU_WEIGHTS, DEFINITIONS, provenance, sentence_bleu_scores
 from medcap.eval.nextword import next_word_metrics
 from medcap.eval.scoring import paired_table, score_systems
-from medcap.io import atomic_path, safe_name, write_json, write_text
-from medcap.rundir import SPLITS, RunDir
+from medcap.runs.folder import SPLITS, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def eval_name(dataset_name: str, split: str, decode: str) -> str:
 class Prepared:
     """A loaded run and the images to evaluate it on."""
 
-    loaded: Any  # medcap.inference.LoadedRun
+    loaded: Any  # medcap.inference.opened.LoadedRun
     evalset: EvalSet
     train_tokens: list[list[str]]
     train_global: np.ndarray  # (Ntr, D) float32
@@ -112,7 +112,7 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
     from medcap.features import ensure_features, open_store
 
     if loaded is None:
-        from medcap.inference import load_run
+        from medcap.inference.opened import load_run
 
         loaded = load_run(run_dir)
     cfg = loaded.cfg

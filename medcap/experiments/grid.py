@@ -11,10 +11,10 @@ from typing import Any
 
 import pandas as pd
 
-from medcap import paths
+from medcap.base import paths
+from medcap.base.io import write_json, write_text
 from medcap.config import RunConfig
-from medcap.io import write_json, write_text
-from medcap.runs import new_unique_dir, read_history
+from medcap.runs.index import new_unique_dir, read_history
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def run_grid(base: RunConfig, lrs: list[float], layers: list[int], beams: list[i
     updated after each combination so a long search shows partial results. One failed combination is
     recorded with its error and the search goes on.
     """
-    from medcap.inference import load_run
+    from medcap.inference.opened import load_run
     from medcap.train.runner import RunCancelled, train_run
 
     grid_dir = grid_dir or new_grid_dir(base.name or f"grid-{base.preset}")

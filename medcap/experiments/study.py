@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcap import paths
+from medcap.base import paths
+from medcap.base.io import read_json, safe_name, write_json, write_text
 from medcap.config import RunConfig
-from medcap.io import read_json, safe_name, write_json, write_text
-from medcap.rundir import RunDir, read_status_file, write_status_file
-from medcap.runs import new_unique_dir
+from medcap.runs.folder import RunDir, read_status_file, write_status_file
+from medcap.runs.index import new_unique_dir
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from medcap import io, paths
+from medcap.base import io, paths
 from medcap.data.records import LoadResult
 from medcap.features import imageload
 from medcap.features.augment import AugmentSettings, augmented_views

@@ -13,7 +13,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from medcap import paths
+from medcap.base import paths
 from medcap.features.store import ARRAYS, FeatureStore, is_complete, open_store, store_folder_name, write_store
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 A shard is a contiguous block of the store's row order (image ids sorted), so shards are
 disjoint, deterministic, and their concatenation in shard order is the unsharded row order.
-No TensorFlow here; `TF_CONFIG` is read by `medcap.cluster`.
+No TensorFlow here; `TF_CONFIG` is read by `medcap.base.cluster`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from medcap.cluster import TF_CONFIG_VAR, read_tf_config
+from medcap.base.cluster import TF_CONFIG_VAR, read_tf_config
 
 TF_CONFIG_WORDS = ("tf-config", "tf_config", "TF_CONFIG")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medcap import io
+from medcap.base import io
 
 STORE_FORMAT = 1
 ARRAYS = ("global", "grid", "aug_global", "aug_grid")  # the arrays a store may hold

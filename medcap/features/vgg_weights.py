@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medcap import io, paths
+from medcap.base import io, paths
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medcap.neighbours import top_k
+from medcap.base.neighbours import top_k
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Training runs: `train_run`, `resume_run`, grid search (TensorFlow, imported lazily).
 
-Reopening a trained run for inference is `medcap.inference.load_run`.
+Reopening a trained run for inference is `medcap.inference.opened.load_run`.
 
 `import medcap.train` is cheap; the names below import TensorFlow on first access.
 """

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import keras
 
-from medcap.runs import write_status
+from medcap.runs.index import write_status
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from medcap.cluster import TF_CONFIG_VAR, ClusterTask, read_tf_config
+from medcap.base.cluster import TF_CONFIG_VAR, ClusterTask, read_tf_config
 from medcap.model.pipeline import ReplicaSlice
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medcap.base.io import read_json, write_json
 from medcap.config import RunConfig
-from medcap.io import read_json, write_json
-from medcap.rundir import SPLITS, RunDir
+from medcap.runs.folder import SPLITS, RunDir
 
 log = logging.getLogger(__name__)
 

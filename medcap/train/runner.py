@@ -25,11 +25,11 @@ import numpy as np
 import tensorflow as tf
 
 import medcap
+from medcap.base.io import save_weights, write_json, write_text
+from medcap.base.locks import RunLock
 from medcap.config import RunConfig
-from medcap.io import save_weights, write_json, write_text
-from medcap.locks import RunLock
-from medcap.rundir import RunDir
-from medcap.runs import new_run_dir, read_config, read_status, write_status
+from medcap.runs.folder import RunDir
+from medcap.runs.index import new_run_dir, read_config, read_status, write_status
 from medcap.train.callbacks import StatusCallback, progress_fraction, tensorboard_callback
 from medcap.train.prep import RunData, feature_store_summary, prepare_data
 from medcap.train.state import (

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from medcap.io import save_npz
-from medcap.rundir import RunDir
+from medcap.base.io import save_npz
+from medcap.runs.folder import RunDir
 
 log = logging.getLogger(__name__)
 

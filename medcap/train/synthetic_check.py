@@ -81,7 +81,7 @@ def score_captions(captions: list[Any], boxes: list[list[dict]]) -> dict[str, An
 def check_run(run_dir: str | Path, split: str = "test", beam: int = 1) -> dict[str, Any]:
     """Caption a run's `split` images (greedy when beam=1) and score them against the true boxes."""
     from medcap.data import load_records
-    from medcap.inference import load_run
+    from medcap.inference.opened import load_run
 
     loaded = load_run(run_dir)
     table = load_records(loaded.cfg.dataset).table

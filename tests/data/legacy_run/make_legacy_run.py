@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from medcap.base.io import write_json, write_text
 from medcap.config import RunConfig
-from medcap.io import write_json, write_text
 
 CAPTIONS = ("small nodule in the right upper zone", "large mass in the left lower zone",
             "pleural effusion at the right base")

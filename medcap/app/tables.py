@@ -3,7 +3,7 @@
 No Streamlit and no TensorFlow here (both stay out of page-load imports). A broken or half-written
 run folder becomes a row with a message, never an exception. Run folders are only ever resolved
 from `list_runs`; user text never becomes a path. Evaluation outputs are read by
-`medcap.eval.artifacts`, background processes live in `medcap.jobs`.
+`medcap.eval.artifacts`, background processes live in `medcap.app.jobs`.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 
-from medcap import paths
+from medcap.base import paths
 from medcap.data import leakage_report, make_split, prepare_captions, tokenize
-from medcap.eval.artifacts import METRIC_NAMES, as_float, ci_text, read_metrics
-from medcap.rundir import EvalDir, RunDir
-from medcap.runs import RunInfo, list_runs
+from medcap.eval.artifacts import METRIC_NAMES, as_float, ci_text, read_metrics, read_predictions
+from medcap.runs.folder import EvalDir, RunDir
+from medcap.runs.index import RunInfo, list_runs
 
 # ----------------------------------------------------------------------------------------------
 # cache keys
@@ -157,6 +157,18 @@ def filter_predictions(
     if sort_by in out.columns:
         out = out.sort_values(sort_by, ascending=ascending, kind="stable")
     return out
+
+
+def paired_runs(a: RunInfo, b: RunInfo) -> dict[str, Any]:
+    """The paired difference B - A of two runs' latest evaluations, on the images both scored (in-process, from
+    their predictions.csv: `medcap.eval.paired`, the function `python -m medcap compare` also calls)."""
+    from medcap.eval.paired import paired_from_predictions
+
+    names = latest_eval(a), latest_eval(b)
+    if not names[0] or not names[1]:
+        raise ValueError("both runs need an evaluation")
+    result = paired_from_predictions(read_predictions(a.path, names[0]), read_predictions(b.path, names[1]))
+    return {**result, "run_a": a.run_id, "run_b": b.run_id, "eval_a": names[0], "eval_b": names[1]}
 
 
 def paired_difference_table(result: dict[str, Any]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcap.runs import RunInfo
+from medcap.runs.index import RunInfo
 
 # Settings that do not define "the same setting": the init seed and the run's label.
 SEED_FIELDS = ("seed", "name")

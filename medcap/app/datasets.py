@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from medcap import paths
+from medcap.base import paths
 from medcap.data.loaders import DEFAULT_SYNTHETIC_N, parse_spec
 from medcap.data.text import tokenize
 

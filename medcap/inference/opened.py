@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image
 
 from medcap.config import RunConfig
-from medcap.rundir import RunDir
-from medcap.runs import resolve_run
+from medcap.runs.folder import RunDir
+from medcap.runs.index import resolve_run
 
 log = logging.getLogger(__name__)
 

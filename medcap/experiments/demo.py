@@ -7,8 +7,8 @@ is still working (`DemoOptions.parallel`; each child then gets half of the CPU t
 goes atomically to the status file of `artifacts/demo/` (`DemoDir`, same format as a run's): `state`
 (queued/running/finished/failed/cancelled), `stage`, `progress` (0-1 over the whole demo),
 `message`, `error`, `pid`, `runs` ({preset: run id}), `evaluated` (presets done), `timings`
-({stage: seconds}). SIGTERM stops the current steps and marks the demo cancelled. `start_demo`,
-`demo_status` and `cancel_demo` are the dashboard's side. No TensorFlow in this process.
+({stage: seconds}). SIGTERM stops the current steps and marks the demo cancelled. The dashboard's side
+(start, status, cancel) is in `medcap.app.jobs`. No TensorFlow in this process.
 """
 
 from __future__ import annotations
@@ -16,19 +16,19 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from medcap import jobs, paths
+from medcap.base import paths
+from medcap.base.io import read_json, safe_name
+from medcap.base.procs import CancelledError, ChildFailedError, ChildGroup
 from medcap.config import train_cli_args
-from medcap.io import read_json, safe_name
-from medcap.rundir import ACTIVE_STATES, RunDir, effective_state, read_status_file, write_status_file
+from medcap.runs.folder import DemoDir, RunDir, demo_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,42 +51,6 @@ class DemoOptions:
     patience: int = 3
     learning_rate: float = 5e-3
     parallel: bool = True  # the two runs (train, then evaluate) side by side
-
-
-class DemoCancelledError(RuntimeError):
-    """The demo received SIGTERM."""
-
-
-class StepFailedError(RuntimeError):
-    """A child command exited with an error."""
-
-
-@dataclass(frozen=True)
-class DemoDir:
-    """`artifacts/demo/`: the demo's status file (a run's status format) and its log."""
-
-    path: Path
-
-    LOG = "demo.log"
-
-    @property
-    def status(self) -> Path:
-        return self.path / RunDir.STATUS
-
-    @property
-    def log(self) -> Path:
-        return self.path / self.LOG
-
-    def read_status(self) -> dict[str, Any]:
-        return read_status_file(self.status)
-
-    def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
-        return write_status_file(self.status, state, **fields)
-
-
-def demo_dir() -> DemoDir:
-    """The demo's folder under the artifacts root (it may not exist yet)."""
-    return DemoDir(paths.artifacts_dir() / "demo")
 
 
 # (stage name, share of the whole demo's progress)
@@ -150,67 +114,6 @@ class Progress:
                 self.timings[stage] = round(time.monotonic() - start, 1)
 
 
-class Runner:
-    """Runs child commands (several at once from threads); SIGTERM forwards to every child and cancels."""
-
-    def __init__(self) -> None:
-        self.children: set[subprocess.Popen[str]] = set()
-        self.cancelled = False
-        self.lock = threading.Lock()
-
-    def on_sigterm(self, signum: int, frame: Any) -> None:
-        self.cancelled = True
-        with self.lock:
-            children = list(self.children)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-
-    def run(
-        self,
-        args: list[str],
-        poll: Callable[[], None] | None = None,
-        every: float = 1.0,
-        env: dict[str, str] | None = None,
-    ) -> str:
-        """Run `python -m medcap <args>`; return its stdout. `poll` is called while it runs; `env` adds variables."""
-        if self.cancelled:
-            raise DemoCancelledError("cancelled")
-        log.info("demo: %s", " ".join(args))
-        child = subprocess.Popen(
-            jobs.medcap_command(args),
-            stdout=subprocess.PIPE,
-            stderr=None,
-            text=True,
-            env={**jobs.child_env(), **(env or {})},
-        )
-        with self.lock:
-            self.children.add(child)
-        chunks: list[str] = []
-        reader = threading.Thread(
-            target=lambda: chunks.append(child.stdout.read() if child.stdout else ""), daemon=True
-        )
-        reader.start()
-        while child.poll() is None:
-            if poll is not None:
-                try:
-                    poll()
-                except (OSError, ValueError) as exc:
-                    log.debug("progress poll: %s", exc)
-            time.sleep(every)
-        reader.join(timeout=10)
-        code = child.returncode
-        with self.lock:
-            self.children.discard(child)
-        if self.cancelled:
-            raise DemoCancelledError("cancelled")
-        if code != 0:
-            raise StepFailedError(
-                f"`python -m medcap {' '.join(args[:1])}` exited with code {code} (see {DemoDir.LOG})"
-            )
-        return "".join(chunks)
-
-
 def thread_env(parallel: bool) -> dict[str, str]:
     """TensorFlow thread counts for a child: half of the CPUs each when two children share the machine."""
     if not parallel:
@@ -226,7 +129,7 @@ def _new_run(before: set[str], label: str) -> Path | None:
     return max(fresh, key=lambda p: p.name) if fresh else None
 
 
-def _train(runner: Runner, progress: Progress, preset: str, spec: str, opts: DemoOptions, before: set[str]) -> str:
+def _train(runner: ChildGroup, progress: Progress, preset: str, spec: str, opts: DemoOptions, before: set[str]) -> str:
     stage = f"train {preset}"
     label = safe_name(f"demo-{preset}", max_len=40)
 
@@ -249,13 +152,14 @@ def _train(runner: Runner, progress: Progress, preset: str, spec: str, opts: Dem
     out = runner.run(args, poll, env=thread_env(opts.parallel))
     run = _run_dir_from(out) or _new_run(before, label)
     if run is None:
-        raise StepFailedError(f"train {preset}: finished but its run folder was not found")
+        raise ChildFailedError(f"train {preset}: finished but its run folder was not found")
     progress.runs[preset] = run.name
     progress.update(stage, 1.0, f"{preset}: trained")
     return str(run)
 
 
-def _one_run(runner: Runner, progress: Progress, preset: str, spec: str, opts: DemoOptions, before: set[str]) -> None:
+def _one_run(runner: ChildGroup, progress: Progress, preset: str, spec: str, opts: DemoOptions,
+             before: set[str]) -> None:
     """Train one preset, then evaluate it (one of the two side-by-side chains)."""
     with progress.timed(f"train {preset}"):
         run_dir = _train(runner, progress, preset, spec, opts, before)
@@ -268,7 +172,7 @@ def _one_run(runner: Runner, progress: Progress, preset: str, spec: str, opts: D
     progress.update(stage, 1.0, f"{preset} evaluated: on every page now")
 
 
-def _both_runs(runner: Runner, progress: Progress, spec: str, opts: DemoOptions) -> None:
+def _both_runs(runner: ChildGroup, progress: Progress, spec: str, opts: DemoOptions) -> None:
     """Both chains, side by side (threads) or one after the other; the first error is raised at the end."""
     before = {p.name for p in paths.runs_dir().iterdir()}
     if not opts.parallel:
@@ -289,7 +193,7 @@ def _both_runs(runner: Runner, progress: Progress, spec: str, opts: DemoOptions)
     for t in threads:
         while t.is_alive():  # short joins: the main thread must stay free for SIGTERM
             t.join(timeout=0.5)
-    cancelled = [e for e in errors if isinstance(e, DemoCancelledError)]
+    cancelled = [e for e in errors if isinstance(e, CancelledError)]
     if cancelled:
         raise cancelled[0]
     if errors:
@@ -326,7 +230,7 @@ def _run_dir_from(stdout: str) -> Path | None:
 
 
 @contextmanager
-def _sigterm(runner: Runner) -> Iterator[None]:
+def _sigterm(runner: ChildGroup) -> Iterator[None]:
     try:
         previous = signal.signal(signal.SIGTERM, runner.on_sigterm)
     except ValueError:  # not the main thread (tests): no handler
@@ -338,10 +242,10 @@ def _sigterm(runner: Runner) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def run_demo(opts: DemoOptions | None = None, runner: Runner | None = None) -> dict[str, Any]:
+def run_demo(opts: DemoOptions | None = None, runner: ChildGroup | None = None) -> dict[str, Any]:
     """Build the whole demo; returns the final status. Never raises for a failed step: the status says."""
     opts = opts or DemoOptions()
-    runner = runner or Runner()
+    runner = runner or ChildGroup(log_hint=DemoDir.LOG)
     folder = demo_dir()
     progress = Progress(folder)
     started = time.monotonic()
@@ -372,7 +276,7 @@ def run_demo(opts: DemoOptions | None = None, runner: Runner | None = None) -> d
                 runner.run(["features", "--dataset", spec, "--json", "--no-progress"], _features_poll(progress, opts))
             progress.update("features", 1.0, "features ready")
             _both_runs(runner, progress, spec, opts)
-        except DemoCancelledError:
+        except CancelledError:
             return folder.write_status(
                 "cancelled", message="cancelled by SIGTERM", pid=os.getpid(), timings=dict(progress.timings)
             )
@@ -399,42 +303,3 @@ def run_demo(opts: DemoOptions | None = None, runner: Runner | None = None) -> d
         evaluated=list(progress.evaluated),
         timings=dict(progress.timings),
     )
-
-
-# ----------------------------------------------------------------------------------------------
-# the dashboard's side
-
-
-def demo_status() -> dict[str, Any]:
-    """The demo's status (state 'none' before any demo); a dead 'running' demo shows 'interrupted'."""
-    folder = demo_dir()
-    if not folder.status.exists():
-        return {"state": "none"}
-    status = folder.read_status()
-    status["state"] = effective_state(status)
-    return status
-
-
-def start_demo(extra_args: Iterable[str] = ()) -> jobs.Launch:
-    """Start `python -m medcap demo` in the background unless one is already running.
-
-    The status says 'queued' (with the child's pid) before the child writes its own status, so a
-    second click during start-up is refused.
-    """
-    if demo_status()["state"] in ACTIVE_STATES:
-        raise ValueError("the demo is already running")
-    folder = demo_dir()
-    folder.write_status("queued", stage="starting", progress=0.0, message="starting", error=None, pid=None, runs={})
-    try:
-        launch = jobs.spawn(["demo", *extra_args], folder.log)
-    except OSError as exc:
-        folder.write_status("failed", error=f"could not start the demo: {exc}")
-        raise
-    if folder.read_status().get("state") == "queued":
-        folder.write_status("queued", pid=launch.pid)
-    return launch
-
-
-def cancel_demo() -> int:
-    """Stop a running demo (SIGTERM; it stops its current step and marks itself cancelled)."""
-    return jobs.terminate(demo_status(), "demo")

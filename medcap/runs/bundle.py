@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcap.io import read_json, write_bytes, write_json, write_text
-from medcap.rundir import EvalDir, RunDir
+from medcap.base.io import read_json, write_bytes, write_json, write_text
+from medcap.runs.folder import EvalDir, RunDir
 
 DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z: the stamp used when SOURCE_DATE_EPOCH is unset
 IMAGES = "images"
@@ -54,7 +54,7 @@ def fixed_epoch() -> int:
 
 
 def fixed_time() -> str:
-    """The fixed time stamp as ISO text, like `medcap.rundir.now_iso`."""
+    """The fixed time stamp as ISO text, like `medcap.runs.folder.now_iso`."""
     return dt.datetime.fromtimestamp(fixed_epoch(), dt.UTC).isoformat(timespec="seconds")
 
 

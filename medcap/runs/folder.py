@@ -14,7 +14,7 @@ Layout of `artifacts/runs/<run-id>/`:
     train.log     the run's log (evaluate.log for evaluations launched from the dashboard)
     eval/<name>/  metrics.json, predictions.csv, attention.npz
     eval/.tmp-<name>-<hex>/  an evaluation being written (`EvalDir.staging`); never listed
-    .lock         the run lock (`medcap.locks.RunLock`, held by train/resume; empty when free)
+    .lock         the run lock (`medcap.base.locks.RunLock`, held by train/resume; empty when free)
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from typing import Any, Literal, get_args
 
 import pandas as pd
 
-from medcap.io import read_json, safe_name, write_json
+from medcap.base import paths
+from medcap.base.io import read_json, safe_name, write_json
+from medcap.base.procs import pid_alive
 
 RunState = Literal["queued", "running", "finished", "failed", "cancelled"]
 STATES: tuple[str, ...] = get_args(RunState)
@@ -45,19 +47,6 @@ EVAL_SPLITS: tuple[str, ...] = (*SPLITS, "all")  # what an evaluation may cover:
 def now_iso() -> str:
     """UTC time stamp, to the second, as written into status files."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid exists on this machine."""
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError, OverflowError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def read_status_file(path: Path) -> dict[str, Any]:
@@ -161,16 +150,52 @@ class EvalDir:
 
 
 @dataclass(frozen=True)
-class RunDir:
-    """One training run folder; owns every file name in it (see the module docstring)."""
+class JobDir:
+    """A folder whose work is tracked by a status file (a run's format) and a log: a run, the demo."""
 
     path: Path
+
+    STATUS = "status.json"
+    LOG = "job.log"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def status(self) -> Path:
+        return self.path / self.STATUS
+
+    @property
+    def log(self) -> Path:
+        return self.path / self.LOG
+
+    def read_status(self) -> dict[str, Any]:
+        return read_status_file(self.status)
+
+    def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        return write_status_file(self.status, state, **fields)
+
+
+@dataclass(frozen=True)
+class DemoDir(JobDir):
+    """`artifacts/demo/`: the demo pipeline's status and log."""
+
+    LOG = "demo.log"
+
+
+def demo_dir() -> DemoDir:
+    """The demo's folder under the artifacts root (it may not exist yet)."""
+    return DemoDir(paths.artifacts_dir() / "demo")
+
+
+@dataclass(frozen=True)
+class RunDir(JobDir):
+    """One training run folder; owns every file name in it (see the module docstring)."""
 
     CONFIG = "config.json"
     VOCAB = "vocab.json"
     SPLIT = "split.json"
     HISTORY = "history.csv"
-    STATUS = "status.json"
     LOG = "train.log"
     EVAL_LOG = "evaluate.log"
     WEIGHTS = "weights"
@@ -179,9 +204,6 @@ class RunDir:
     RESUME = "resume.npz"
     EVAL = "eval"
     TENSORBOARD = "tensorboard"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "path", Path(self.path))
 
     @property
     def run_id(self) -> str:
@@ -203,14 +225,6 @@ class RunDir:
     @property
     def history(self) -> Path:
         return self.path / self.HISTORY
-
-    @property
-    def status(self) -> Path:
-        return self.path / self.STATUS
-
-    @property
-    def log(self) -> Path:
-        return self.path / self.LOG
 
     @property
     def eval_log(self) -> Path:
@@ -258,12 +272,6 @@ class RunDir:
         return sorted((e for e in found if e.is_complete()), key=lambda e: e.name)
 
     # readers and writers
-    def read_status(self) -> dict[str, Any]:
-        return read_status_file(self.status)
-
-    def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
-        return write_status_file(self.status, state, **fields)
-
     def read_config(self) -> dict[str, Any]:
         """config.json as a dict ({} when absent or malformed)."""
         try:

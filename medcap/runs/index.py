@@ -1,6 +1,6 @@
 """Run folders: ids, listing and lookup. No TensorFlow here (the dashboard imports it).
 
-The folder layout, its file names and the run states belong to `medcap.rundir` (`RunDir`, `EvalDir`).
+The folder layout, its file names and the run states belong to `medcap.runs.folder` (`RunDir`, `EvalDir`).
 Besides the user's runs (`artifacts/runs/`), listings include the read-only example runs of the
 pre-built bundle (`examples/demo/runs/`, see `examples_runs_dir`), flagged `RunInfo.example`.
 """
@@ -16,9 +16,9 @@ from typing import Any
 
 import pandas as pd
 
-from medcap import paths
-from medcap.io import safe_name
-from medcap.rundir import STATES, RunDir, effective_state, pid_alive
+from medcap.base import paths
+from medcap.base.io import safe_name
+from medcap.runs.folder import STATES, RunDir, effective_state, pid_alive
 
 __all__ = [
     "EXAMPLES_ENV",
@@ -48,7 +48,7 @@ def examples_root() -> Path | None:
     env = os.environ.get(EXAMPLES_ENV)
     if env is not None:
         return None if env.strip().lower() in EXAMPLES_OFF else Path(env)
-    return Path(__file__).resolve().parent.parent / "examples" / "demo"
+    return Path(__file__).resolve().parents[2] / "examples" / "demo"
 
 
 def examples_runs_dir() -> Path | None:

@@ -1,7 +1,7 @@
 """Similar cases: the training images closest to a query image in a run's global features, with captions.
 
 What a clinician sees beside a generated caption: the k training images the model's image encoder finds
-most alike (cosine similarity of the run's global CNN features, `medcap.neighbours.top_k`, the search
+most alike (cosine similarity of the run's global CNN features, `medcap.base.neighbours.top_k`, the search
 the 1-NN baseline and the caption memory use) and the captions the model learnt from them. Everything
 comes from the run's own files: its feature store (config.json `feature_store.path`), its `split.json`
 train ids and its dataset loaded with the run's caption rules (`load_captioned`). No TensorFlow and no Streamlit here.
@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medcap.base.neighbours import top_k
 from medcap.config import RunConfig
 from medcap.data.captioned import load_captioned
-from medcap.neighbours import top_k
-from medcap.rundir import RunDir
+from medcap.runs.folder import RunDir
 
 log = logging.getLogger(__name__)
 
