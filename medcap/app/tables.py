@@ -18,7 +18,8 @@ import pandas as pd
 
 from medcap.base import paths
 from medcap.data import leakage_report, make_split, prepare_captions, tokenize
-from medcap.eval.artifacts import METRIC_NAMES, as_float, ci_text, read_metrics, read_predictions
+from medcap.eval.artifacts import as_float, ci_text, read_metrics, read_predictions
+from medcap.eval.metrics import METRIC_NAMES, PER_IMAGE_METRICS
 from medcap.runs.folder import EvalDir, RunDir
 from medcap.runs.index import RunInfo, list_runs
 
@@ -196,7 +197,6 @@ def paired_difference_table(result: dict[str, Any]) -> pd.DataFrame:
 # ----------------------------------------------------------------------------------------------
 # run vs run, per image
 
-PAIR_SCORES = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider")
 # Columns that are text or numbers of one system, never a metadata column to filter on.
 _NOT_METADATA = {"image_id", "image_path", "references", "reference", "prediction", "caption", "tokens",
                  "nn_caption", "boxes", "ref_len", "pred_len", "caption_words"}
@@ -213,11 +213,11 @@ def pair_predictions(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     """Two evaluations' predictions on the images both have, one row per image.
 
     Columns: image_id, image_path, reference, prediction_a, prediction_b; for every score in
-    `PAIR_SCORES` that both have: `<score>_a`, `<score>_b` and `<score>_diff` (A − B, > 0 where A is
+    `PER_IMAGE_METRICS` that both have: `<score>_a`, `<score>_b` and `<score>_diff` (A − B, > 0 where A is
     better); then the metadata of A (group, modality, ref_len, ...). ValueError when no image is shared.
     """
-    shared = [s for s in PAIR_SCORES if s in a.columns and s in b.columns]
-    meta = [c for c in a.columns if c not in _NOT_METADATA and c not in PAIR_SCORES
+    shared = [s for s in PER_IMAGE_METRICS if s in a.columns and s in b.columns]
+    meta = [c for c in a.columns if c not in _NOT_METADATA and c not in PER_IMAGE_METRICS
             and not c.startswith(("bleu", "nn_", "rouge"))]
     left = a[["image_id", "image_path", "reference", "prediction", *shared,
               *[c for c in ("ref_len",) if c in a.columns], *meta]].copy()

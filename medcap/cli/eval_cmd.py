@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
+from medcap.eval.metrics import CORPUS_METRICS
 from medcap.runs.folder import EVAL_SPLITS
 
-METRIC_ORDER = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
 NEXT_WORD_ORDER = ("accuracy", "accuracy_excl_unk", "unk_target_rate", "n_pairs")
 EXTRA_NEXT_WORD = ("precision_macro", "recall_macro", "f1_macro", "precision_weighted", "recall_weighted",
                    "f1_weighted")
@@ -71,7 +71,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     reliance = (metrics.get("image_reliance") or {}).get("metrics") or {}
     header = "".join(f"{name:>30}" for name in systems) + (f"{'image reliance':>30}" if reliance else "")
     lines.append(f"{'metric':<10}" + header)
-    for key in METRIC_ORDER:
+    for key in CORPUS_METRICS:
         cells = []
         for sc in systems.values():
             m = sc.get(key)
@@ -101,7 +101,7 @@ def format_compare(res: dict[str, Any]) -> str:
              f"images: {res['images']}; n={res['n_images']} in {(res.get('bootstrap') or {}).get('n_groups', '?')} "
              f"cases; {res['n_resamples']} paired resamples of cases, seed {res['seed']}",
              f"{'metric':<10}{'A':>9}{'B':>9}{'B-A':>9}{'95% CI of B-A':>24}{'P(B>A)':>9}"]
-    for key in METRIC_ORDER:
+    for key in CORPUS_METRICS:
         m = res["metrics"].get(key)
         if m is None:
             continue

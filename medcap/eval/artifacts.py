@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from medcap.base.io import read_json
+from medcap.eval.metrics import METRIC_NAMES
 from medcap.runs.folder import EvalDir, RunDir
 
 # Columns of the predictions file, in the order the writer puts them; `modality` follows when the
@@ -41,16 +42,6 @@ OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality",)
 CASE_PREDICTION_COLUMNS: tuple[str, ...] = ("cider", "nn_cider", "group")
 REQUIRED_PREDICTION_COLUMNS: tuple[str, ...] = PREDICTION_COLUMNS[:5]
 
-# Metrics shown in tables, in order, with display names.
-METRIC_NAMES = {
-    "bleu1": "BLEU-1",
-    "bleu2": "BLEU-2",
-    "bleu3": "BLEU-3",
-    "bleu4": "BLEU-4",
-    "rouge_l": "ROUGE-L",
-    "cider": "CIDEr",
-    "meteor": "METEOR",
-}
 NEXT_WORD_NAMES = {
     "paper_definition.accuracy": "Accuracy (paper's definition: arg-max over all words)",
     "paper_definition.precision": "Precision (paper's definition: Keras, threshold 0.5)",

@@ -37,7 +37,19 @@ BLEU_WEIGHTS: dict[str, tuple[float, float, float, float]] = {
     "bleu4": (1 / 4, 1 / 4, 1 / 4, 1 / 4),
 }
 
-CORPUS_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
+# The one list of caption metrics, in display order, with display names (tables, CLI, dashboard).
+METRIC_NAMES: dict[str, str] = {
+    "bleu1": "BLEU-1",
+    "bleu2": "BLEU-2",
+    "bleu3": "BLEU-3",
+    "bleu4": "BLEU-4",
+    "rouge_l": "ROUGE-L",
+    "cider": "CIDEr",
+    "meteor": "METEOR",
+}
+CORPUS_METRICS: tuple[str, ...] = tuple(METRIC_NAMES)
+# Metrics with a per-image score in predictions.csv (METEOR is corpus-only: one Java call per evaluation).
+PER_IMAGE_METRICS: tuple[str, ...] = tuple(m for m in CORPUS_METRICS if m != "meteor")
 
 DEFINITIONS: dict[str, str] = {
     "bleu1": "Corpus BLEU with cumulative weights (1,0,0,0): clipped unigram precision summed over all images "
