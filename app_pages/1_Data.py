@@ -78,6 +78,7 @@ def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
         mime="text/csv",
         key="gal_csv",
     )
+    counts_section(shown)
     if shown.empty:
         st.info("No image matches the filters.")
         return
@@ -91,6 +92,16 @@ def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
             else:
                 st.image(img, caption=label)
             st.markdown(f"*{str(row.caption)[:200]}*")
+
+
+def counts_section(shown: pd.DataFrame) -> None:
+    """Images and cases per value of one label (modality, plane, location, ...) among the filtered images."""
+    columns = dataset_view.count_columns(shown)
+    if not columns:
+        return
+    with st.expander("Counts by label (the filtered images)"):
+        by = st.selectbox("Count by", columns, key="gal_count_by")
+        st.dataframe(dataset_view.label_counts(shown, by), hide_index=True, width="stretch")
 
 
 def body() -> None:

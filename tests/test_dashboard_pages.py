@@ -170,7 +170,8 @@ def test_data_page_summarises_a_csv_dataset(artifacts: Path) -> None:
     rows = []
     for i in range(12):
         write_image(folder / f"im{i}.png", seed=i)
-        rows.append({"image_path": f"im{i}.png", "caption": f"axial ct shows lesion number {i % 3}", "group": f"g{i}"})
+        rows.append({"image_path": f"im{i}.png", "caption": f"axial ct shows lesion number {i % 3}", "group": f"g{i}",
+                     "plane": "Axial" if i < 9 else "Coronal"})
     rows.append({"image_path": "missing.png", "caption": "no image here", "group": "gx"})
     pd.DataFrame(rows).to_csv(folder / "captions.csv", index=False)
     at = run_page("data")
@@ -185,6 +186,9 @@ def test_data_page_summarises_a_csv_dataset(artifacts: Path) -> None:
     assert dropped["records"].sum() == 1
     assert len(at.image) == 8 + 12  # the sample grid, then the gallery's first 12 images
     assert "12 of 12 images match; showing the first 12." in texts(at)
+    at.selectbox(key="gal_count_by").set_value("plane").run()  # counts by a label of the dataset
+    counts = next(f for f in frames(at) if "plane" in f.columns and "cases" in f.columns)
+    assert counts[["plane", "images", "cases"]].values.tolist() == [["Axial", 9, 9], ["Coronal", 3, 3]]
 
 
 def test_a_broken_run_folder_shows_a_warning_not_a_traceback(small: Path) -> None:

@@ -22,8 +22,9 @@ def png(path: Path, mode: str = "L", size: int = 8) -> Path:
 
 def _medpix_record(stem: str, case: str, caption: str | None, plane: str = "Axial") -> dict:
     return {"Type": "CT", "U_id": case, "image": stem,
-            "Description": {"Caption": caption, "Plane": plane, "Modality": "CT - noncontrast"},
-            "Location": "Chest", "Location Category": "Thorax"}
+            "Description": {"Caption": caption, "Plane": plane, "Modality": "CT - noncontrast", "ACR Codes": "6.3",
+                            "Age": "73", "Sex": "male"},
+            "Location": "Chest, Pulmonary", "Location Category": "Thorax"}
 
 
 def make_medpix(root: Path) -> Path:
@@ -59,7 +60,9 @@ def test_medpix_layout(tmp_path: Path) -> None:
     assert t["split"].tolist() == ["train", "train", "train", "val"]
     assert t["modality"].tolist() == ["CT"] * 4
     assert t["plane"].tolist() == ["Axial", "Coronal", "Axial", "Axial"]
-    assert t["location"][0] == "Thorax"
+    assert t["location_category"][0] == "Thorax" and t["location"][0] == "Chest, Pulmonary"
+    labels = t.loc[0, ["modality_detail", "acr_code", "age", "sex"]].tolist()
+    assert labels == ["CT - noncontrast", "6.3", "73", "male"]
     assert (res.kind, res.name, res.records_read, res.skipped) == ("medpix", "medpix-mini", 4, {})
     assert res.has_official_split
 

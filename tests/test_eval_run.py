@@ -57,7 +57,8 @@ def test_evaluate_run_writes_metrics_predictions_attention(tiny_run: dict) -> No
     assert list(pred.columns[:4]) == ["image_id", "image_path", "references", "prediction"]
     assert {"bleu1", "bleu4", "rouge_l", "ref_len", "pred_len", "nn_caption", "nn_bleu1", "modality"} <= set(pred)
     # the writer's order is the reader's contract
-    assert list(pred.columns) == [*PREDICTION_COLUMNS, *CASE_PREDICTION_COLUMNS, "modality"]
+    assert list(pred.columns) == [*PREDICTION_COLUMNS, *CASE_PREDICTION_COLUMNS, "modality",
+                                  *(f"fact_{f}" for f in ("modality", "mr_sequence", "contrast", "plane", "region"))]
     back = read_predictions(tiny_run["run"], out.name)
     assert list(back["image_id"]) == list(pred["image_id"].astype(str))
     assert list(back["reference"]) == [" | ".join(json.loads(x)) for x in pred["references"]]
@@ -170,6 +171,7 @@ def test_cli_evaluate_and_compare_print_tables(tiny_run: dict, capsys: pytest.Ca
     assert main(["evaluate", str(tiny_run["run"]), "--no-meteor"]) == 0
     text = capsys.readouterr().out
     assert "nearest_neighbour" in text and "most_frequent" in text and "folder:" in text
+    assert "clinical facts (lexicon 1)" in text and any(line.startswith("region ") for line in text.splitlines())
     bleu1 = next(line for line in text.splitlines() if line.startswith("bleu1"))
     assert "1.0000 [1.0000, 1.0000]" in bleu1  # the 1-NN column (class-encoding features)
     assert main(["compare", str(tiny_run["run"]), str(tiny_run["run"]), "--no-meteor", "--json"]) == 0
@@ -223,3 +225,27 @@ def test_evaluate_refuses_a_changed_dataset_unless_allowed(tiny_run: dict) -> No
         assert check["changed"] is True and check["allowed"] is True and check["saved"] != check["now"]
     finally:
         csv_path.write_text(original)
+
+
+def test_evaluation_writes_clinical_facts(tiny_run: dict) -> None:
+    """metrics.json's clinical_facts (model and both baselines) and the model's marks in predictions.csv."""
+    from medcap.eval.evaluate import evaluate_run
+    from medcap.eval.facts import MARKS
+
+    out = evaluate_run(tiny_run["run"], with_meteor=False, n_boot=200, with_reliance=False, name="facts")
+    facts = json.loads((out / "metrics.json").read_text())["clinical_facts"]
+    assert set(facts["systems"]) == {"model", "most_frequent", "nearest_neighbour"}
+    for system in facts["systems"]:
+        for fact in ("modality", "plane", "region"):
+            for key in ("correct", "wrong_of_stated", "not_stated"):
+                value = facts[system][fact][key]
+                assert value is None or 0.0 <= value <= 1.0
+    # the CSV's modality column is the label; no caption of this set states a modality
+    assert facts["model"]["modality"]["n_scored"] == facts["model"]["modality"]["n_images"]
+    assert (facts["model"]["modality"]["not_stated"], facts["model"]["modality"]["correct"]) == (1.0, 0.0)
+    assert facts["truth_source"]["modality"] == {"label": facts["model"]["modality"]["n_images"]}
+    # region comes from the references ("pleural effusion" -> thorax); 1-NN returns the image's own caption
+    nn_region = facts["nearest_neighbour"]["region"]
+    assert nn_region["n_scored"] > 0 and nn_region["correct"] == 1.0
+    pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert set(pred["fact_modality"]) <= set(MARKS) and set(pred["fact_plane"]) == {"no label"}

@@ -63,6 +63,31 @@ def frequent_words(table: pd.DataFrame, n: int = 25) -> list[tuple[str, int]]:
     return counts.most_common(n)
 
 
+# Columns that are not labels to count by (ids, paths, text, per-image numbers, the case id itself).
+_NOT_LABELS = frozenset({"image_id", "image_path", "caption", "tokens", "boxes", "group", "caption_words",
+                         "figure_label"})
+
+
+def count_columns(table: pd.DataFrame) -> list[str]:
+    """Label columns of a dataset table the Data page counts by (MedPix: modality, modality_detail, plane,
+    location_category, location, acr_code, age, sex; synthetic: modality, plane; a CSV's metadata), in
+    table order; the split columns too."""
+    return [c for c in table.columns if c not in _NOT_LABELS and not pd.api.types.is_float_dtype(table[c])]
+
+
+def label_counts(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Images and cases (distinct `group`) per value of `column` ("(none)" for empty values), most images
+    first, with each value's share of the images."""
+    if column not in table.columns:
+        raise ValueError(f"no column {column!r} in the dataset table (columns: {list(table.columns)})")
+    values = table[column].fillna("").astype(str).str.strip().replace("", "(none)")
+    groups = table["group"].astype(str) if "group" in table.columns else table["image_id"].astype(str)
+    frame = pd.DataFrame({column: values, "group": groups})
+    out = frame.groupby(column, sort=False).agg(images=("group", "size"), cases=("group", "nunique")).reset_index()
+    out["share"] = (out["images"] / max(len(table), 1)).round(4)
+    return out.sort_values(["images", column], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
 def true_boxes(row: pd.Series | dict[str, Any]) -> list[dict[str, Any]]:
     """Finding boxes of a synthetic image (from a `boxes` JSON column), [] otherwise."""
     text = row.get("boxes") if hasattr(row, "get") else None

@@ -61,7 +61,8 @@ def _ci(ci: Any) -> str:
 
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A plain-text table: metric, value and 95% case-level CI for the model and both baselines, image reliance,
-    then next-word metrics (the paper's definition first) and caption health. Older files show "-"."""
+    then next-word metrics (the paper's definition first), caption health and clinical facts. Older files
+    show "-"."""
     systems = {"model": metrics["model"], **metrics["baselines"]}
     boot = metrics.get("bootstrap") or {}
     unit = f"{boot['n_groups']} cases" if boot.get("unit") == "group" else "images (older evaluation)"
@@ -90,6 +91,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     health = (metrics.get("caption_health") or {}).get("model")
     if health:
         lines.append("caption health (model): " + ", ".join(f"{k} {_fmt(health.get(k))}" for k in HEALTH_ORDER))
+    from medcap.eval.facts_score import facts_lines
+
+    lines.extend(facts_lines(metrics.get("clinical_facts")))  # fact x system; nothing for older evaluations
     for key, why in metrics.get("skipped", {}).items():
         lines.append(f"skipped {key}: {why}")
     return "\n".join(lines)

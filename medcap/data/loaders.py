@@ -20,6 +20,7 @@ import pandas as pd
 
 from medcap.base.io import safe_name
 from medcap.data.images import IMAGE_EXTENSIONS, check_images, index_images, is_inside
+from medcap.data.medpix_labels import medpix_labels
 from medcap.data.readers import (
     SkipLog,
     iter_csv,
@@ -185,8 +186,7 @@ def load_medpix(root: Path, spec: str, allow_outside_root: bool = False) -> Load
         desc = rec.get("Description") if isinstance(rec.get("Description"), dict) else {}
         path = images.get(stem, root / "images" / stem)
         rows.append(_row(stem, path, desc.get("Caption"), rec.get("U_id"), splits.get(stem, ""),
-                         modality=_text(rec.get("Type")), plane=_text(desc.get("Plane")),
-                         location=_text(rec.get("Location Category"))))
+                         **medpix_labels(rec)))  # modality, plane, location_category, location, ...
     if skips.notes and splits:  # a truncated index: the split files say how many records to expect
         lost = len(set(splits) - {r["image_id"] for r in rows})
         skips.note(f"{index.name}: the split files list {len(splits)} images; {lost} of them have no record "

@@ -21,7 +21,9 @@ from medcap.eval.metrics import METRIC_NAMES
 from medcap.runs.folder import EvalDir, RunDir
 
 # Columns of the predictions file, in the order the writer puts them; `modality` follows when the
-# dataset has one. Older files may lack the later ones: the reader needs only the first five.
+# dataset has one, then the model caption's clinical-facts marks (`medcap.eval.facts_score`: "right",
+# "wrong", "not stated", "no label") of the facts scored. Older files may lack the later ones: the
+# reader needs only the first five.
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "image_id",
     "image_path",
@@ -37,7 +39,8 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "nn_caption",
     "nn_bleu1",
 )
-OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality",)
+OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality", "fact_modality", "fact_mr_sequence", "fact_contrast",
+                                                 "fact_plane", "fact_region", "fact_finding", "fact_location")
 # Written since the case-level evaluation (older files lack them; readers treat them as optional).
 CASE_PREDICTION_COLUMNS: tuple[str, ...] = ("cider", "nn_cider", "group")
 REQUIRED_PREDICTION_COLUMNS: tuple[str, ...] = PREDICTION_COLUMNS[:5]

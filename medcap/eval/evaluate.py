@@ -23,6 +23,7 @@ from medcap.eval import bootstrap as bs
 from medcap.eval.artifacts import CASE_PREDICTION_COLUMNS, OPTIONAL_PREDICTION_COLUMNS, PREDICTION_COLUMNS
 from medcap.eval.baselines import most_frequent_caption, nearest_neighbour_captions
 from medcap.eval.evalset import EvalSet, build_eval_set, prepared_table, same_dataset
+from medcap.eval.facts_score import clinical_facts
 from medcap.eval.metrics import BLEU_WEIGHTS, DEFINITIONS, provenance, sentence_bleu_scores
 from medcap.eval.nextword import next_word_metrics
 from medcap.eval.scoring import paired_table, score_systems
@@ -210,6 +211,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
         reliance = {"own_case_share": own_case_share(groups, perm), "seed": seed}
         clock.lap("reliance_decode")
     scores, skipped = score_systems(refs, systems, n_boot=n_boot, seed=seed, with_meteor=with_meteor, groups=groups)
+    facts, fact_marks = clinical_facts(ev.table, refs, {k: systems[k] for k in ("model", *BASELINE_DEFINITIONS)},
+                                       groups, n_boot=n_boot, seed=seed)  # (the model's marks go to predictions)
     if "swapped_images" in scores:
         table = paired_table(scores["swapped_images"], scores["model"], n_boot=n_boot, seed=seed, groups=groups)
         reliance["metrics"] = {k: {"value": v["diff"], "ci95": v["ci95"], "swapped": v["a"]} for k, v in table.items()}
@@ -235,12 +238,13 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
                             "seed": seed}
     metrics["image_reliance"] = reliance or None
     metrics["caption_health"] = health
+    metrics["clinical_facts"] = facts
     metrics["decode_options"] = {"beam": beam, **options.describe()}
     metrics["attention_maps"] = "last_position"
     metrics["dataset_check"] = prep.dataset_check
     with out.staging() as tmp:
-        _write_predictions(tmp.predictions, ev, refs, hyps, scores["model"].per_image, nn_caps,
-                           scores["nearest_neighbour"].per_image)
+        _write_predictions(tmp.predictions, replace(ev, table=ev.table.assign(**fact_marks)), refs, hyps,
+                           scores["model"].per_image, nn_caps, scores["nearest_neighbour"].per_image)
         _write_attention(tmp.attention, ev.image_ids, [c.attention for c in caps])
         _write_attention(tmp.attention_mean, ev.image_ids, [c.attention_mean for c in caps])
         write_json(tmp.metrics, metrics)  # written last: its presence marks the evaluation complete
@@ -325,8 +329,7 @@ def _write_predictions(path: Path, ev: EvalSet, refs: list, hyps: list[list[str]
                "ref_len": len(r[0]), "pred_len": len(h), "nn_caption": " ".join(nn),
                "nn_bleu1": sentence_bleu_scores(r, nn)["bleu1"], "cider": float(per_image["cider"][i]),
                "nn_cider": float(nn_per_image["cider"][i]), "group": str(table["group"].iloc[i])}
-        if "modality" in table.columns:
-            row["modality"] = table["modality"].iloc[i]
+        row.update({c: table[c].iloc[i] for c in OPTIONAL_PREDICTION_COLUMNS if c in table.columns})
         rows.append(row)
     columns = [*PREDICTION_COLUMNS, *CASE_PREDICTION_COLUMNS,
                *(c for c in OPTIONAL_PREDICTION_COLUMNS if c in table.columns)]
