@@ -96,12 +96,12 @@ def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
 
 def counts_section(shown: pd.DataFrame) -> None:
     """Images and cases per value of one label (modality, plane, location, ...) among the filtered images."""
-    columns = dataset_view.count_columns(shown)
+    columns = datasets.count_columns(shown)
     if not columns:
         return
     with st.expander("Counts by label (the filtered images)"):
         by = st.selectbox("Count by", columns, key="gal_count_by")
-        st.dataframe(dataset_view.label_counts(shown, by), hide_index=True, width="stretch")
+        st.dataframe(datasets.label_counts(shown, by), hide_index=True, width="stretch")
 
 
 def body() -> None:

@@ -32,16 +32,16 @@ def test_label_counts_count_images_and_cases_per_value() -> None:
                           "group": ["c1", "c1", "c2", "c3", "c3"], "split": ["train"] * 5,
                           "plane": ["Axial", "Axial", "Coronal", "Axial", None],
                           "location_category": ["Head", "Head", "Thorax", "Head", "Head"], "score": [0.1] * 5})
-    assert dataset_view.count_columns(table) == ["split", "plane", "location_category"]
-    counts = dataset_view.label_counts(table, "plane")
+    assert datasets.count_columns(table) == ["split", "plane", "location_category"]
+    counts = datasets.label_counts(table, "plane")
     assert counts.to_dict("records") == [
         {"plane": "Axial", "images": 3, "cases": 2, "share": 0.6},
         {"plane": "(none)", "images": 1, "cases": 1, "share": 0.2},
         {"plane": "Coronal", "images": 1, "cases": 1, "share": 0.2},
     ]
-    assert dataset_view.label_counts(table, "location_category")["cases"].tolist() == [2, 1]
+    assert datasets.label_counts(table, "location_category")["cases"].tolist() == [2, 1]
     with pytest.raises(ValueError, match="no column 'sex'"):
-        dataset_view.label_counts(table, "sex")
+        datasets.label_counts(table, "sex")
 
 
 def test_runs_table_shows_every_state(full: Path) -> None:
