@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from medcap.data import load_records, make_split, prepare_captions
+from medcap.data.facts_lexicon import LEXICON_VERSION
 from medcap.eval.baselines import most_frequent_caption, nearest_neighbour_captions
-from medcap.eval.facts_lexicon import LEXICON_VERSION
 from medcap.eval.facts_score import clinical_facts, facts_lines, reference_agreement
 
 GOAL = 0.90

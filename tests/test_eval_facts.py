@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from medcap.data.facts import extract_facts, fact_marks, label_facts, predicted_facts, truth_facts
 from medcap.data.text import tokenize
-from medcap.eval.facts import extract_facts, fact_marks, label_facts, predicted_facts, truth_facts
 from medcap.eval.facts_score import clinical_facts, facts_lines, reference_agreement, score_fact, score_facts
 
 CAPTIONS = [  # caption, the facts it states (others: None)

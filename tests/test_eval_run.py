@@ -229,8 +229,8 @@ def test_evaluate_refuses_a_changed_dataset_unless_allowed(tiny_run: dict) -> No
 
 def test_evaluation_writes_clinical_facts(tiny_run: dict) -> None:
     """metrics.json's clinical_facts (model and both baselines) and the model's marks in predictions.csv."""
+    from medcap.data.facts import MARKS
     from medcap.eval.evaluate import evaluate_run
-    from medcap.eval.facts import MARKS
 
     out = evaluate_run(tiny_run["run"], with_meteor=False, n_boot=200, with_reliance=False, name="facts")
     facts = json.loads((out / "metrics.json").read_text())["clinical_facts"]

@@ -1,4 +1,4 @@
-"""Scoring clinical facts (`medcap.eval.facts`): shares with case-level bootstrap CIs, the evaluation's
+"""Scoring clinical facts (`medcap.data.facts`): shares with case-level bootstrap CIs, the evaluation's
 `clinical_facts` block and per-image marks, and the lexicon check on a dataset's references.
 
 Shares of one fact, over the images whose truth is known for it ("scored"):
@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medcap.data.facts import GENERAL_FACTS, Facts, Text, extract_facts, fact_marks, predicted_facts, truth_facts
+from medcap.data.facts_lexicon import FACTS, LEXICON_VERSION
 from medcap.eval import bootstrap as bs
-from medcap.eval.facts import GENERAL_FACTS, Facts, Text, extract_facts, fact_marks, predicted_facts, truth_facts
-from medcap.eval.facts_lexicon import FACTS, LEXICON_VERSION
 
-DEFINITION = ("Facts a caption states (medcap.eval.facts_lexicon, version {v}) scored against the image's "
+DEFINITION = ("Facts a caption states (medcap.data.facts_lexicon, version {v}) scored against the image's "
               "dataset labels, else the facts its reference caption states. correct: stated and right, of the "
               "images with a known fact; wrong_of_stated: wrong, of those that state it; not_stated: of the "
               "images with a known fact. mr_sequence is scored on MR images only. 95% CIs resample cases.")

@@ -1,4 +1,4 @@
-"""The clinical-facts lexicon: which caption words state which fact (`medcap.eval.facts` applies it).
+"""The clinical-facts lexicon: which caption words state which fact (`medcap.data.facts` applies it).
 
 A fact is one of `FACTS`; its value is one of `VALUES[fact]`. `PHRASES[fact]` maps a phrase (words as
 `medcap.data.tokenize` gives them: lowercase, punctuation dropped, "T2-weighted" -> "t2 weighted"; "T2*"
@@ -7,7 +7,7 @@ phrase first, and a matched phrase consumes its words: "without contrast" states
 "contrast" does not also state `with`). A phrase of value "" only consumes its words: anatomy that
 contains a fact word ("superior sagittal sinus" states no plane, "left ventricle" no region).
 
-How a caption's matches become one value per fact (`medcap.eval.facts.extract_facts`):
+How a caption's matches become one value per fact (`medcap.data.facts.extract_facts`):
 - modality: an explicit modality word decides; several: the first one, except that angiography gives
   way to CT or MR named anywhere (a CTA is a CT, an MRA an MR; "cta"/"mra" are in the table). With no
   modality word, an MR-only word (`IMPLIED_MR`: a sequence name "t1", "t2", "flair", "dwi", "adc",

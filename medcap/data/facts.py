@@ -2,7 +2,7 @@
 the synthetic set's finding and location) and the truth from the dataset's labels. Pure Python (no
 TensorFlow).
 
-- `extract_facts(text)`: the facts a caption states, by the lexicon of `medcap.eval.facts_lexicon`.
+- `extract_facts(text)`: the facts a caption states, by the lexicon of `medcap.data.facts_lexicon`.
 - `label_facts(row)`: the facts a dataset's labels give an image (MedPix `modality` (Type),
   `modality_detail`, `plane`, `location_category`; the synthetic set's `modality`, `plane`, `boxes`;
   a CSV's columns named like the facts). `truth_facts` falls back to the reference caption for a fact
@@ -24,9 +24,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from medcap.data.synthetic_text import FINDING_WORDS, LEVEL_WORDS, NORMAL_WORDS, SIDE_WORDS
-from medcap.data.text import tokenize
-from medcap.eval.facts_lexicon import (
+from medcap.data.facts_lexicon import (
     FACTS,
     IMPLIED_CT,
     IMPLIED_MR,
@@ -36,6 +34,8 @@ from medcap.eval.facts_lexicon import (
     REGIONS,
     VALUES,
 )
+from medcap.data.synthetic_text import FINDING_WORDS, LEVEL_WORDS, NORMAL_WORDS, SIDE_WORDS
+from medcap.data.text import tokenize
 
 Facts = dict[str, str | None]
 Text = str | Sequence[str]
