@@ -75,8 +75,7 @@ class FactHead:
         k, f = head.coef.shape
         shapes = (head.intercept.shape, head.mean.shape, head.scale.shape)
         if k != len(head.classes) or shapes != ((k,), (f,), (f,)):
-                   mean=np.asarray(data["mean"], dtype=np.float64),
-                   scale=np.asarray(data["scale"], dtype=np.float64),
+            raise ValueError(f"fact head {head.fact!r}: coefficient shapes do not match its {k} classes")
         return head
 
 
