@@ -17,14 +17,13 @@ own store `<name>-shard<I>of<N>` (same fingerprint as the whole dataset, resumab
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from medcap.base import io, paths
+from medcap.base.locks import FolderLock
 from medcap.data.records import LoadResult
 from medcap.features import imageload
 from medcap.features.augment import AugmentSettings, augmented_views
@@ -52,7 +52,6 @@ from medcap.features.store import (
 log = logging.getLogger(__name__)
 
 PROGRESS_FILE = "progress.json"
-LOCK_FILE = ".lock"
 COPY_CHUNK = 512  # rows per chunk when compacting arrays
 
 
@@ -211,29 +210,6 @@ def make_image_dataset(cands: list[tuple[str, str]], start: int, size: int, batc
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-@contextlib.contextmanager
-def store_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a store folder (two processes never extract the same store at once)."""
-    try:
-        import fcntl
-    except ImportError:  # no flock on this platform: run unlocked
-        yield
-        return
-    lock = folder / LOCK_FILE
-    if not lock.is_file():
-        io.write_text(lock, "")
-    with open(lock, "rb") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("another process is extracting %s: waiting for it", folder)
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def _device() -> str:
     gpus = tf.config.list_physical_devices("GPU")
     return f"GPU x{len(gpus)}" if gpus else "CPU"
@@ -308,7 +284,7 @@ def ensure_features(
         cands = cands[lo:hi]
     if not is_complete(folder):
         folder.mkdir(parents=True, exist_ok=True)
-        with store_lock(folder):
+        with FolderLock(folder, wait=True):  # two processes never extract the same store at once
             if not is_complete(folder):  # another process may have finished it while we waited
                 _extract_store(result, bb, cands, fp, folder, batch_size, augment, settings, aug_meta, progress,
                                on_batch, shard_meta)
