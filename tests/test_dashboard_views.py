@@ -79,11 +79,15 @@ def test_similar_cases_need_a_feature_store(artifacts: Path) -> None:
         similar.case_memory(artifacts / "runs" / FINISHED_ID)
 
 
-def test_nearest_is_cosine_best_first() -> None:
+def test_similar_cases_are_cosine_best_first() -> None:
     train = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], dtype=np.float32)
-    idx, sims = similar.nearest(train, np.array([3.0, 3.0]), k=2)
-    assert idx.tolist() == [2, 0]  # [0, 2] ties with [1, 0]: the lower row wins
-    assert sims.tolist() == pytest.approx([1.0, math.sqrt(0.5)])
+    memory = similar.CaseMemory(run_id="r", dataset="d", ids=["a", "b", "c"], feats=train,
+                                captions=["ca", "cb", "cc"], paths=["pa", "pb", "pc"])
+    cases = similar.similar_cases(memory, np.array([3.0, 3.0]), k=2)
+    assert cases["image_id"].tolist() == ["c", "a"]  # a = [1, 0] ties with b = [0, 2]: the lower row wins
+    assert cases["similarity"].tolist() == pytest.approx([1.0, math.sqrt(0.5)])
+    assert cases["caption"].tolist() == ["cc", "ca"] and cases["rank"].tolist() == [1, 2]
+    assert similar.similar_cases(memory, np.array([3.0, 3.0]), k=0).empty
 
 
 def _preds(bleu1: list[float], **extra: list) -> pd.DataFrame:

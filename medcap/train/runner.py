@@ -28,6 +28,7 @@ import medcap
 from medcap.base.io import save_weights, write_json, write_text
 from medcap.base.locks import RunLock
 from medcap.config import RunConfig
+from medcap.inference.opened import run_config
 from medcap.runs.folder import RunDir
 from medcap.runs.index import new_run_dir, read_config, read_status, write_status
 from medcap.train.callbacks import StatusCallback, progress_fraction, tensorboard_callback
@@ -79,7 +80,7 @@ def resume_run(run_dir: Path) -> Path | None:
     continues it, the others take the chief's state and return None.
     """
     run_dir = Path(run_dir)
-    cfg = _run_config(run_dir)
+    cfg = run_config(run_dir)  # ValueError naming config.json when it is missing or malformed
     cluster = _cluster(cfg)
     if cluster is not None and not cluster.task.is_chief:
         return _run_worker(cfg, cluster)
@@ -95,13 +96,6 @@ def resume_run(run_dir: Path) -> Path | None:
                             RunDir(run_dir).best_weights)
         return _execute(run_dir, cfg, resume=True, expected_fingerprint=config.get("dataset_fingerprint"),
                         cluster=cluster)
-
-
-def _run_config(run_dir: Path) -> RunConfig:
-    config = read_config(run_dir)
-    if "run" not in config:
-        raise ValueError(f"{RunDir(run_dir).config}: missing or malformed; cannot resume")
-    return RunConfig.from_dict(config["run"], source=str(RunDir(run_dir).config))
 
 
 def _cluster(cfg: RunConfig) -> Any:
