@@ -7,7 +7,7 @@ For each N, in a fresh folder (its own MEDCAP_ARTIFACTS):
 1. build (subprocess): a CSV dataset of N tiny PNGs whose captions come from the synthetic grammar
    (`medcap.data.synthetic_text`), in groups of 1-8 images sharing a finding pattern, and a feature store
    of random float16 features of the real shapes (global (N, D), grid (N, 7, 7, 512)) written with the
-   store module's own writer (`medcap.features.store.write_store`) - VGG16 is never run.
+   store's own writer (`medcap.features.writer.write_store`) - VGG16 is never run.
 2. train (`python -m medcap train --preset model-80 --epochs 1 --feature-store STORE`): pairs/s from the
    run's live step counter (status.json write times), peak RSS of the training process (wait4), epoch
    time from history.csv. With `--train-steps K` the measuring run is stopped (SIGTERM) after K timed
@@ -88,7 +88,8 @@ def build(folder: Path, n: int, global_dim: int, seed: int = 0) -> dict[str, Any
     import pandas as pd
 
     from medcap.base import io, paths
-    from medcap.features.store import STORE_FORMAT, store_folder_name, write_store
+    from medcap.features.store import STORE_FORMAT, store_folder_name
+    from medcap.features.writer import write_store
 
     t0 = time.perf_counter()
     data = folder / "data"

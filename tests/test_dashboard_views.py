@@ -79,11 +79,43 @@ def test_similar_cases_need_a_feature_store(artifacts: Path) -> None:
         similar.case_memory(artifacts / "runs" / FINISHED_ID)
 
 
-def test_nearest_is_cosine_best_first() -> None:
+_OPEN_RUN = """
+import json, sys
+from medcap.inference.opened import open_run
+run = open_run(sys.argv[1])
+train = run.training_set()
+print(json.dumps({"dataset": run.cfg.dataset, "split": sorted(run.split), "vocab": len(run.vocab),
+                  "store": len(run.store.ids), "train": train.ids, "captions": train.captions[:1],
+                  "groups": train.groups[:2], "dim": list(train.global_feats.shape),
+                  "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def test_open_run_reads_a_runs_files_without_tensorflow(artifacts: Path) -> None:
+    import subprocess
+    import sys
+
+    small_state(artifacts)
+    with_similar_cases(artifacts)
+    run = artifacts / "runs" / FINISHED_ID
+    out = subprocess.run([sys.executable, "-c", _OPEN_RUN, str(run)], capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout)
+    assert got["dataset"].endswith("captions.csv") and got["split"] == ["test", "train", "val"]
+    assert got["store"] == 12 and got["dim"] == [6, 8] and got["vocab"] > 4
+    assert got["train"] == [f"img{i:05d}" for i in range(6, 12)]
+    assert got["captions"] == [similar_caption(6)] and got["groups"] == ["case3", "case3"]
+    assert got["tensorflow"] is False
+
+
+def test_similar_cases_are_cosine_best_first() -> None:
     train = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], dtype=np.float32)
-    idx, sims = similar.nearest(train, np.array([3.0, 3.0]), k=2)
-    assert idx.tolist() == [2, 0]  # [0, 2] ties with [1, 0]: the lower row wins
-    assert sims.tolist() == pytest.approx([1.0, math.sqrt(0.5)])
+    memory = similar.CaseMemory(run_id="r", dataset="d", ids=["a", "b", "c"], feats=train,
+                                captions=["ca", "cb", "cc"], paths=["pa", "pb", "pc"])
+    cases = similar.similar_cases(memory, np.array([3.0, 3.0]), k=2)
+    assert cases["image_id"].tolist() == ["c", "a"]  # a = [1, 0] ties with b = [0, 2]: the lower row wins
+    assert cases["similarity"].tolist() == pytest.approx([1.0, math.sqrt(0.5)])
+    assert cases["caption"].tolist() == ["cc", "ca"] and cases["rank"].tolist() == [1, 2]
+    assert similar.similar_cases(memory, np.array([3.0, 3.0]), k=0).empty
 
 
 def _preds(bleu1: list[float], **extra: list) -> pd.DataFrame:

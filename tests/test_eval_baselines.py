@@ -1,11 +1,18 @@
-"""1-NN retrieval by blocks: the same neighbours and ties as the brute-force arg-max over all pairs."""
+"""1-NN retrieval by blocks (`medcap.base.neighbours.top_k`, the one neighbour search): the same neighbours
+and ties as the brute-force arg-max over all pairs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from medcap.eval.baselines import nearest_neighbour_captions, nearest_neighbours
+from medcap.base.neighbours import top_k
+from medcap.eval.baselines import nearest_neighbour_captions
+
+
+def nearest_neighbours(train: np.ndarray, query: np.ndarray, chunk: int, train_block: int) -> np.ndarray:
+    """(Q,) index of each query's closest training row, searched by blocks of the given sizes."""
+    return top_k(train, query, 1, query_block=chunk, train_block=train_block)[0][:, 0]
 
 
 def brute_force(train: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -66,6 +73,6 @@ def test_nearest_neighbour_captions_and_bad_input():
                                            np.array([[0, 5], [2, 2.1], [3, 0]], dtype=np.float16))
     assert idx.tolist() == [1, 2, 0] and caps == [["b"], ["c", "d"], ["a"]]
     with pytest.raises(ValueError, match="block sizes"):
-        nearest_neighbours(train, train, chunk=0)
+        nearest_neighbours(train, train, chunk=0, train_block=1)
     with pytest.raises(ValueError, match="no training features"):
-        nearest_neighbours(np.zeros((0, 2)), train)
+        nearest_neighbour_captions(np.zeros((0, 2)), [], train)

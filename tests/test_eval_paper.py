@@ -56,7 +56,7 @@ def test_nearest_neighbour_is_cosine_not_euclidean() -> None:
     assert idx.tolist() == [2, 0, 1]
     assert caps == [["c"], ["a"], ["b"]]
     with pytest.raises(ValueError, match="feature dims differ"):
-        baselines.nearest_neighbours(train, np.zeros((1, 3)))
+        baselines.nearest_neighbour_captions(train, [["a"], ["b"], ["c"]], np.zeros((1, 3)))
 
 
 def test_dashboard_facing_eval_modules_do_not_import_tensorflow() -> None:

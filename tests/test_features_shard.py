@@ -15,8 +15,8 @@ from medcap.cli import main
 from medcap.data import load_records
 from medcap.data.records import LoadResult
 from medcap.features import ensure_features, merge_stores, open_store, write_store
-from medcap.features.extract import PROGRESS_FILE
 from medcap.features.shard import parse_shard, shard_bounds, shard_from_tf_config
+from medcap.features.writer import PROGRESS_FILE
 from tests.features_support import make_result, tiny_backbone, write_colour_images
 
 ARRAY_NAMES = ("global", "grid", "aug_global", "aug_grid")

@@ -10,7 +10,7 @@ from PIL import Image
 
 from medcap.features import ensure_features, open_store
 from medcap.features.augment import AugmentSettings
-from medcap.features.extract import PROGRESS_FILE
+from medcap.features.writer import PROGRESS_FILE
 from tests.features_support import make_result, rgb, tiny_backbone, write_colour_images
 
 COLOURS = {
@@ -217,3 +217,52 @@ def test_precision_is_part_of_the_fingerprint(tmp_path):
                            progress=False)
     assert half.path != plain.path and half.reused is False
     assert plain.meta["precision"] == "float32" and half.meta["precision"] == "bfloat16"
+
+
+def test_store_writer_resumes_by_fingerprint_and_drops_failed_rows(tmp_path):
+    from medcap.base import io
+    from medcap.features import write_store
+
+    folder = tmp_path / "store"
+    shapes = {"global": (4, 2), "grid": (4, 7, 7, 1)}
+    rows = np.arange(4, dtype=np.float32)[:, None] * np.ones((4, 2), np.float32)  # row r = [r, r]
+    with pytest.raises(InterruptError), write_store(folder, shapes, resume_fingerprint="fp1") as w:
+        assert w.rows_done == 0
+        w.write_rows(0, {"global": rows[:2], "grid": np.ones((2, 7, 7, 1))}, failed={1: "unreadable"})
+        raise InterruptError
+    assert sorted(p.name for p in folder.iterdir()) == [PROGRESS_FILE, "work_global.npy", "work_grid.npy"]
+    assert io.read_json(folder / PROGRESS_FILE) == {"fingerprint": "fp1", "n_rows": 4, "rows_done": 2,
+                                                   "failed": {"1": "unreadable"}}
+    with pytest.raises(InterruptError), write_store(folder, shapes, resume_fingerprint="other") as w:
+        assert w.rows_done == 0 and w.failed == {}  # another fingerprint starts over...
+        raise InterruptError
+    with pytest.raises(InterruptError), write_store(folder, shapes, resume_fingerprint="fp1") as w:
+        assert w.rows_done == 0  # ...and its progress replaced fp1's
+        w.write_rows(0, {"global": rows[:2], "grid": np.ones((2, 7, 7, 1))}, failed={1: "unreadable"})
+        raise InterruptError
+    with write_store(folder, shapes, resume_fingerprint="fp1") as w:
+        assert w.rows_done == 2 and w.failed == {1: "unreadable"}
+        w.write_rows(2, {"global": rows[2:], "grid": np.full((2, 7, 7, 1), 2.0)})
+        assert w.kept_rows().tolist() == [0, 2, 3]
+        with pytest.raises(ValueError, match="4 ids for arrays of \\[4\\] rows less 1 failed"):
+            w.finish(["a", "b", "c", "d"], {"global_dim": 2})
+        w.finish(["a", "c", "d"], {"global_dim": 2})
+    assert sorted(p.name for p in folder.iterdir()) == ["global.npy", "grid.npy", "ids.json", "meta.json"]
+    store = open_store(folder)
+    assert store.ids == ["a", "c", "d"] and store.meta["complete"] is True
+    np.testing.assert_array_equal(store.global_feats(), [[0, 0], [2, 2], [3, 3]])
+    np.testing.assert_array_equal(store.grid()[:, 0, 0, 0], [1, 2, 2])
+
+
+def test_all_or_nothing_writer_drops_failed_rows_too(tmp_path):
+    from medcap.features import write_store
+
+    folder = tmp_path / "store"
+    with write_store(folder, {"global": (3, 1), "grid": (3, 7, 7, 1)}) as w:
+        w.write_rows(0, {"global": np.array([[5.0], [6.0], [7.0]]), "grid": np.zeros((3, 7, 7, 1))},
+                     failed={0: "gone"})
+        w.finish(["y", "z"], {"global_dim": 1})
+    store = open_store(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["global.npy", "grid.npy", "ids.json", "meta.json"]
+    assert store.ids == ["y", "z"]
+    np.testing.assert_array_equal(store.global_feats()[:, 0], [6, 7])

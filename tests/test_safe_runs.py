@@ -68,13 +68,13 @@ def test_training_holds_the_lock_for_the_whole_run(tiny_run: tuple[RunConfig, Pa
     from medcap.train import runner
 
     seen: list[int | None] = []
-    real_fit = runner._fit
+    real_fit = runner.fit_run
 
     def spying_fit(run_dir, *args, **kwargs):
         seen.append(lock_holder(run_dir))
         return real_fit(run_dir, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "_fit", spying_fit)
+    monkeypatch.setattr(runner, "fit_run", spying_fit)
     cfg = tiny_run[0]
     run = runner.train_run(RunConfig.from_dict({**cfg.to_dict(), "epochs": 1}), run_dir=tmp_path / "held")
     assert seen == [os.getpid()]

@@ -108,10 +108,6 @@ def iter_jsonl(path: Path, skips: SkipLog) -> Iterator[tuple[int, dict]]:
         yield lineno, obj
 
 
-def _line_of(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
-
-
 def _record_starts(text: str, first: int) -> list[int]:
     """Offsets of lines that open a top-level record: '{' at the same indentation as the first record."""
     line_start = text.rfind("\n", 0, first) + 1

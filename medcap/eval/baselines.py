@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medcap.base.neighbours import QUERY_BLOCK, TRAIN_BLOCK, top_k
+from medcap.base.neighbours import top_k
 
 
 def most_frequent_caption(train_tokens: Sequence[Sequence[str]], groups: Sequence[str] | None = None) -> list[str]:
@@ -29,19 +29,14 @@ def most_frequent_caption(train_tokens: Sequence[Sequence[str]], groups: Sequenc
     return list(next(k for k in keys if counts[k] == best))
 
 
-def nearest_neighbours(train_feats: np.ndarray, query_feats: np.ndarray, chunk: int = QUERY_BLOCK,
-                       train_block: int = TRAIN_BLOCK) -> np.ndarray:
-    """Index of the training row with the highest cosine similarity to each query row (ties: lowest index).
-
-    Exact, by blocks (`medcap.base.neighbours.top_k`): memory stays flat in the number of training rows.
-    """
-    return top_k(train_feats, query_feats, 1, query_block=chunk, train_block=train_block)[0][:, 0]
-
-
 def nearest_neighbour_captions(train_feats: np.ndarray, train_tokens: Sequence[Sequence[str]],
                                query_feats: np.ndarray) -> tuple[np.ndarray, list[list[str]]]:
-    """1-NN retrieval: for each query, the caption of the closest training image (cosine on global features)."""
+    """1-NN retrieval: for each query, the caption of the closest training image (cosine on global features).
+
+    Returns (indices (Q,), captions): the training row with the highest cosine similarity to each query row
+    (ties: lowest index), exact and by blocks (`medcap.base.neighbours.top_k`, the one neighbour search).
+    """
     if len(train_feats) != len(train_tokens):
         raise ValueError(f"nearest_neighbour_captions: {len(train_feats)} features but {len(train_tokens)} captions")
-    idx = nearest_neighbours(train_feats, query_feats)
+    idx = top_k(train_feats, query_feats, 1)[0][:, 0]  # (Q,)
     return idx, [list(train_tokens[i]) for i in idx]

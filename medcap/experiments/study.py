@@ -80,11 +80,6 @@ class StudySettings:
         return out
 
 
-def default_systems() -> dict[str, dict[str, Any]]:
-    """The paper's Model-80 and medcap's best preset."""
-    return {"model-80": {"preset": "model-80"}, "medcap-best": {"preset": "medcap-best"}}
-
-
 def _status(folder: Path, state: str, **fields: Any) -> None:
     write_status_file(folder / STATUS_FILE, state, **fields)
 

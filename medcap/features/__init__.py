@@ -14,7 +14,7 @@ __all__ = ["FeatureStore", "ImageFeaturizer", "ensure_features", "merge_stores",
 _WHERE = {
     "FeatureStore": "medcap.features.store",
     "open_store": "medcap.features.store",
-    "write_store": "medcap.features.store",
+    "write_store": "medcap.features.writer",
     "merge_stores": "medcap.features.merge",
     "ensure_features": "medcap.features.extract",
     "ImageFeaturizer": "medcap.features.featurizer",

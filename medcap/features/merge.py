@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from medcap.base import paths
-from medcap.features.store import ARRAYS, FeatureStore, is_complete, open_store, store_folder_name, write_store
+from medcap.features.store import ARRAYS, FeatureStore, is_complete, open_store, store_folder_name
+from medcap.features.writer import write_store
 
 log = logging.getLogger(__name__)
 

@@ -5,17 +5,16 @@ Layout of a complete store folder `<features_dir>/<dataset>-<backbone>-<fingerpr
 - `global.npy` (N, D) float16, `grid.npy` (N, 7, 7, C) float16 (C = 512 for VGG16).
 - `aug_global.npy` (N, K, D), `aug_grid.npy` (N, K, 7, 7, C) when extracted with augment K > 0.
 - `meta.json`: written last; its presence with `"complete": true` marks a finished store.
-While extracting, `progress.json` and `work_*.npy` hold the partial state (see `extract`).
+While extracting, `progress.json` and `work_*.npy` hold the partial state (the resumable mode of
+`medcap.features.writer.write_store`, the one store writer).
 No TensorFlow here: the dashboard and the trainer can open stores cheaply.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -172,56 +171,3 @@ def open_store(path: Path) -> FeatureStore:
     if n_rows != len(ids):
         raise ValueError(f"{folder}: {IDS_FILE} has {len(ids)} ids but global.npy has {n_rows} rows")
     return store
-
-
-class StoreWriter:
-    """Fills the float16 arrays of a new store row block by row block (see `write_store`)."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
-        self.arrays = arrays
-        self.ids: list[str] | None = None
-        self.meta: dict | None = None
-
-    def write(self, name: str, start: int, values: np.ndarray) -> None:
-        """Put `values` into rows [start, start + len(values)) of array `name`."""
-        self.arrays[name][start : start + len(values)] = values
-
-    def finish(self, ids: list[str], meta: dict) -> None:
-        """The row ids and the metadata written once the arrays are in place (meta.json last)."""
-        n_rows = {arr.shape[0] for arr in self.arrays.values()}
-        if n_rows != {len(ids)}:
-            raise ValueError(f"store writer: {len(ids)} ids for arrays of {sorted(n_rows)} rows")
-        self.ids = [str(i) for i in ids]
-        self.meta = meta
-
-
-@contextlib.contextmanager
-def write_store(folder: Path, shapes: dict[str, tuple[int, ...]]) -> Iterator[StoreWriter]:
-    """Write a complete store: `with write_store(folder, shapes) as w: w.write(...); w.finish(ids, meta)`.
-
-    Arrays (names from ARRAYS, shapes with the row count first) go to temporary files renamed into
-    place on success; then `ids.json`, then `meta.json` with `"complete": true` (the completion mark).
-    On an error nothing of the new store is left behind. Refuses to overwrite a complete store.
-    """
-    folder = Path(folder)
-    unknown = sorted(set(shapes) - set(ARRAYS))
-    if unknown or "global" not in shapes or "grid" not in shapes:
-        raise ValueError(f"store writer: arrays must include global and grid, from {ARRAYS}; got {sorted(shapes)}")
-    if is_complete(folder):
-        raise FileExistsError(f"{folder}: already holds a complete feature store")
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = StoreWriter({})
-    with contextlib.ExitStack() as stack:
-        for name, shape in shapes.items():
-            tmp = stack.enter_context(io.atomic_path(folder / f"{name}.npy"))
-            writer.arrays[name] = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=shape)
-        try:
-            yield writer
-            for arr in writer.arrays.values():
-                arr.flush()
-        finally:
-            writer.arrays.clear()  # drop the memory maps before the files are renamed or removed
-        if writer.meta is None or writer.ids is None:
-            raise ValueError(f"{folder}: store not finished (call finish(ids, meta) inside the with block)")
-    io.write_json(folder / IDS_FILE, writer.ids)
-    io.write_json(folder / META_FILE, {**writer.meta, "format": STORE_FORMAT, "complete": True})

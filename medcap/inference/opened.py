@@ -1,15 +1,18 @@
-"""Reopen a trained run from its own files and caption images with it.
+"""Open a run from its own files (the one place that does), and caption images with it.
 
-`load_run(run)` rebuilds the model from the run folder (config, vocabulary, best weights); the model
-takes RAW store features (its `feature_scale` is built in), so nothing here rescales. This layer
-sits under `medcap.train`, `medcap.eval` and `medcap.cli` and imports only model, features, data and
-the run-folder helpers (TensorFlow is imported by `load_run`, not by importing this module).
+`open_run(run)` -> `OpenedRun`: the run's settings (`run_config`, the one reader of config.json's `run`),
+split, vocabulary, feature store, dataset with the run's caption rules and training set, each read on
+first use and without TensorFlow: similar cases, evaluation and training's resume read a run through it.
+`load_run(run)` -> `LoadedRun` (an OpenedRun) also rebuilds the model (best weights) and decodes; the model
+takes RAW store features (its `feature_scale` is built in), so nothing here rescales. This layer sits under
+`medcap.train`, `medcap.eval` and `medcap.cli` and imports only model, features, data and the run-folder
+helpers (TensorFlow is imported by `load_run`, not by importing this module).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,43 +28,83 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainingSet:
-    """A run's training images that have features: ids, caption tokens, groups, global features (N, D)."""
+    """A run's training images that have features: ids, captions (tokens and text), groups, image paths and
+    global features (N, D), in the order of the run's caption table."""
 
     ids: list[str]
     tokens: list[list[str]]
     groups: list[str]
     global_feats: np.ndarray  # (Ntr, D) float32
+    captions: list[str]
+    paths: list[str]
 
 
-@dataclass
-class LoadedRun:
-    """A trained run: config, vocabulary, model with its best weights, split and feature store."""
+def run_config(run_dir: str | Path) -> RunConfig:
+    """A run folder's settings (config.json `run`); ValueError naming the file when missing or malformed."""
+    run = RunDir(Path(run_dir))
+    return _settings(run, run.read_config())
 
-    run_dir: Path
-    cfg: RunConfig
-    vocab: Any  # medcap.data.vocab.Vocabulary
-    model: Any  # medcap.model.CaptionModel (raw features in, feature scale built in)
-    split: dict[str, list[str]]
-    config: dict[str, Any]
-    _store: Any = field(default=None, repr=False)
-    _featurizer: Any = field(default=None, repr=False)
-    _train: Any = field(default=None, repr=False)
-    _dataset: Any = field(default=None, repr=False)
+
+def _settings(run: RunDir, config: dict[str, Any]) -> RunConfig:
+    if "run" not in config:
+        raise ValueError(f"{run.config}: missing or malformed")
+    return RunConfig.from_dict(config["run"], source=str(run.config))
+
+
+class OpenedRun:
+    """A run's own files, each read on first use: settings (read when opened), split, vocabulary, feature
+    store, dataset with the run's caption rules, training set, image featurizer. No TensorFlow (the
+    featurizer imports it when built); `LoadedRun` adds the model.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.files = RunDir(Path(run_dir))
+        self.run_dir = self.files.path
+        self.config: dict[str, Any] = self.files.read_config()
+        self.cfg = _settings(self.files, self.config)
+        self._split: dict[str, list[str]] | None = None
+        self._vocab: Any = None
+        self._store: Any = None
+        self._featurizer: Any = None
+        self._train: TrainingSet | None = None
+        self._dataset: Any = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.run_dir})"
+
+    @property
+    def split(self) -> dict[str, list[str]]:
+        """split.json: split name -> image ids ({} when absent)."""
+        if self._split is None:
+            self._split = self.files.read_split()
+        return self._split
+
+    @property
+    def vocab(self) -> Any:
+        """The run's vocabulary (`medcap.data.vocab.Vocabulary`, vocab.json)."""
+        if self._vocab is None:
+            from medcap.data.vocab import Vocabulary
+
+            self._vocab = Vocabulary.load(self.files.vocab)
+        return self._vocab
 
     @property
     def store(self) -> Any:
-        """The run's feature store (opened on first use); raises FileNotFoundError when it is gone."""
+        """The feature store the run was trained on (config.json `feature_store.path`), opened on first use.
+
+        ValueError naming the config when it names no store; FileNotFoundError when the store is gone.
+        """
         if self._store is None:
             from medcap.features import open_store
 
-            info = self.config.get("feature_store") or {}
-            if not info.get("path"):
-                raise FileNotFoundError(f"{RunDir(self.run_dir).config}: names no feature store")
-            path = Path(info["path"])
-            if not path.exists():
+            info = self.config.get("feature_store")
+            path = info.get("path") if isinstance(info, dict) else None
+            if not path:
+                raise ValueError(f"{self.files.config}: names no feature store (older or hand-written run?)")
+            if not Path(path).is_dir():
                 raise FileNotFoundError(f"{self.run_dir}: feature store {path} is missing (re-extract it with "
                                         f"`python -m medcap features --dataset {self.cfg.dataset}`)")
-            self._store = open_store(path)
+            self._store = open_store(Path(path))
         return self._store
 
     def featurizer(self) -> Any:
@@ -71,13 +114,13 @@ class LoadedRun:
 
             try:
                 meta = dict(self.store.meta)
-            except FileNotFoundError:
+            except (FileNotFoundError, ValueError):
                 meta = {"backbone": self.cfg.backbone, **(self.config.get("feature_store") or {})}
             self._featurizer = ImageFeaturizer.from_meta(meta)
         return self._featurizer
 
     def captioned(self, long_captions: str | None = None) -> tuple[Any, Any]:
-        """The run's dataset (read once per LoadedRun) with its caption rules: (LoadResult, kept table).
+        """The run's dataset (read once per run object) with its caption rules: (LoadResult, kept table).
 
         `long_captions` overrides the run's policy ("drop": the paper's <= max_words rule for references).
         """
@@ -90,18 +133,46 @@ class LoadedRun:
         return self._dataset, table
 
     def training_set(self) -> TrainingSet:
-        """The run's training images with features and captions (for baselines, retrieval and similar cases)."""
+        """The run's training images with features and captions (baselines, retrieval and similar cases).
+
+        ValueError naming the file when split.json lists no training image, or when none of them is in both
+        the run's feature store and its dataset.
+        """
         if self._train is None:
+            store = self.store
+            train = self.split.get("train") or []
+            if not train:
+                raise ValueError(f"{self.files.split}: no training images listed")
             _, table = self.captioned()
-            in_train = set(self.split.get("train", []))
-            token_of = {i: list(t) for i, t in zip(table["image_id"].astype(str), table["tokens"], strict=True)}
-            group_of = dict(zip(table["image_id"].astype(str), table["group"].astype(str), strict=True))
-            ids, g, _ = self.store.gather([i for i in token_of if i in in_train], with_grid=False)  # (Ntr, D)
+            in_train = {str(i) for i in train}
+            image_ids = table["image_id"].astype(str)
+            token_of = {i: list(t) for i, t in zip(image_ids, table["tokens"], strict=True)}
+            group_of = dict(zip(image_ids, table["group"].astype(str), strict=True))
+            caption_of = dict(zip(image_ids, table["caption"].astype(str), strict=True))
+            path_of = dict(zip(image_ids, table["image_path"].astype(str), strict=True))
+            ids, g, _ = store.gather([i for i in token_of if i in in_train], with_grid=False)  # (Ntr, D)
             if not ids:
-                raise ValueError(f"{self.run_dir}: no training image with features")
-            tokens, groups = [token_of[i] for i in ids], [group_of[i] for i in ids]
-            self._train = TrainingSet(ids=ids, tokens=tokens, groups=groups, global_feats=g)
+                raise ValueError(f"{self.run_dir.name}: none of its {len(train)} training images is in both its "
+                                 f"feature store and its dataset {self.cfg.dataset}")
+            self._train = TrainingSet(ids=ids, tokens=[token_of[i] for i in ids], groups=[group_of[i] for i in ids],
+                                      global_feats=g, captions=[caption_of[i] for i in ids],
+                                      paths=[path_of[i] for i in ids])
         return self._train
+
+
+def open_run(run: str | Path) -> OpenedRun:
+    """Open a run by folder or id: its settings now, everything else on first use (no TensorFlow)."""
+    return OpenedRun(resolve_run(run))
+
+
+class LoadedRun(OpenedRun):
+    """A trained run: `OpenedRun`'s files plus the model with its best weights, and decoding with it."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        super().__init__(run_dir)
+        if not self.files.best_weights.is_file():
+            raise FileNotFoundError(weights_missing_text(self.files))
+        self.model = _build_model(self)
 
     def decode_options(self, query_global: np.ndarray, **overrides: Any) -> Any:
         """The run's decoding settings (config, then `overrides` by field name) as `DecodeOptions`.
@@ -175,22 +246,18 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
     The model gets the run's `feature_scale` (config.json; 1 for runs saved without one).
     """
-    from medcap.data.vocab import Vocabulary
+    return LoadedRun(resolve_run(run_dir))
+
+
+def _build_model(run: OpenedRun) -> Any:
+    """The run's CaptionModel with its best weights (imports TensorFlow)."""
     from medcap.model import build_model
 
-    run = RunDir(resolve_run(run_dir))
-    config = run.read_config()
-    if "run" not in config:
-        raise ValueError(f"{run.config}: missing or malformed")
-    cfg = RunConfig.from_dict(config["run"], source=str(run.config))
-    if not run.best_weights.is_file():
-        raise FileNotFoundError(weights_missing_text(run))
-    vocab = Vocabulary.load(run.vocab)
-    store_info = config.get("feature_store") or {}
-    global_dim = store_info.get("global_dim")
+    vocab = run.vocab
+    global_dim = (run.config.get("feature_store") or {}).get("global_dim")
     if not global_dim:
-        raise ValueError(f"{run.config}: feature_store.global_dim missing")
-    model = build_model(cfg, vocab_size=len(vocab), global_dim=int(global_dim),
-                        feature_scale=config.get("feature_scale"))
-    model.load_weights(run.best_weights)
-    return LoadedRun(run_dir=run.path, cfg=cfg, vocab=vocab, model=model, split=run.read_split(), config=config)
+        raise ValueError(f"{run.files.config}: feature_store.global_dim missing")
+    model = build_model(run.cfg, vocab_size=len(vocab), global_dim=int(global_dim),
+                        feature_scale=run.config.get("feature_scale"))
+    model.load_weights(run.files.best_weights)
+    return model

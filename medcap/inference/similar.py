@@ -3,8 +3,9 @@
 What a clinician sees beside a generated caption: the k training images the model's image encoder finds
 most alike (cosine similarity of the run's global CNN features, `medcap.base.neighbours.top_k`, the search
 the 1-NN baseline and the caption memory use) and the captions the model learnt from them. Everything
-comes from the run's own files: its feature store (config.json `feature_store.path`), its `split.json`
-train ids and its dataset loaded with the run's caption rules (`load_captioned`). No TensorFlow and no Streamlit here.
+comes from the run's own files, opened by `medcap.inference.opened.open_run`: its feature store, its
+`split.json` train ids and its dataset with the run's caption rules (the run's training set). No TensorFlow
+and no Streamlit here.
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from medcap.base.neighbours import top_k
-from medcap.config import RunConfig
-from medcap.data.captioned import load_captioned
-from medcap.runs.folder import RunDir
+from medcap.inference.opened import open_run
 
 log = logging.getLogger(__name__)
 
@@ -42,64 +40,23 @@ class CaseMemory:
         return len(self.ids)
 
 
-def nearest(train_feats: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (k,) and cosine similarities (k,) of the k rows of `train_feats` closest to `query` (D,).
-
-    Best first; ties go to the lower row.
-    """
-    if int(k) <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    idx, sims = top_k(train_feats, np.asarray(query, dtype=np.float32).reshape(1, -1), int(k))  # (1, k)
-    return idx[0], sims[0]
-
-
-def run_store(run_path: str | Path) -> Any:
-    """The feature store a run was trained on (`medcap.features.FeatureStore`).
-
-    FileNotFoundError / ValueError naming the run's config when it names no store or the store is gone.
-    """
-    from medcap.features import open_store
-
-    run = RunDir(Path(run_path))
-    info = run.read_config().get("feature_store")
-    path = info.get("path") if isinstance(info, dict) else None
-    if not path:
-        raise ValueError(f"{run.config}: names no feature store (older or hand-written run?)")
-    if not Path(path).is_dir():
-        raise FileNotFoundError(f"{run.config}: its feature store {path} is missing (re-extract the features)")
-    return open_store(Path(path))
-
-
 def case_memory(run_path: str | Path) -> CaseMemory:
-    """The run's training images (`split.json` train ids found in its store and its dataset) with captions.
+    """The run's training images (`OpenedRun.training_set`: split.json train ids found in its store and its
+    dataset) with captions and image paths, in split.json's order.
 
-    ValueError naming the file when the run has no settings, no train split or no usable training image.
+    ValueError naming the file when the run has no settings, no feature store, no train split or no usable
+    training image; FileNotFoundError when its feature store is gone.
     """
-    run = RunDir(Path(run_path))
-    cfg = run_settings(run.path)
-    store = run_store(run.path)
-    train = [str(i) for i in run.read_split().get("train", [])]
-    if not train:
-        raise ValueError(f"{run.split}: no training images listed")
-    _, table, _ = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
-    caption_of = dict(zip(table["image_id"].astype(str), table["caption"].astype(str), strict=True))
-    path_of = dict(zip(table["image_id"].astype(str), table["image_path"].astype(str), strict=True))
-    ids, feats, _ = store.gather([i for i in train if i in caption_of], with_grid=False)  # (N, D)
-    if not ids:
-        raise ValueError(f"{run.path.name}: none of its {len(train)} training images is in both its feature "
-                         f"store and its dataset {cfg.dataset}")
-    log.info("%s: %d training images for similar cases", run.path.name, len(ids))
-    return CaseMemory(run_id=run.path.name, dataset=cfg.dataset, ids=ids, feats=feats,
-                      captions=[caption_of[i] for i in ids], paths=[path_of[i] for i in ids])
-
-
-def run_settings(run_path: str | Path) -> RunConfig:
-    """The run's settings (config.json `run`); ValueError naming the file when missing or malformed."""
-    run = RunDir(Path(run_path))
-    config = run.read_config()
-    if "run" not in config:
-        raise ValueError(f"{run.config}: missing or malformed")
-    return RunConfig.from_dict(config["run"], source=str(run.config))
+    run = open_run(Path(run_path))
+    train = run.training_set()
+    position: dict[str, int] = {}
+    for n, image_id in enumerate(run.split.get("train", [])):
+        position.setdefault(str(image_id), n)
+    order = sorted(range(len(train.ids)), key=lambda k: position[train.ids[k]])  # ties go to the earlier image
+    log.info("%s: %d training images for similar cases", run.run_dir.name, len(order))
+    return CaseMemory(run_id=run.run_dir.name, dataset=run.cfg.dataset, ids=[train.ids[k] for k in order],
+                      feats=train.global_feats[order], captions=[train.captions[k] for k in order],
+                      paths=[train.paths[k] for k in order])
 
 
 def run_images(run_path: str | Path) -> pd.DataFrame:
@@ -108,9 +65,9 @@ def run_images(run_path: str | Path) -> pd.DataFrame:
     Columns: image_id, image_path, caption, split ('test', 'val', 'train' from the run's split.json, then
     'other' for images the run did not use), ordered by split then by the split's own order.
     """
-    cfg = run_settings(run_path)
-    split = RunDir(Path(run_path)).read_split()
-    _, table, _ = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
+    run = open_run(Path(run_path))
+    split = run.split
+    _, table = run.captioned()
     frame = table[["image_id", "image_path", "caption"]].copy()
     frame["image_id"] = frame["image_id"].astype(str)
     rank: dict[str, tuple[int, int]] = {}
@@ -126,7 +83,7 @@ def run_images(run_path: str | Path) -> pd.DataFrame:
 
 def stored_features(run_path: str | Path, image_ids: list[str]) -> np.ndarray:
     """Global features (Q, D) float32 of images in the run's feature store; KeyError naming a missing id."""
-    store = run_store(run_path)
+    store = open_run(Path(run_path)).store
     rows = [store.index_of(i) for i in image_ids]
     if not rows:
         return np.zeros((0, store.global_dim), dtype=np.float32)
@@ -144,13 +101,14 @@ def similar_cases(memory: CaseMemory, query: np.ndarray, k: int = 5, exclude: st
     if q.shape[1] != memory.feats.shape[1]:
         raise ValueError(f"query has {q.shape[1]} features, the run's store {memory.feats.shape[1]}")
     extra = 1 if exclude is not None else 0
-    idx, sims = nearest(memory.feats, q[0], k + extra)  # (k',), (k',)
     out = []
-    for j, s in zip(idx, sims, strict=True):
-        if memory.ids[j] == exclude:
-            continue
-        out.append({"image_id": memory.ids[j], "image_path": memory.paths[j], "caption": memory.captions[j],
-                    "similarity": float(s)})
+    if k + extra > 0:
+        idx, sims = top_k(memory.feats, q, k + extra)  # (1, k'), (1, k'): best first, ties to the lower row
+        for j, s in zip(idx[0], sims[0], strict=True):
+            if memory.ids[j] == exclude:
+                continue
+            out.append({"image_id": memory.ids[j], "image_path": memory.paths[j], "caption": memory.captions[j],
+                        "similarity": float(s)})
     frame = pd.DataFrame(out[:k], columns=CASE_COLUMNS[1:])
     frame.insert(0, "rank", np.arange(1, len(frame) + 1))
     return frame
