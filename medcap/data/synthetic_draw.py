@@ -11,9 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
-SIZE = 256  # images are SIZE x SIZE, 8-bit grayscale
+from medcap.data.synthetic_shapes import (
+    SIZE,
+    ellipse,
+    grid,
+    segment_distance,
+    smooth_noise,
+    soft,
+    stamp_ellipse,
+    stamp_segment,
+    window,
+)
+
 _XR_TISSUE = 0.34  # added density of a lesion on a film (additive projection)
 _CT_TISSUE = 0.50  # soft-tissue value of a lesion on a CT slice (replaces what is there)
 BOX_THRESHOLD = 0.04  # a pixel belongs to a lesion's box when the lesion changed it by more than this
@@ -65,76 +75,6 @@ class Lesion:
     seed: int
 
 
-def _grid() -> tuple[np.ndarray, np.ndarray]:
-    """Open pixel grids: yy (H, 1) and xx (1, W), broadcasting to (H, W)."""
-    axis = np.arange(SIZE, dtype=np.float32)
-    return axis[:, None], axis[None, :]
-
-
-def smooth_noise(rng: np.random.Generator, cells: int, shape: tuple[int, int] = (SIZE, SIZE)) -> np.ndarray:
-    """Smooth noise in about [-1, 1]: about `cells` Gaussian values per SIZE px, upsampled bicubically."""
-    h, w = shape
-    ch, cw = max(3, round(cells * h / SIZE)), max(3, round(cells * w / SIZE))
-    coarse = rng.standard_normal((ch, cw), dtype=np.float32)  # (ch, cw)
-    img = Image.fromarray(coarse, mode="F").resize((w, h), Image.Resampling.BICUBIC)
-    return np.asarray(img, dtype=np.float32) / 1.5  # (h, w)
-
-
-def _soft(signed: np.ndarray, edge: float) -> np.ndarray:
-    """Soft mask from a signed distance (positive inside), ramp width `edge` px."""
-    return np.clip(signed / edge + 0.5, 0.0, 1.0)
-
-
-def _ellipse(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, ax: float, ay: float, edge: float) -> np.ndarray:
-    d = np.sqrt(((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2)  # (H, W) normalised radius
-    return _soft((1.0 - d) * min(ax, ay), edge)
-
-
-def _segment_distance(xx: np.ndarray, yy: np.ndarray, p: tuple[float, float], q: tuple[float, float]) -> np.ndarray:
-    px, py = p
-    vx, vy = q[0] - px, q[1] - py
-    t = np.clip(((xx - px) * vx + (yy - py) * vy) / max(vx * vx + vy * vy, 1e-6), 0.0, 1.0)
-    return np.hypot(xx - (px + t * vx), yy - (py + t * vy))  # (H, W)
-
-
-def _window(x0: float, y0: float, x1: float, y1: float) -> tuple[slice, slice, np.ndarray, np.ndarray] | None:
-    """Slices and absolute pixel grids of the image window covering [x0, x1] x [y0, y1] (None if empty)."""
-    ys, ye = max(int(y0) - 1, 0), min(int(y1) + 2, SIZE)
-    xs, xe = max(int(x0) - 1, 0), min(int(x1) + 2, SIZE)
-    if ys >= ye or xs >= xe:
-        return None
-    yy = np.arange(ys, ye, dtype=np.float32)[:, None]  # (h, 1)
-    xx = np.arange(xs, xe, dtype=np.float32)[None, :]  # (1, w): broadcasts to (h, w)
-    return slice(ys, ye), slice(xs, xe), yy, xx
-
-
-def _stamp_ellipse(img: np.ndarray, cx: float, cy: float, rx: float, ry: float, value: float,
-                   edge: float, mask: np.ndarray | None = None, mode: str = "add") -> None:
-    """Draw a small soft ellipse in place, computing only its window ("add" or "max")."""
-    win = _window(cx - rx - edge, cy - ry - edge, cx + rx + edge, cy + ry + edge)
-    if win is None:
-        return
-    sy, sx, yy, xx = win
-    m = value * _ellipse(xx, yy, cx, cy, rx, ry, edge)  # (h, w)
-    if mask is not None:
-        m = m * mask[sy, sx]
-    img[sy, sx] = img[sy, sx] + m if mode == "add" else np.maximum(img[sy, sx], m)
-
-
-def _stamp_segment(img: np.ndarray, p: tuple[float, float], q: tuple[float, float], width: float,
-                   value: np.ndarray | float, edge: float, mask: np.ndarray | None = None) -> None:
-    """Add a soft line segment of half-width `width` in place, computing only its window."""
-    pad = width + edge
-    win = _window(min(p[0], q[0]) - pad, min(p[1], q[1]) - pad, max(p[0], q[0]) + pad, max(p[1], q[1]) + pad)
-    if win is None:
-        return
-    sy, sx, yy, xx = win
-    m = _soft(width - _segment_distance(xx, yy, p, q), edge)  # (h, w)
-    if mask is not None:
-        m = m * mask[sy, sx]
-    img[sy, sx] += value * m
-
-
 def _rib_offset(u: np.ndarray | float) -> np.ndarray | float:
     """Posterior rib shape: rises a little leaving the spine, then curves down laterally."""
     return -0.15 * u + 0.0045 * u * u
@@ -157,12 +97,12 @@ def _rib_bands(xx: np.ndarray, yy: np.ndarray, anatomy: Anatomy, offset: np.ndar
     v = (yy - anatomy.xy(0.0, _RIB_TOP)[1] - offset * s) / (_RIB_STEP * s)  # rib index coordinate
     frac = np.abs(v - np.round(v)) * _RIB_STEP * s  # px to the nearest rib centre line
     inside = (v > -0.5) & (v < _N_RIBS - 0.5)
-    return _soft(half * s - frac, 2.0) * inside
+    return soft(half * s - frac, 2.0) * inside
 
 
 def _chest(anatomy: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A PA chest film without findings: (image, lung mask, body mask)."""
-    yy, xx = _grid()
+    yy, xx = grid()
     s = anatomy.scale
     bx, by = anatomy.xy(128.0, 150.0)
     bu, bv = ((xx - bx) / (114 * s)) ** 2, ((yy - by) / (150 * s)) ** 2
@@ -173,24 +113,24 @@ def _chest(anatomy: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.n
         cx, cy, ax, ay = anatomy.lung(side)
         u2, v2 = ((xx - cx) / ax) ** 2, ((yy - cy) / ay) ** 2
         d = np.where(yy < cy, np.sqrt(u2 + v2), np.sqrt(np.sqrt(u2 * u2 + v2 * v2)))  # round apex, broad base
-        lung = _soft((1.0 - d) * ax, 4.0)
+        lung = soft((1.0 - d) * ax, 4.0)
         dome = cy + ay * (0.92 if side == "right" else 0.96) - 0.004 * (xx - cx) ** 2  # diaphragm dome
-        lung *= _soft(dome - yy, 4.0)
+        lung *= soft(dome - yy, 4.0)
         lungs = np.maximum(lungs, lung)
     img -= 0.36 * lungs
     hx, hy = anatomy.xy(144.0, 168.0)
-    img += 0.24 * _ellipse(xx, yy, hx, hy, 42 * s, 36 * s, 5.0)  # heart shadow
+    img += 0.24 * ellipse(xx, yy, hx, hy, 42 * s, 36 * s, 5.0)  # heart shadow
     sx = anatomy.xy(128.0, 0.0)[0]
-    img += 0.08 * _soft(10 * s - np.abs(xx - sx), 3.0)  # spine
-    img -= 0.10 * _soft(5 * s - np.abs(xx - sx), 2.0) * _soft(anatomy.xy(0.0, 100.0)[1] - yy, 6.0)  # trachea
+    img += 0.08 * soft(10 * s - np.abs(xx - sx), 3.0)  # spine
+    img -= 0.10 * soft(5 * s - np.abs(xx - sx), 2.0) * soft(anatomy.xy(0.0, 100.0)[1] - yy, 6.0)  # trachea
     u = np.abs(xx - sx) / s  # distance from the spine, canonical px
-    lateral = _soft(u - 8.0, 3.0) * body
+    lateral = soft(u - 8.0, 3.0) * body
     img += 0.075 * _rib_bands(xx, yy, anatomy, _rib_offset(u), 4.0) * lateral  # posterior ribs
-    img += 0.035 * _rib_bands(xx, yy, anatomy, 30.0 - 0.38 * u, 3.5) * lateral * _soft(u - 30, 8.0)  # anterior
+    img += 0.035 * _rib_bands(xx, yy, anatomy, 30.0 - 0.38 * u, 3.5) * lateral * soft(u - 30, 8.0)  # anterior
     for sign in (-1.0, 1.0):  # clavicles
         p = anatomy.xy(128 + sign * 14, 50.0)
         q = anatomy.xy(128 + sign * 92, 34.0)
-        _stamp_segment(img, p, q, 4.5 * s, 0.14, 2.0)
+        stamp_segment(img, p, q, 4.5 * s, 0.14, 2.0)
     for sign in (-1.0, 1.0):  # vessels fanning out from the hilum
         for angle in rng.uniform(-1.2, 1.2, size=7):
             hx, hy = anatomy.xy(128 + sign * rng.uniform(20, 30), rng.uniform(110, 130))
@@ -198,27 +138,27 @@ def _chest(anatomy: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.n
             for t0, t1, w in ((0.0, 0.4, 2.2), (0.4, 0.75, 1.6), (0.75, 1.0, 1.1)):  # tapering
                 p = (hx + sign * np.cos(angle) * length * t0, hy + np.sin(angle) * length * t0)
                 q = (hx + sign * np.cos(angle) * length * t1, hy + np.sin(angle) * length * t1)
-                _stamp_segment(img, p, q, w, 0.06, 1.2, lungs)
+                stamp_segment(img, p, q, w, 0.06, 1.2, lungs)
     img += 0.03 * smooth_noise(rng, 24) * lungs + 0.02 * smooth_noise(rng, 8)
-    return img.astype(np.float32), lungs.astype(np.float32), _soft(body - 0.05, 0.1).astype(np.float32)
+    return img.astype(np.float32), lungs.astype(np.float32), soft(body - 0.05, 0.1).astype(np.float32)
 
 
 def _ct(anatomy: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An axial chest CT slice without findings: (image, lung mask, body mask)."""
-    yy, xx = _grid()
+    yy, xx = grid()
     s = anatomy.scale
     bx, by = anatomy.xy(128.0, 132.0)
-    body = _ellipse(xx, yy, bx, by, 114 * s, 86 * s, 2.0)
-    inner = _ellipse(xx, yy, bx, by, 106 * s, 78 * s, 2.0)
+    body = ellipse(xx, yy, bx, by, 114 * s, 86 * s, 2.0)
+    inner = ellipse(xx, yy, bx, by, 106 * s, 78 * s, 2.0)
     img = 0.30 * body + 0.16 * inner  # fat rim, then muscle and soft tissue
     tx, ty = anatomy.xy(128.0, 230.0)
-    img += 0.35 * _soft(2.0 - np.abs(yy - ty - 0.002 * (xx - tx) ** 2), 1.0)  # scanner table
+    img += 0.35 * soft(2.0 - np.abs(yy - ty - 0.002 * (xx - tx) ** 2), 1.0)  # scanner table
     lungs = np.zeros_like(img)
     for side in ("right", "left"):
         cx, cy, ax, ay = anatomy.lung(side)
-        lungs = np.maximum(lungs, _ellipse(xx, yy, cx, cy, ax, ay, 2.0))
+        lungs = np.maximum(lungs, ellipse(xx, yy, cx, cy, ax, ay, 2.0))
     hx, hy = anatomy.xy(134.0, 112.0)
-    heart = _ellipse(xx, yy, hx, hy, 30 * s, 34 * s, 2.0)
+    heart = ellipse(xx, yy, hx, hy, 30 * s, 34 * s, 2.0)
     lungs *= 1.0 - heart
     img = img * (1.0 - lungs) + 0.04 * lungs
     img = np.maximum(img, 0.50 * heart)
@@ -226,17 +166,17 @@ def _ct(anatomy: Anatomy, rng: np.random.Generator) -> tuple[np.ndarray, np.ndar
         for sign in (-1.0, 1.0):
             rx = bx + sign * np.cos(angle) * 100 * s
             ry = by - np.sin(angle) * 72 * s if angle < np.pi / 2 else by + np.sin(angle - np.pi / 2) * 60 * s
-            _stamp_ellipse(img, rx, ry, 6 * s, 4 * s, 0.82, 1.5, mode="max")
+            stamp_ellipse(img, rx, ry, 6 * s, 4 * s, 0.82, 1.5, mode="max")
     for (x, y), r, v in (((148.0, 170.0), 11.0, 0.58), ((128.0, 192.0), 17.0, 0.85), ((128.0, 58.0), 6.0, 0.78)):
         cx, cy = anatomy.xy(x, y)  # descending aorta, vertebral body, sternum
-        _stamp_ellipse(img, cx, cy, r * s, r * s, v, 1.5, mode="max")
+        stamp_ellipse(img, cx, cy, r * s, r * s, v, 1.5, mode="max")
     px, py = anatomy.xy(128.0, 210.0)
-    _stamp_ellipse(img, px, py, 4 * s, 10 * s, 0.75, 1.5, mode="max")  # spinous process
+    stamp_ellipse(img, px, py, 4 * s, 10 * s, 0.75, 1.5, mode="max")  # spinous process
     n_vessels = 36
     vx = rng.uniform(20, 236, n_vessels)
     vy = rng.uniform(50, 210, n_vessels)
     for x, y, r in zip(vx, vy, rng.uniform(1.2, 2.8, n_vessels), strict=True):
-        _stamp_ellipse(img, x, y, r, r, 0.22, 1.0, lungs)
+        stamp_ellipse(img, x, y, r, r, 0.22, 1.0, lungs)
     img += 0.025 * smooth_noise(rng, 32) * body
     return img.astype(np.float32), lungs.astype(np.float32), inner.astype(np.float32)
 
@@ -260,7 +200,7 @@ def _lesion_maps(
 ) -> tuple[slice, slice, np.ndarray, np.ndarray, np.ndarray] | None:
     """Window slices and (tissue, air, line) maps in [0, 1] of one lesion; `line` is a fracture's dark core."""
     rng = np.random.default_rng(lesion.seed)
-    win = _window(*_lesion_window(lesion, anatomy))
+    win = window(*_lesion_window(lesion, anatomy))
     if win is None:
         return None
     sy, sx, yy, xx = win
@@ -271,23 +211,23 @@ def _lesion_maps(
     r = lesion.radius
     d, theta = _polar(xx, yy, lesion)
     if lesion.finding == "nodule":
-        tissue = _soft(r - d, 2.0) * (0.9 + 0.1 * np.clip(1 - d / r, 0, 1))
+        tissue = soft(r - d, 2.0) * (0.9 + 0.1 * np.clip(1 - d / r, 0, 1))
     elif lesion.finding == "mass":
         p1, p2 = rng.uniform(0, 2 * np.pi, 2)
         edge = r * (1 + 0.14 * np.sin(3 * theta + p1) + 0.09 * np.sin(5 * theta + p2))  # lobulated
-        tissue = _soft(edge - d, 2.0) * (0.85 + 0.15 * smooth_noise(rng, 20, shape))
+        tissue = soft(edge - d, 2.0) * (0.85 + 0.15 * smooth_noise(rng, 20, shape))
         spicules = np.zeros_like(tissue)
         ox, oy = sx.start, sy.start  # stamps draw in window coordinates
         for angle in rng.uniform(0, 2 * np.pi, 12):
             p = (lesion.x - ox + np.cos(angle) * r * 0.8, lesion.y - oy + np.sin(angle) * r * 0.8)
             q = (lesion.x - ox + np.cos(angle) * r * 1.3, lesion.y - oy + np.sin(angle) * r * 1.3)
-            _stamp_segment(spicules, p, q, 1.6, 1.0, 1.2)
+            stamp_segment(spicules, p, q, 1.6, 1.0, 1.2)
         tissue = np.maximum(tissue, 0.8 * np.clip(spicules, 0.0, 1.0))
     elif lesion.finding == "cavity":
         inner = r * 0.62
-        tissue = _soft(r - d, 2.0) * _soft(d - inner, 2.0)
-        cavity = _soft(inner - d, 2.0)
-        fluid = cavity * _soft(yy - (lesion.y + inner * 0.4), 1.0)  # air-fluid level
+        tissue = soft(r - d, 2.0) * soft(d - inner, 2.0)
+        cavity = soft(inner - d, 2.0)
+        fluid = cavity * soft(yy - (lesion.y + inner * 0.4), 1.0)  # air-fluid level
         tissue = np.maximum(tissue, fluid)
         air = cavity - fluid
     elif lesion.finding == "consolidation":
@@ -295,7 +235,7 @@ def _lesion_maps(
         u = (xx - lesion.x) * np.cos(tilt) + (yy - lesion.y) * np.sin(tilt)
         v = -(xx - lesion.x) * np.sin(tilt) + (yy - lesion.y) * np.cos(tilt)
         dn = np.hypot(u / r, v / (0.75 * r)) + 0.25 * smooth_noise(rng, 12, shape)  # ragged outline
-        region = _soft((1.0 - dn) * r, 6.0)
+        region = soft((1.0 - dn) * r, 6.0)
         tissue = region * np.clip(0.72 + 0.4 * smooth_noise(rng, 40, shape), 0.3, 1.0)  # patchy
         stem = rng.uniform(0, 2 * np.pi)  # air bronchograms: a stem with two branches
         lx, ly = lesion.x - sx.start, lesion.y - sy.start  # stamps draw in window coordinates
@@ -306,7 +246,7 @@ def _lesion_maps(
             end = (q[0] + np.cos(stem + turn) * r * 0.5, q[1] + np.sin(stem + turn) * r * 0.5)
             tubes.append((q, end))
         for a, b in tubes:
-            _stamp_segment(air, a, b, 1.1, 1.0, 1.0)
+            stamp_segment(air, a, b, 1.1, 1.0, 1.0)
         air = 0.55 * np.clip(air, 0.0, 1.0) * region
     elif lesion.finding == "effusion":
         side = lesion.location.split()[0]
@@ -314,18 +254,18 @@ def _lesion_maps(
         if anatomy.kind == "XR":
             lateral = np.clip((xx - cx) * (-1 if side == "right" else 1) / ax, -1.0, 1.0)
             top = cy + ay * 0.92 - r - 0.8 * r * (lateral + 1) ** 2 / 4  # meniscus rises laterally
-            tissue = _soft(yy - top, 5.0) * lungs * _soft(ax * 1.1 - np.abs(xx - cx), 3.0)
+            tissue = soft(yy - top, 5.0) * lungs * soft(ax * 1.1 - np.abs(xx - cx), 3.0)
         else:
             level = cy + ay - r + 0.35 * r * ((xx - cx) / ax) ** 2  # dependent fluid, shallow meniscus
-            tissue = _soft(yy - level, 3.0) * lungs * _soft(ax * 1.1 - np.abs(xx - cx), 3.0)
+            tissue = soft(yy - level, 3.0) * lungs * soft(ax * 1.1 - np.abs(xx - cx), 3.0)
     elif lesion.finding == "fracture":
         tilt = rng.uniform(-0.35, 0.35)
         dx, dy = np.sin(tilt) * r / 2, np.cos(tilt) * r / 2
         p, q = (lesion.x - dx, lesion.y - dy), (lesion.x + dx, lesion.y + dy)
         zig = 2.0 * np.sin((yy - lesion.y) / 3.0)  # jagged line
-        dist = _segment_distance(xx + zig, yy, p, q)
-        line = _soft(2.2 - dist, 1.2)
-        tissue = 0.6 * _soft(6.0 - dist, 2.0) * (1.0 - line)  # sclerotic / callus margins
+        dist = segment_distance(xx + zig, yy, p, q)
+        line = soft(2.2 - dist, 1.2)
+        tissue = 0.6 * soft(6.0 - dist, 2.0) * (1.0 - line)  # sclerotic / callus margins
     else:
         raise ValueError(f"unknown finding {lesion.finding!r}")
     full = np.broadcast_to
