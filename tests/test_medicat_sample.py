@@ -8,7 +8,7 @@ import pytest
 
 from medcap.data import load_records
 from medcap.data.images import open_image_rgb
-from medcap.data.loaders import split_figure_label
+from medcap.data.paper_sets import split_figure_label
 from tests.conftest import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT.parent / "shared" / "data" / "medicat-sample"
