@@ -38,7 +38,8 @@ CAPTIONS = (("small nodule in the right upper lobe", "small round nodule in the 
             ("pleural effusion at the right base", "small pleural effusion at the lung base"))
 DECODING = {"beam_size": 3, "block_repeats": True, "min_words": 5, "memory_k": 3, "memory_lambda": 0.4,
             "memory_temperature": 0.1}
-OVERRIDES = {"attention": "grid", "layers": 1, "region_positions": False, "decoder_state": "last_context", "max_words": 9, **DECODING}
+OVERRIDES = {"attention": "grid", "layers": 1, "region_positions": False, "decoder_state": "last_context",
+             "max_words": 9, **DECODING}
 FEATURE_SEED, N_IMAGES, N_QUERY, GLOBAL_DIM = 2027, 36, 4, 8
 QUERY_IDS = [f"q{i}" for i in range(N_QUERY)]  # the ids the new code gives the query images
 SWAP = [2, 3, 1, 0]  # the image-reliance permutation: query i decodes with query SWAP[i]'s features
