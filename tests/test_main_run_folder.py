@@ -104,3 +104,23 @@ def test_the_image_reliance_decode_follows_the_memory_by_image_id(main_run: tupl
     _same(caps, expected[name])
     plain = loaded.decode(g, grid, options, image_ids=ids, memory=memory)
     assert [plain[p].text for p in swap] == [c.text for c in caps]  # same image, same caption, any order
+
+
+def test_the_evaluation_writes_the_old_predictions_options_and_image_reliance(main_run: tuple) -> None:
+    """evaluate_run (the run's beam 3 with its memory and constraints, the permuted reliance decode by id)."""
+    from medcap.eval.artifacts import read_predictions
+    from medcap.eval.evaluate import evaluate_run
+
+    gen, loaded, expected, _, _ = main_run
+    want = expected["evaluation"]
+    ev_dir = evaluate_run(loaded.run_dir, **gen.EVAL)
+    metrics = json.loads((ev_dir / "metrics.json").read_text())
+    preds = read_predictions(loaded.run_dir, ev_dir.name)
+    assert dict(zip(preds["image_id"].astype(str), preds["prediction"].fillna(""), strict=True)) == \
+        want["predictions"]
+    assert metrics["decode_options"] == want["decode_options"]  # the same record, key for key
+    got = metrics["image_reliance"]
+    assert got["own_case_share"] == want["image_reliance"]["own_case_share"]
+    for name, value in want["image_reliance"]["metrics"].items():
+        assert got["metrics"][name]["swapped"] == pytest.approx(value["swapped"], rel=1e-9)  # the swapped captions
+        assert got["metrics"][name]["value"] == pytest.approx(value["value"], rel=1e-9)

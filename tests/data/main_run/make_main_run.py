@@ -11,8 +11,10 @@ feature store, byte for byte, wherever a test asks) and records, in `expected.js
 decoded for fixed query features: greedy and beam-3 captions with the run's settings, with the memory
 off, with every constraint off, with a 2-gram ban and a length penalty, the image-reliance decode
 (features and caption memory permuted together, as the old evaluation did with `memory.subset(perm)`)
-and the caption memory itself. It uses the old API (`medcap.inference.load_run`,
-`LoadedRun.decode(beam=..., **overrides)`); the tests import only the data helpers from it.
+and the caption memory itself; and what the old `evaluate_run` wrote for the run's test split (its own
+settings, image-reliance decode included): predictions, `decode_options` and image-reliance metrics. It
+uses the old API (`medcap.inference.load_run`, `LoadedRun.decode(beam=..., **overrides)`); the tests
+import only the data helpers and constants from it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ OVERRIDES = {"attention": "grid", "layers": 1, "region_positions": False, "decod
              "max_words": 9, **DECODING}
 FEATURE_SEED, N_IMAGES, N_QUERY, GLOBAL_DIM = 2027, 36, 4, 8
 QUERY_IDS = [f"q{i}" for i in range(N_QUERY)]  # the ids the new code gives the query images
+EVAL = {"split": "test", "with_meteor": False, "n_boot": 200, "seed": 0}  # the recorded evaluation
 SWAP = [2, 3, 1, 0]  # the image-reliance permutation: query i decodes with query SWAP[i]'s features
 # Decodings recorded: name -> (beam, overrides of the run's decoding settings).
 VARIANTS: dict[str, tuple[int, dict]] = {
@@ -107,6 +110,17 @@ def caption_json(c: object, with_attention: bool = False) -> dict:
             "score": float(c.score), "attention": att}
 
 
+def evaluation_record(run: Path) -> dict:
+    """The old `evaluate_run` on a copy of the run: its predictions, decode_options and image reliance."""
+    from medcap.eval.evaluate import evaluate_run
+
+    ev_dir = evaluate_run(run, **EVAL)
+    metrics = json.loads((ev_dir / "metrics.json").read_text())
+    preds = pd.read_csv(ev_dir / "predictions.csv", keep_default_na=False, dtype={"image_id": str})
+    return {"predictions": dict(zip(preds["image_id"], preds["prediction"], strict=True)),
+            "decode_options": metrics["decode_options"], "image_reliance": metrics["image_reliance"]}
+
+
 def main(out: Path) -> None:
     from medcap.config import RunConfig
     from medcap.inference import load_run  # the old module (medcap/inference.py at 72793d2)
@@ -136,6 +150,8 @@ def main(out: Path) -> None:
         for name, beam in (("swapped_greedy", 1), ("swapped_beam3", 3)):
             caps = loaded.decode(g[SWAP], grid[SWAP], beam=beam, options=swapped)
             expected[name] = [caption_json(c) for c in caps]
+        shutil.copytree(out, Path(tmp) / "evaluated", ignore=shutil.ignore_patterns("*.py", "*.json.tmp*"))
+        expected["evaluation"] = evaluation_record(Path(tmp) / "evaluated")
         write_text(out / "expected.json", json.dumps(expected, separators=(",", ":")) + "\n")  # compact: small
 
 
