@@ -217,3 +217,31 @@ def test_memory_mixing_steers_greedy_towards_the_neighbours_words() -> None:
         greedy_search(model, g, grid, VOCAB, opts, memory=memory, image_ids=["x", "z"])
     with pytest.raises(ValueError, match="needs a caption memory exactly when memory_k > 0"):
         greedy_search(model, g, grid, VOCAB, opts, image_ids=["x", "y"])
+
+
+def test_decode_options_are_the_run_configs_decoding_fields() -> None:
+    import dataclasses
+
+    from medcap.config import DECODE_FIELDS
+
+    fields = {f.name: f.default for f in dataclasses.fields(DecodeOptions)}
+    assert set(fields) == {*DECODE_FIELDS, "max_words"}
+    run_defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    assert fields == {name: run_defaults[name] for name in fields}  # same names, same defaults
+    cfg = RunConfig.from_preset("medcap-best", beam_size=3, no_repeat_ngram=2, max_words=12)
+    opts = DecodeOptions.from_config(cfg)
+    assert (opts.beam_size, opts.max_words, opts.block_repeats, opts.min_words, opts.no_repeat_ngram,
+            opts.memory_k, opts.memory_lambda, opts.memory_temperature) == (3, 12, True, 6, 2, 4, 0.3, 0.1)
+    assert opts.replace(beam_size=1, memory_k=0) == dataclasses.replace(opts, beam_size=1, memory_k=0)
+    assert opts.replace(length_penalty=1).length_penalty == 1.0 and isinstance(
+        opts.replace(length_penalty=1).length_penalty, float)
+    with pytest.raises(ValueError, match="unknown decoding options \\['beam'\\]"):
+        opts.replace(beam=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.beam_size = 2  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"memory_lambda must be in \[0, 1\], got 1\.5"):
+        DecodeOptions(memory_lambda=1.5)
+    # metrics.json's record keeps its historic keys; without a memory no memory is reported
+    assert DecodeOptions(beam_size=2, block_repeats=True, memory_k=4).describe(None) == {
+        "beam": 2, "max_words": 20, "length_penalty": 0.0, "min_words": 0, "block_adjacent": True,
+        "no_repeat_ngram": 0, "memory_lambda": 0.0, "memory_k": 0, "memory_order": 2}
