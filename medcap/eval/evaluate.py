@@ -143,8 +143,7 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
 
 
 def decode_captions(loaded: Any, evalset: EvalSet, **settings: Any) -> list[Any]:
-    """Model captions for the evaluation images (the run's decoding settings, `settings` by RunConfig name
-    overriding them)."""
+    """Model captions for the evaluation images (the run's decoding settings, `settings` overriding them)."""
     return loaded.decode(evalset.global_feats, evalset.grid_feats, loaded.decode_options(**settings),
                          image_ids=evalset.image_ids)
 
@@ -208,9 +207,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     if with_reliance and len(ev) > 1:
         perm = swap_permutation(groups, seed=seed)
         # each image decodes with another case's features, and with that image's caption memory (by id)
-        swapped_ids = [image_ids[int(p)] for p in perm]
-        swapped = loaded.decode(ev.global_feats[perm], ev.grid_feats[perm], options, image_ids=swapped_ids,
-                                memory=memory)
+        swapped = loaded.decode(ev.global_feats[perm], ev.grid_feats[perm], options,
+                                image_ids=[image_ids[int(p)] for p in perm], memory=memory)
         systems["swapped_images"] = [list(c.words) for c in swapped]
         reliance = {"own_case_share": own_case_share(groups, perm), "seed": seed}
         clock.lap("reliance_decode")
