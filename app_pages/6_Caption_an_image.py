@@ -57,7 +57,7 @@ def dataset_image(info: Any, beam: int) -> None:
         st.markdown(f"**Reference:** {row['caption']}")
         try:
             loaded = _model(str(info.path), tables.file_signature(info.dir.best_weights))
-            caption = loaded.caption_images([image], beam=beam)[0]
+            caption = loaded.caption_images([image], loaded.decode_options(beam_size=beam))[0]
         except Exception as exc:  # a run whose model cannot be loaded must not break the page
             st.warning(f"Could not caption with `{info.run_id}`: {exc}")
         else:
@@ -102,7 +102,7 @@ def body() -> None:
         return
     try:
         loaded = _model(str(info.path), tables.file_signature(info.dir.best_weights))
-        caption = loaded.caption_images([image], beam=beam)[0]
+        caption = loaded.caption_images([image], loaded.decode_options(beam_size=beam))[0]
     except Exception as exc:  # a run whose model cannot be loaded must not break the page
         st.warning(f"Could not caption with `{info.run_id}`: {exc}")
         return

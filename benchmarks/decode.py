@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     from medcap.config import RunConfig
-    from medcap.model import build_model, greedy_decode
+    from medcap.model import DecodeOptions, build_model, greedy_search
 
     keras.utils.set_random_seed(0)
     cfg = RunConfig()
@@ -59,16 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     g = rng.random((args.images, args.global_dim), dtype=np.float32).astype(np.float16)  # (N, D) store dtype
     grid = rng.random((args.images, 7, 7, 512), dtype=np.float32).astype(np.float16)  # (N, 7, 7, 512)
 
-    greedy_decode(model, g[:2], grid[:2], vocab, max_words=2, batch_size=2)  # trace the compiled pass once
+    greedy_search(model, g[:2], grid[:2], vocab, DecodeOptions(max_words=2), batch_size=2)  # trace the pass once
     t0 = time.perf_counter()
-    batched = greedy_decode(model, g, grid, vocab, max_words=args.words, batch_size=args.batch_size, stop_at_end=False)
+    options = DecodeOptions(max_words=args.words)
+    batched = greedy_search(model, g, grid, vocab, options, batch_size=args.batch_size, stop_at_end=False)
     t_batched = time.perf_counter() - t0
     n_loop = min(args.loop_images, args.images)
     t0 = time.perf_counter()
     loop = [
-        greedy_decode(
-            model, g[i : i + 1], grid[i : i + 1], vocab, max_words=args.words, batch_size=1, stop_at_end=False
-        )[0]
+        greedy_search(model, g[i : i + 1], grid[i : i + 1], vocab, options, batch_size=1, stop_at_end=False)[0]
         for i in range(n_loop)
     ]
     t_loop = time.perf_counter() - t0

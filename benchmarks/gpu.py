@@ -92,11 +92,11 @@ def decode_worker(run: Path) -> dict[str, Any]:
 
     prep = prepare(run, None, "all")
     ev = prep.evalset
-    decode_captions(prep.loaded, prep.evalset, 1)  # warm-up: tracing
+    decode_captions(prep.loaded, prep.evalset, beam_size=1)  # warm-up: tracing
     out: dict[str, Any] = {"n_images": len(ev)}
     for label, beam in (("greedy", 1), ("beam3", 3)):
         t = time.perf_counter()
-        decode_captions(prep.loaded, ev, beam)
+        decode_captions(prep.loaded, ev, beam_size=beam)
         out[f"{label}_img_s"] = len(ev) / (time.perf_counter() - t)
     return out
 

@@ -285,7 +285,7 @@ def eval_parts(run: Path, with_meteor: bool) -> dict[str, Any]:
     ev = prep.evalset
     out["n_test"], out["n_train"] = len(ev), len(prep.train_tokens)
     t = time.perf_counter()
-    caps = decode_captions(prep.loaded, ev, 1)
+    caps = decode_captions(prep.loaded, ev, beam_size=1)
     out["decode_s"] = time.perf_counter() - t
     out["decode_img_s"] = len(ev) / out["decode_s"]
     t = time.perf_counter()

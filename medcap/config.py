@@ -58,7 +58,8 @@ MODEL_FIELDS = ("attention", "attention_score", "region_positions", "embed_dim",
                 "dense_units", "attn_units", "decoder_state", "dropout", "l2", "mixed_precision")
 # Where inputs come from, not what is trained: never part of the model settings.
 PLUMBING_FIELDS = ("feature_store",)
-# How captions are searched at evaluation/captioning time (`decode_options` reads these).
+# How captions are searched at evaluation/captioning time (`medcap.model.decoding.DecodeOptions` has these
+# fields, and max_words).
 DECODE_FIELDS = ("beam_size", "length_penalty", "min_words", "block_repeats", "no_repeat_ngram", "memory_k",
                  "memory_lambda", "memory_temperature")
 # Keys older medcap versions kept in `extra`, now typed fields.

@@ -15,7 +15,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from medcap.config import RunConfig  # noqa: E402
-from medcap.model import build_model, compile_model, greedy_decode, make_pairs_dataset  # noqa: E402
+from medcap.model import build_model, compile_model, greedy_search, make_pairs_dataset  # noqa: E402
 
 REGIONS = [0, 6, 42, 48]  # the four corners of the 7x7 grid
 VOCAB = SimpleNamespace(
@@ -49,7 +49,7 @@ def test_model_learns_to_attend_to_the_bright_region() -> None:
     assert hist["loss"][-1] < 0.5 * hist["loss"][0]
 
     g2, grid2, cls2 = toy_images(40, seed=1)  # unseen images
-    caps = greedy_decode(model, g2, grid2, VOCAB)
+    caps = greedy_search(model, g2, grid2, VOCAB)
     first = np.array([c.token_ids[0] if c.token_ids else -1 for c in caps])
     assert (first == 4 + cls2).mean() >= 0.9
     named = [c for c in caps if c.token_ids]

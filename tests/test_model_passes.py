@@ -20,7 +20,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from medcap.config import RunConfig  # noqa: E402
-from medcap.model import FeatureScale, build_model, greedy_decode  # noqa: E402
+from medcap.model import FeatureScale, build_model, greedy_search  # noqa: E402
 
 LEGACY = Path(__file__).parent / "data" / "legacy_run"
 V, D = 30, 12
@@ -124,7 +124,7 @@ def test_a_keras_model_without_passes_is_refused() -> None:
     vocab = type("V", (), {"words": ["<pad>", "<unk>", "<start>", "<end>", "a"], "pad_id": 0, "unk_id": 1,
                            "start_id": 2, "end_id": 3})()
     with pytest.raises(TypeError, match="build_model"):
-        greedy_decode(other, np.zeros((1, 3), np.float32), None, vocab)
+        greedy_search(other, np.zeros((1, 3), np.float32), None, vocab)
 
 
 # --- a run folder written by the previous code (commit 5c9cdba) ---
@@ -190,7 +190,7 @@ def test_legacy_run_full_model_gives_the_old_probs_on_raw_features(legacy: tuple
 @pytest.mark.parametrize("mode", ["greedy", "beam3"])
 def test_legacy_run_decodes_the_old_captions(legacy: tuple, mode: str) -> None:
     loaded, expected, g, grid = legacy
-    caps = loaded.decode(g, grid, beam=1 if mode == "greedy" else 3)
+    caps = loaded.decode(g, grid, loaded.decode_options(beam_size=1 if mode == "greedy" else 3))
     want = expected[mode]
     assert [c.token_ids for c in caps] == [w["token_ids"] for w in want]
     assert [c.text for c in caps] == [w["text"] for w in want]

@@ -199,7 +199,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     results = []
     for path in args.images:  # one bad image never stops the others
         try:
-            cap = loaded.caption_images([path], beam=args.beam)[0]
+            cap = loaded.caption_images([path], loaded.decode_options(beam_size=args.beam))[0]
             results.append({"image": path, "caption": cap.text, "words": list(cap.words),
                             "probs": [round(float(p), 5) for p in cap.probs], "score": float(cap.score)})
         except (OSError, ValueError) as exc:

@@ -102,8 +102,8 @@ def compare_runs(run_a: str | os.PathLike[str], run_b: str | os.PathLike[str], d
 
     tokens = dict(zip(table["image_id"].astype(str), table["tokens"], strict=True))
     refs = [[list(tokens[i])] for i in ids]
-    hyps_a = [list(c.words) for c in la.decode(g_a, r_a, beam=beam)]
-    hyps_b = [list(c.words) for c in lb.decode(g_b, r_b, beam=beam)]
+    hyps_a = [list(c.words) for c in la.decode(g_a, r_a, la.decode_options(beam_size=beam), image_ids=ids)]
+    hyps_b = [list(c.words) for c in lb.decode(g_b, r_b, lb.decode_options(beam_size=beam), image_ids=ids)]
     group_of = dict(zip(table["image_id"].astype(str), table["group"].astype(str), strict=True))
     groups = [group_of[i] for i in ids]
     out = paired_comparison(refs, hyps_a, hyps_b, groups, n_boot=n_boot, seed=seed, with_meteor=with_meteor)

@@ -143,9 +143,10 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
                     train_groups=train.groups, own_dataset=own, dataset_check=check, dataset_has_test=has_test)
 
 
-def decode_captions(loaded: Any, evalset: EvalSet, beam: int | None = None, **settings: Any) -> list[Any]:
-    """Model captions for the evaluation images (the run's decoding settings unless overridden)."""
-    return loaded.decode(evalset.global_feats, evalset.grid_feats, beam=beam, **settings)
+def decode_captions(loaded: Any, evalset: EvalSet, **settings: Any) -> list[Any]:
+    """Model captions for the evaluation images (the run's decoding settings, `settings` overriding them)."""
+    return loaded.decode(evalset.global_feats, evalset.grid_feats, loaded.decode_options(**settings),
+                         image_ids=evalset.image_ids)
 
 
 def split_description(loaded: Any, ev: EvalSet, own: bool, dataset_has_test: bool) -> dict[str, Any]:
@@ -187,12 +188,14 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     prep = prepare(run_dir, dataset, split, feature_store, allow_changed_data=allow_changed_data)
     loaded, ev = prep.loaded, prep.evalset
     clock.lap("prepare")
-    beam = int(settings.get("beam_size", loaded.cfg.beam_size))
+    options = loaded.decode_options(**settings)
+    beam = options.beam_size
     decode = decode or ("greedy" if beam <= 1 else f"beam:{beam}")
     log.info("evaluating %s on %s (%s, %d images, %s)", loaded.run_dir.name, ev.spec, ev.basis, len(ev), decode)
 
-    options = loaded.decode_options(ev.global_feats, **settings)
-    caps = loaded.decode(ev.global_feats, ev.grid_feats, beam=beam, options=options)
+    image_ids = ev.image_ids
+    memory = loaded.caption_memory(options, ev.global_feats, image_ids)  # None unless memory_k > 0
+    caps = loaded.decode(ev.global_feats, ev.grid_feats, options, image_ids=image_ids, memory=memory)
     hyps = [list(c.words) for c in caps]
     clock.lap("decode")
     groups = ev.table["group"].astype(str).tolist()
@@ -204,9 +207,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     reliance: dict[str, Any] = {}
     if with_reliance and len(ev) > 1:
         perm = swap_permutation(groups, seed=seed)
-        # each image decodes with another case's features, and with that image's caption memory
-        swapped_opts = options if options.memory is None else replace(options, memory=options.memory.subset(perm))
-        swapped = loaded.decode(ev.global_feats[perm], ev.grid_feats[perm], beam=beam, options=swapped_opts)
+        # each image decodes with another case's features, and with that image's caption memory (by id)
+        swapped = loaded.decode(ev.global_feats[perm], ev.grid_feats[perm], options,
+                                image_ids=[image_ids[int(p)] for p in perm], memory=memory)
         systems["swapped_images"] = [list(c.words) for c in swapped]
         reliance = {"own_case_share": own_case_share(groups, perm), "seed": seed}
         clock.lap("reliance_decode")
@@ -239,7 +242,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     metrics["image_reliance"] = reliance or None
     metrics["caption_health"] = health
     metrics["clinical_facts"] = facts
-    metrics["decode_options"] = {"beam": beam, **options.describe()}
+    metrics["decode_options"] = options.describe(memory)
     metrics["attention_maps"] = "last_position"
     metrics["dataset_check"] = prep.dataset_check
     with out.staging() as tmp:

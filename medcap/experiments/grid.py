@@ -39,7 +39,7 @@ def bleu_on_split(loaded: Any, split: str, beam: int) -> tuple[dict[str, float],
     ids = [i for i in loaded.split.get(split, []) if i in by_id and i in store_ids]
     if not ids:
         return {f"bleu{n}": math.nan for n in range(1, 5)}, 0
-    caps = loaded.caption_ids(ids, beam=beam)
+    caps = loaded.caption_ids(ids, loaded.decode_options(beam_size=beam))
     refs = [[list(by_id[i])] for i in ids]
     hyps = [list(c.words) for c in caps]
     return corpus_bleu_scores(refs, hyps), len(ids)

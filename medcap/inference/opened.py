@@ -174,43 +174,48 @@ class LoadedRun(OpenedRun):
             raise FileNotFoundError(weights_missing_text(self.files))
         self.model = _build_model(self)
 
-    def decode_options(self, query_global: np.ndarray, **overrides: Any) -> Any:
-        """The run's decoding settings (config, then `overrides` by field name) as `DecodeOptions`.
-
-        With `memory_k > 0` the caption memory holds each query image's nearest training captions.
-        """
+    def decode_options(self, **overrides: Any) -> Any:
+        """The run's decoding settings (`DecodeOptions.from_config`), with `overrides` by RunConfig field name
+        (a None value keeps the run's setting)."""
         from medcap.model import DecodeOptions
-        from medcap.model.retrieval import build_memory
 
-        settings = {**self.cfg.decode_settings(), **{k: v for k, v in overrides.items() if v is not None}}
-        memory = None
-        if int(settings["memory_k"]) > 0:
-            train = self.training_set()
-            token_ids = [self.vocab.encode(t) for t in train.tokens]
-            memory = build_memory(train.global_feats, token_ids, np.asarray(query_global, dtype=np.float32),
-                                  k=int(settings["memory_k"]), temperature=float(settings["memory_temperature"]))
-        return DecodeOptions(max_words=self.cfg.max_words, length_penalty=float(settings["length_penalty"]),
-                             min_words=int(settings["min_words"]), block_adjacent=bool(settings["block_repeats"]),
-                             no_repeat_ngram=int(settings["no_repeat_ngram"]), memory=memory,
-                             memory_lambda=float(settings["memory_lambda"]))
+        return DecodeOptions.from_config(self.cfg).replace(**{k: v for k, v in overrides.items() if v is not None})
 
-    def decode(self, global_feats: np.ndarray, grid_feats: np.ndarray, beam: int | None = None,
-               options: Any = None, **overrides: Any) -> list[Any]:
+    def caption_memory(self, options: Any, query_global: np.ndarray, image_ids: list[str]) -> Any:
+        """The caption memory of the query images (`image_ids[i]` has features `query_global[i]`): their
+        options.memory_k nearest training captions; None when memory_k is 0. A repeated id keeps its first row."""
+        from medcap.model.decoding import build_memory
+
+        if options.memory_k <= 0:
+            return None
+        first: dict[str, int] = {}  # id -> its first row
+        for i, image_id in enumerate(image_ids):
+            first.setdefault(image_id, i)
+        train = self.training_set()
+        token_ids = [self.vocab.encode(t) for t in train.tokens]
+        query = np.asarray(query_global, dtype=np.float32)[list(first.values())]  # (Q, D)
+        return build_memory(train.global_feats, token_ids, query, list(first), k=options.memory_k,
+                            temperature=options.memory_temperature)
+
+    def decode(self, global_feats: np.ndarray, grid_feats: np.ndarray, options: Any = None,
+               image_ids: list[str] | None = None, memory: Any = None) -> list[Any]:
         """Captions for raw store features: global (N, D), grid (N, 7, 7, 512) or (N, 49, 512).
 
-        Searched with the run's decoding settings (beam size, length penalty, constraints, caption memory)
-        unless `beam`, `options` (a DecodeOptions) or `overrides` (settings by field name) say otherwise.
+        `options` (a DecodeOptions; default: the run's, `decode_options()`) say how. `image_ids` name the
+        images (default: their row numbers); with memory_k > 0 each image decodes with the caption memory
+        of its id: `memory` when given (e.g. built once for the images of an evaluation and reused for a
+        permutation of them), else one built here for these images.
         """
-        from medcap.model import beam_decode, greedy_decode
+        from medcap.model import decode
 
-        beam = int(beam if beam is not None else overrides.pop("beam_size", None) or self.cfg.beam_size)
-        opts = options if options is not None else self.decode_options(global_feats, **overrides)
-        if beam <= 1:
-            return greedy_decode(self.model, global_feats, grid_feats, self.vocab, options=opts)
-        return beam_decode(self.model, global_feats, grid_feats, self.vocab, beam=beam, options=opts)
+        opts = options if options is not None else self.decode_options()
+        ids = [str(i) for i in (image_ids if image_ids is not None else range(len(global_feats)))]
+        if memory is None:
+            memory = self.caption_memory(opts, global_feats, ids)
+        return decode(self.model, global_feats, grid_feats, self.vocab, opts, memory=memory, image_ids=ids)
 
-    def caption_ids(self, image_ids: list[str], beam: int | None = None) -> list[Any]:
-        """Captions for images of the run's feature store, by image id."""
+    def caption_ids(self, image_ids: list[str], options: Any = None) -> list[Any]:
+        """Captions for images of the run's feature store, by image id (`options`: as for `decode`)."""
         store = self.store
         rows = np.array([store.index_of(i) for i in image_ids], dtype=np.int64)
         if len(rows) == 0:
@@ -218,20 +223,21 @@ class LoadedRun(OpenedRun):
         order = np.argsort(rows)  # memmap reads in row order
         g = np.asarray(store.global_feats()[rows[order]], dtype=np.float32)  # (N, D)
         r = np.asarray(store.grid()[rows[order]], dtype=np.float32)  # (N, 7, 7, 512)
-        caps = self.decode(g, r, beam=beam)
+        caps = self.decode(g, r, options, image_ids=[image_ids[i] for i in order])
         out: list[Any] = [None] * len(rows)
         for k, pos in enumerate(order):
             out[pos] = caps[k]
         return out
 
-    def caption_images(self, images: list[str | Path | Image.Image], beam: int | None = None) -> list[Any]:
-        """Captions for image files or in-memory PIL images (features computed on the fly)."""
+    def caption_images(self, images: list[str | Path | Image.Image], options: Any = None) -> list[Any]:
+        """Captions for image files or in-memory PIL images (features computed on the fly; `options`: as for
+        `decode`)."""
         feats = [self.featurizer()(img) for img in images]
         if not feats:
             return []
         g = np.stack([f[0] for f in feats]).astype(np.float32)  # (N, D)
         r = np.stack([f[1] for f in feats]).astype(np.float32)  # (N, 7, 7, 512)
-        return self.decode(g, r, beam=beam)
+        return self.decode(g, r, options)
 
 
 def weights_missing_text(run: RunDir) -> str:

@@ -8,12 +8,13 @@ from medcap.model.build import (
     has_grid_attention,
     traced_probs,
 )
-from medcap.model.decode import Caption, DecodeOptions, beam_decode, greedy_decode
+from medcap.model.decoding import Caption, CaptionMemory, DecodeOptions, beam_search, decode, greedy_search
 from medcap.model.layers import FeatureScale, GridAttention, LastState, PaddingMask, ZeroAttention, custom_objects
 from medcap.model.pipeline import make_pairs_dataset, num_pairs, pairs_for, store_pairs_dataset
 
 __all__ = [
     "Caption",
+    "CaptionMemory",
     "CaptionModel",
     "DecodeOptions",
     "FeatureScale",
@@ -22,11 +23,12 @@ __all__ = [
     "LastState",
     "PaddingMask",
     "ZeroAttention",
-    "beam_decode",
+    "beam_search",
     "build_model",
     "compile_model",
     "custom_objects",
-    "greedy_decode",
+    "decode",
+    "greedy_search",
     "has_grid_attention",
     "make_pairs_dataset",
     "num_pairs",

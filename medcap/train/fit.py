@@ -144,13 +144,13 @@ def _val_cider(model: Any, data: RunData, max_images: int = 500) -> float:
     for choosing the epoch, not a reported figure.
     """
     from medcap.eval.metrics import cider
-    from medcap.model import greedy_decode
+    from medcap.model import DecodeOptions, greedy_search
 
     ids = data.image_ids["val"][:max_images]
     if not ids:
         return math.nan
     _, g, r = data.store.gather(ids)  # (N, D), (N, 7, 7, C): every val id has features (RunData keeps those)
-    caps = greedy_decode(model, g, r, data.vocab, max_words=data.max_len - 1)
+    caps = greedy_search(model, g, r, data.vocab, DecodeOptions(max_words=data.max_len - 1))
     refs = [[data.vocab.decode(tokens)] for tokens in data.token_ids["val"][:max_images]]
     return float(cider(refs, [list(c.words) for c in caps]).value)
 

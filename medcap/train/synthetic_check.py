@@ -93,7 +93,7 @@ def check_run(run_dir: str | Path, split: str = "test", beam: int = 1) -> dict[s
     ids = [i for i in loaded.split.get(split, []) if i in boxes_of and i in store_ids]
     if not ids:
         raise ValueError(f"{loaded.run_dir}: no {split} images with boxes and features")
-    captions = loaded.caption_ids(ids, beam=beam)
+    captions = loaded.caption_ids(ids, loaded.decode_options(beam_size=beam))
     result = score_captions(captions, [boxes_of[i] for i in ids])
     result.update(run=str(loaded.run_dir), split=split, beam=beam,
                   examples=[{"image_id": i, "caption": c.text} for i, c in zip(ids[:5], captions[:5], strict=True)])
