@@ -61,7 +61,7 @@ PLUMBING_FIELDS = ("feature_store",)
 # How captions are searched at evaluation/captioning time (`medcap.model.decoding.DecodeOptions` has these
 # fields, and max_words).
 DECODE_FIELDS = ("beam_size", "length_penalty", "min_words", "block_repeats", "no_repeat_ngram", "memory_k",
-                 "memory_lambda", "memory_temperature")
+                 "memory_lambda", "memory_temperature", "facts_constrain")
 # Keys older medcap versions kept in `extra`, now typed fields.
 _LEGACY_EXTRA = ("attention_score", "region_positions", "feature_store")
 # Fields older versions saved that no longer mean anything (dropped quietly).
@@ -155,6 +155,12 @@ class RunConfig:
     memory_lambda: float = field(default=0.3, metadata=_help("weight of the caption memory, in [0, 1]"))
     memory_temperature: float = field(default=0.1, metadata=_help(
         "softmax temperature of the neighbours' cosine similarities"))
+    facts_constrain: bool = field(default=False, metadata=_help(
+        "never write a word that contradicts a sure fact of the image's findings line (needs --facts)"))
+    # clinical facts: image-level fact predictors beside the captioner
+    facts: bool = field(default=False, metadata=_help(
+        "fit fact predictors (modality, plane, body region) on the training labels after training: a findings "
+        "line with every caption (facts.json; datasets without labels get none)"))
     # plumbing: where the inputs come from, not a model setting
     feature_store: str | None = field(default=None, metadata=_help(
         "train on this pre-extracted feature store folder (skip extraction)"))

@@ -18,11 +18,13 @@ WORDS = {0: "small nodule in the right upper zone", 1: "large mass in the left l
          2: "pleural effusion at the right base"}
 
 
-def make_tiny(root: Path, n: int = 36, seed: int = 0, prefix: str = "im") -> tuple[str, Path]:
+def make_tiny(root: Path, n: int = 36, seed: int = 0, prefix: str = "im", pooled_signal: bool = False
+              ) -> tuple[str, Path]:
     """A CSV dataset of `n` tiny images (3 caption classes) and a matching complete feature store.
 
     The store's features encode the class (global one-hot-ish, grid bright in one region), so a tiny
-    model learns something. Returns (dataset spec, store folder).
+    model learns something; `pooled_signal` also brightens a class's block of 16 grid channels everywhere,
+    so the pooled grid (the fact predictors' input) tells the classes apart. Returns (dataset spec, store folder).
     """
     rng = np.random.default_rng(seed)
     img_dir = root / "images"
@@ -38,6 +40,8 @@ def make_tiny(root: Path, n: int = 36, seed: int = 0, prefix: str = "im") -> tup
         g[cls] += 1.0
         m = rng.normal(0, 0.1, (7, 7, 512))
         m[cls * 2, cls * 2, :] += 1.0
+        if pooled_signal:
+            m[:, :, cls * 16:(cls + 1) * 16] += 1.0
         glob.append(g)
         grid.append(m)
     write_text(root / "data.csv", pd.DataFrame(rows).to_csv(index=False))

@@ -39,8 +39,9 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "nn_caption",
     "nn_bleu1",
 )
-OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality", "fact_modality", "fact_mr_sequence", "fact_contrast",
-                                                 "fact_plane", "fact_region", "fact_finding", "fact_location")
+OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality", "facts_line", "fact_modality", "fact_mr_sequence",
+                                                 "fact_contrast", "fact_plane", "fact_region", "fact_finding",
+                                                 "fact_location")
 # Written since the case-level evaluation (older files lack them; readers treat them as optional).
 CASE_PREDICTION_COLUMNS: tuple[str, ...] = ("cider", "nn_cider", "group")
 REQUIRED_PREDICTION_COLUMNS: tuple[str, ...] = PREDICTION_COLUMNS[:5]

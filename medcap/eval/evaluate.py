@@ -27,6 +27,7 @@ from medcap.eval.facts_score import clinical_facts
 from medcap.eval.metrics import BLEU_WEIGHTS, DEFINITIONS, provenance, sentence_bleu_scores
 from medcap.eval.nextword import next_word_metrics
 from medcap.eval.scoring import paired_table, score_systems
+from medcap.model.facts_head import facts_line, sure_facts
 from medcap.runs.folder import SPLITS, RunDir
 
 log = logging.getLogger(__name__)
@@ -214,8 +215,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
         reliance = {"own_case_share": own_case_share(groups, perm), "seed": seed}
         clock.lap("reliance_decode")
     scores, skipped = score_systems(refs, systems, n_boot=n_boot, seed=seed, with_meteor=with_meteor, groups=groups)
-    facts, fact_marks = clinical_facts(ev.table, refs, {k: systems[k] for k in ("model", *BASELINE_DEFINITIONS)},
-                                       groups, n_boot=n_boot, seed=seed)  # (the model's marks go to predictions)
+    fact_systems, stated = _fact_systems(systems, caps)
+    facts, fact_marks = clinical_facts(ev.table, refs, fact_systems, groups, stated, n_boot=n_boot,
+                                       seed=seed)  # (the model's marks, findings line + caption, go to predictions)
     if "swapped_images" in scores:
         table = paired_table(scores["swapped_images"], scores["model"], n_boot=n_boot, seed=seed, groups=groups)
         reliance["metrics"] = {k: {"value": v["diff"], "ci95": v["ci95"], "swapped": v["a"]} for k, v in table.items()}
@@ -246,7 +248,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     metrics["attention_maps"] = "last_position"
     metrics["dataset_check"] = prep.dataset_check
     with out.staging() as tmp:
-        _write_predictions(tmp.predictions, replace(ev, table=ev.table.assign(**fact_marks)), refs, hyps,
+        lines = {"facts_line": [facts_line(c.facts) for c in caps]} if caps and caps[0].facts is not None else {}
+        _write_predictions(tmp.predictions, replace(ev, table=ev.table.assign(**fact_marks, **lines)), refs, hyps,
                            scores["model"].per_image, nn_caps, scores["nearest_neighbour"].per_image)
         _write_attention(tmp.attention, ev.image_ids, [c.attention for c in caps])
         _write_attention(tmp.attention_mean, ev.image_ids, [c.attention_mean for c in caps])
@@ -255,6 +258,15 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     log.info("wrote %s", out.path)
     log.info("evaluate timings (s): %s", clock.describe())  # not in metrics.json: evaluations stay reproducible
     return out.path
+
+
+def _fact_systems(systems: dict[str, list], caps: list[Any]) -> tuple[dict[str, list], dict[str, list] | None]:
+    """The systems whose clinical facts are scored, and the facts stated outside their captions: with a findings
+    line the model is scored on line + caption ("model") and on its caption alone ("model_caption_only")."""
+    scored = {k: systems[k] for k in ("model", *BASELINE_DEFINITIONS)}
+    if not caps or caps[0].facts is None:
+        return scored, None
+    return {**scored, "model_caption_only": systems["model"]}, {"model": [sure_facts(c.facts) for c in caps]}
 
 
 class _Clock:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from medcap.base.io import read_json
 from medcap.config import RunConfig
 from medcap.runs.folder import RunDir
 from medcap.runs.index import resolve_run
@@ -68,6 +69,7 @@ class OpenedRun:
         self._featurizer: Any = None
         self._train: TrainingSet | None = None
         self._dataset: Any = None
+        self._facts: Any = None  # FactPredictor, False when the run has none
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.run_dir})"
@@ -197,6 +199,24 @@ class LoadedRun(OpenedRun):
         return build_memory(train.global_feats, token_ids, query, list(first), k=options.memory_k,
                             temperature=options.memory_temperature)
 
+    def fact_predictor(self) -> Any:
+        """The run's fact predictors (facts.json; `medcap.model.facts_head.FactPredictor`), None without."""
+        if self._facts is None:
+            from medcap.model.facts_head import FactPredictor
+
+            path = self.files.facts
+            self._facts = FactPredictor.from_json(read_json(path), str(path)) if path.is_file() else False
+        return self._facts or None
+
+    def predict_facts(self, global_feats: np.ndarray, grid_feats: np.ndarray) -> list[dict[str, Any]] | None:
+        """Per image {fact: (value, probability, sure)} from raw store features; None when the run has no facts."""
+        from medcap.model.facts_head import fact_inputs
+
+        predictor = self.fact_predictor()
+        if predictor is None or not len(global_feats):
+            return None
+        return predictor.predict(fact_inputs(global_feats, grid_feats, predictor.inputs))
+
     def decode(self, global_feats: np.ndarray, grid_feats: np.ndarray, options: Any = None,
                image_ids: list[str] | None = None, memory: Any = None) -> list[Any]:
         """Captions for raw store features: global (N, D), grid (N, 7, 7, 512) or (N, 49, 512).
@@ -204,15 +224,24 @@ class LoadedRun(OpenedRun):
         `options` (a DecodeOptions; default: the run's, `decode_options()`) say how. `image_ids` name the
         images (default: their row numbers); with memory_k > 0 each image decodes with the caption memory
         of its id: `memory` when given (e.g. built once for the images of an evaluation and reused for a
-        permutation of them), else one built here for these images.
+        permutation of them), else one built here for these images. A run with fact predictors gives each
+        caption its findings line (`Caption.facts`); with facts_constrain no word contradicts a sure fact.
         """
         from medcap.model import decode
+        from medcap.model.decoding.facts import fact_bans
+        from medcap.model.facts_head import sure_facts
 
         opts = options if options is not None else self.decode_options()
         ids = [str(i) for i in (image_ids if image_ids is not None else range(len(global_feats)))]
         if memory is None:
             memory = self.caption_memory(opts, global_feats, ids)
-        return decode(self.model, global_feats, grid_feats, self.vocab, opts, memory=memory, image_ids=ids)
+        facts = self.predict_facts(global_feats, grid_feats)
+        bans = fact_bans(self.vocab, [sure_facts(f) for f in facts]) if facts and opts.facts_constrain else None
+        caps = decode(self.model, global_feats, grid_feats, self.vocab, opts, memory=memory, image_ids=ids,
+                      fact_bans=bans)
+        for cap, fact in zip(caps, facts or [None] * len(caps), strict=True):
+            cap.facts = fact
+        return caps
 
     def caption_ids(self, image_ids: list[str], options: Any = None) -> list[Any]:
         """Captions for images of the run's feature store, by image id (`options`: as for `decode`)."""

@@ -202,6 +202,7 @@ class RunDir(JobDir):
     BEST = "best.weights.h5"
     LAST = "last.weights.h5"
     RESUME = "resume.npz"
+    FACTS = "facts.json"
     EVAL = "eval"
     TENSORBOARD = "tensorboard"
 
@@ -245,6 +246,11 @@ class RunDir(JobDir):
     @property
     def resume_state(self) -> Path:
         return self.weights_dir / self.RESUME
+
+    @property
+    def facts(self) -> Path:
+        """The run's fact predictors (`medcap.model.facts_head`), when it was trained with --facts."""
+        return self.path / self.FACTS
 
     @property
     def tensorboard(self) -> Path:

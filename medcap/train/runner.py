@@ -27,6 +27,7 @@ from medcap.config import RunConfig
 from medcap.inference.opened import run_config
 from medcap.runs.folder import RunDir
 from medcap.runs.index import new_run_dir, read_config, read_status, write_status
+from medcap.train.facts_fit import fit_facts
 from medcap.train.fit import fit_run
 from medcap.train.prep import prepare_data
 from medcap.train.run_files import config_json, finite
@@ -126,6 +127,9 @@ def _execute(run_dir: Path, cfg: RunConfig, resume: bool, expected_fingerprint: 
                 data.compute_feature_scale(seed=cfg.seed)
                 write_json(RunDir(run_dir).config, config_json(cfg, data, len(data.vocab)))
             state = fit_run(run_dir, cfg, data, resume, cluster)
+            if cfg.facts and (cluster is None or cluster.task.is_chief):
+                write_status(run_dir, "running", pid=os.getpid(), message="fitting the fact predictors")
+                fit_facts(run_dir, data, seed=cfg.seed)
         except RunCancelled:
             log.warning("run cancelled (SIGTERM)")
             write_status(run_dir, "cancelled", message="cancelled by SIGTERM", pid=os.getpid())

@@ -22,6 +22,8 @@ class Caption:
     text: str  # " ".join(words)
     score: float  # sum log-prob of the generated tokens (<end> included when reached)
     attention_mean: np.ndarray | None = None  # (n_words, 7, 7) mean over the prefix positions
+    # the image's findings line: {fact: (value, probability, sure)} (medcap.model.facts_head); None without one
+    facts: dict[str, tuple[str, float, bool]] | None = None
 
 
 def check_inputs(global_feats: Any, grid_feats: Any, image_ids: Sequence[str] | None) -> int:

@@ -30,6 +30,8 @@ class DecodeOptions:
     no_repeat_ngram: forbid completing an n-gram already in the caption (0: off; >= 2).
     memory_k / memory_lambda / memory_temperature: retrieval-aware decoding with the k nearest training
         captions (0: off); p = (1 - lambda) p_model + lambda p_memory (`medcap.model.decoding.memory`).
+    facts_constrain: no word that contradicts a sure fact of the image's findings line
+        (`medcap.model.decoding.facts`; needs the run's fact predictors).
     """
 
     beam_size: int = 1
@@ -41,6 +43,7 @@ class DecodeOptions:
     memory_k: int = 0
     memory_lambda: float = 0.3
     memory_temperature: float = 0.1
+    facts_constrain: bool = False
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # settings from JSON or flags: 3 for 3.0, numpy scalars

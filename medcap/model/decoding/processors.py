@@ -10,6 +10,7 @@ gets `BANNED` (-1: below every probability, so greedy never picks it and beam se
     BlockAdjacentRepeat  not the previous word again (block_repeats)
     BlockRepeatedNgrams  no n-gram twice (no_repeat_ngram)
     MinLength            no <end> before min_words words (min_words)
+    FactWords            no word contradicting a sure fact of the image's findings line (facts_constrain)
 
 Greedy and beam search call the same list the same way (`medcap.model.decoding.search`); the length
 penalty is not a processor: it only ranks finished beams (the beam scorer). Pure NumPy.
@@ -111,6 +112,20 @@ class MinLength:
         return scores
 
 
+class FactWords:
+    """Words that contradict the image's sure facts (`medcap.model.decoding.facts.fact_bans`, one array per image)."""
+
+    def __init__(self, bans: Sequence[np.ndarray]) -> None:
+        self.bans = [np.asarray(b, dtype=np.int64) for b in bans]
+
+    def __call__(self, scores: np.ndarray, hyps: Hypotheses) -> np.ndarray:
+        for row, image in enumerate(hyps.images):
+            banned = self.bans[int(image)]
+            if banned.size:
+                scores[row, banned] = BANNED
+        return scores
+
+
 class Processors(list):
     """Processors applied in order to a float64 copy of the model's probabilities."""
 
@@ -122,9 +137,11 @@ class Processors(list):
 
 
 def build_processors(options: DecodeOptions, vocab: Any, memory: CaptionMemory | None = None,
-                     image_ids: Sequence[str] | None = None, ban_end: bool = False) -> Processors:
+                     image_ids: Sequence[str] | None = None, ban_end: bool = False,
+                     fact_bans: Sequence[np.ndarray] | None = None) -> Processors:
     """The processors `options` ask for. `memory` (the caption memory of `image_ids`, the decoded images in
-    order) is required when options.memory_k > 0 and refused otherwise; `ban_end` forbids `<end>`."""
+    order) is required when options.memory_k > 0 and refused otherwise; `ban_end` forbids `<end>`;
+    `fact_bans` (per decoded image, the word ids its sure facts ban) applies when options.facts_constrain."""
     end_id = int(vocab.end_id)
     if (memory is not None) != (options.memory_k > 0):
         raise ValueError(f"decoding with memory_k={options.memory_k} needs a caption memory exactly when "
@@ -141,4 +158,6 @@ def build_processors(options: DecodeOptions, vocab: Any, memory: CaptionMemory |
         out.append(BlockRepeatedNgrams(options.no_repeat_ngram))
     if options.min_words > 0:
         out.append(MinLength(options.min_words, end_id))
+    if options.facts_constrain and fact_bans is not None:
+        out.append(FactWords(fact_bans))
     return out

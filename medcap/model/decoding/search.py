@@ -42,17 +42,19 @@ def gnmt_length_penalty(n_tokens: np.ndarray, alpha: float) -> np.ndarray:
 
 def decode(model: Any, global_feats: Any, grid_feats: Any, vocab: Any, options: DecodeOptions | None = None, *,
            memory: CaptionMemory | None = None, image_ids: Sequence[str] | None = None,
-           batch_size: int | None = None) -> list[Caption]:
+           batch_size: int | None = None, fact_bans: Sequence[np.ndarray] | None = None) -> list[Caption]:
     """Captions for N images: greedy search when options.beam_size is 1, beam search otherwise."""
     opts = options or DecodeOptions()
     search = greedy_search if opts.beam_size <= 1 else beam_search
     extra = {} if batch_size is None else {"batch_size": batch_size}
-    return search(model, global_feats, grid_feats, vocab, opts, memory=memory, image_ids=image_ids, **extra)
+    return search(model, global_feats, grid_feats, vocab, opts, memory=memory, image_ids=image_ids,
+                  fact_bans=fact_bans, **extra)
 
 
 def greedy_search(model: Any, global_feats: Any, grid_feats: Any, vocab: Any, options: DecodeOptions | None = None,
                   *, memory: CaptionMemory | None = None, image_ids: Sequence[str] | None = None,
-                  batch_size: int = 256, stop_at_end: bool = True) -> list[Caption]:
+                  batch_size: int = 256, stop_at_end: bool = True,
+                  fact_bans: Sequence[np.ndarray] | None = None) -> list[Caption]:
     """Greedy captions for N images (global (N, D), grid (N, 7, 7, 512) or None for attention="self").
 
     `options` (default: plain greedy, 20 words; its beam_size is not read) say how; `memory` is the caption
@@ -64,7 +66,7 @@ def greedy_search(model: Any, global_feats: Any, grid_feats: Any, vocab: Any, op
     n_images = check_inputs(global_feats, grid_feats, image_ids)
     passes = compiled_passes(model)
     with_maps = has_grid_attention(model)
-    processors = build_processors(opts, vocab, memory, image_ids, ban_end=not stop_at_end)
+    processors = build_processors(opts, vocab, memory, image_ids, ban_end=not stop_at_end, fact_bans=fact_bans)
     end_id = int(vocab.end_id)
     out: list[Caption] = []
     for lo in range(0, n_images, batch_size):
@@ -108,7 +110,7 @@ def greedy_search(model: Any, global_feats: Any, grid_feats: Any, vocab: Any, op
 
 def beam_search(model: Any, global_feats: Any, grid_feats: Any, vocab: Any, options: DecodeOptions | None = None,
                 *, memory: CaptionMemory | None = None, image_ids: Sequence[str] | None = None,
-                batch_size: int = 64) -> list[Caption]:
+                batch_size: int = 64, fact_bans: Sequence[np.ndarray] | None = None) -> list[Caption]:
     """Beam-search captions for N images with options.beam_size beams (1 equals greedy).
 
     Beams are ranked by summed log-probability while searching; the beam scorer picks an image's final
@@ -121,7 +123,7 @@ def beam_search(model: Any, global_feats: Any, grid_feats: Any, vocab: Any, opti
     n_images = check_inputs(global_feats, grid_feats, image_ids)
     passes = compiled_passes(model)
     with_maps = has_grid_attention(model)
-    processors = build_processors(opts, vocab, memory, image_ids)
+    processors = build_processors(opts, vocab, memory, image_ids, fact_bans=fact_bans)
     end_id, pad_id = int(vocab.end_id), int(vocab.pad_id)
     out: list[Caption] = []
     for lo in range(0, n_images, batch_size):
