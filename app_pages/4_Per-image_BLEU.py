@@ -39,7 +39,12 @@ def body() -> None:
         return
     info = common.pick_run(infos, key="pi_run")
     name = common.pick_eval(info, key="pi_eval")
-    df = common.predictions(info, name)
+    try:
+        df = common.predictions(info, name)
+    except ValueError as exc:  # this run's file alone; the picker above still offers the others
+        if str(exc) not in info.problems:
+            st.warning(f"`{info.run_id}`: {exc}")
+        return
     st.caption(f"{len(df)} test images in evaluation `{name}` of `{info.run_id}`.")
     for note in dashboard.missing_notes(df, info.run_id, ("cider",)):
         st.caption(note)

@@ -28,7 +28,12 @@ def body() -> None:
         return
     wanted = st.session_state.get("attention_image")
     image_id = st.selectbox("Test image", ids, index=ids.index(wanted) if wanted in ids else 0, key="att_image")
-    preds = common.predictions(info, name)
+    try:
+        preds = common.predictions(info, name)
+    except ValueError as exc:  # this run's file alone; the picker above still offers the others
+        if str(exc) not in info.problems:
+            st.warning(f"`{info.run_id}`: {exc}")
+        return
     match = preds[preds["image_id"] == image_id]
     if match.empty:
         st.warning(f"{image_id} is not in the predictions of this evaluation.")

@@ -32,6 +32,7 @@ from typing import Any, Literal, get_args
 import pandas as pd
 
 from medcap.io import read_json, safe_name, write_json
+from medcap.schema import RunFileError, status_problem
 
 RunState = Literal["queued", "running", "finished", "failed", "cancelled"]
 STATES: tuple[str, ...] = get_args(RunState)
@@ -61,15 +62,17 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def read_status_file(path: Path) -> dict[str, Any]:
-    """A status.json as a dict; a missing or broken file gives `state` 'unknown' and a `problem`."""
+    """A status.json as a dict; a missing, broken or wrong-typed file (`medcap.schema.status_problem`) gives
+    `state` 'unknown' and a `problem` ("unreadable status.json: pid is a list; expected an integer or null")."""
     if not path.exists():
         return {"state": "unknown", "problem": f"{path.name} missing (half-written folder?)"}
     try:
         status = read_json(path)
     except (ValueError, OSError) as exc:
         return {"state": "unknown", "problem": str(exc)}
-    if not isinstance(status, dict):
-        return {"state": "unknown", "problem": f"{path}: not a JSON object"}
+    problem = status_problem(status)  # a wrong-typed field marks this folder alone, never breaks a listing
+    if problem:
+        return {"state": "unknown", "problem": str(RunFileError(path.name, problem))}
     return status
 
 

@@ -209,7 +209,10 @@ def pick_run(
     ids = [i.run_id for i in infos]
     index = ids.index(default) if default in ids else 0
     chosen = st.selectbox(label, ids, index=index, key=key, format_func=lambda rid: run_choice(infos, rid))
-    return next(i for i in infos if i.run_id == chosen)
+    info = next(i for i in infos if i.run_id == chosen)
+    for problem in info.problems:  # this run alone: its unreadable files, by name
+        st.warning(f"`{info.run_id}`: {problem}")
+    return info
 
 
 def run_choice(infos: Sequence[runs.RunInfo], run_id: str) -> str:
@@ -217,7 +220,8 @@ def run_choice(infos: Sequence[runs.RunInfo], run_id: str) -> str:
     info = next((i for i in infos if i.run_id == run_id), None)
     if info is None:
         return f"{run_id} (unknown)"
-    return f"{run_id} ({'example · ' if info.example else ''}{badge(info.state)})"
+    unreadable = " · unreadable files" if info.problems else ""
+    return f"{run_id} ({'example · ' if info.example else ''}{badge(info.state)}{unreadable})"
 
 
 def pick_eval(info: runs.RunInfo, key: str = "eval") -> str | None:
