@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from medcap import config, dashboard, dataset_view, jobs, viz
-from medcap.data import load_records, summarize
+from medcap.data import confined, load_records, summarize
 from medcap.data.roots import DatasetRefusedError, check_spec
 from medcap.rundir import ACTIVE_STATES
 from ui import common
@@ -82,7 +82,7 @@ def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
     grid = st.columns(4)
     for i, row in enumerate(shown.head(n).itertuples(index=False)):
         with grid[i % 4]:
-            img = viz.thumbnail(row.image_path, 220)
+            img = confined.thumbnail(row.image_path, 220)
             label = f"{row.image_id} · {row.split} · group {row.group}"
             if img is None:
                 st.caption(f"{label}: unreadable image")
@@ -240,7 +240,7 @@ def show(spec: str, root: str, table: pd.DataFrame, summary: dict[str, Any]) -> 
     grid = st.columns(4)
     for i, (_, row) in enumerate(sample.iterrows()):
         with grid[i % 4]:
-            img = viz.thumbnail(row["image_path"], 220)
+            img = confined.thumbnail(row["image_path"], 220)
             if img is None:
                 st.caption(f"{row['image_id']}: unreadable image")
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from medcap import dashboard, viz
+from medcap.data import confined
 from ui import common
 
 SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "nn_bleu1", "ref_len"]
@@ -14,7 +15,7 @@ def detail(row: dict, info_run_id: str) -> None:
     """One image: picture, reference, prediction, scores, the 1-NN caption."""
     left, right = st.columns([1, 2])
     with left:
-        img = viz.thumbnail(row["image_path"], 360)
+        img = confined.thumbnail(row["image_path"], 360)  # inside the data folders only
         if img is None:
             st.caption("The image file cannot be read.")
         else:

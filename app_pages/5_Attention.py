@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from medcap import dataset_view, viz
+from medcap.data import confined
 from medcap.eval import artifacts
 from ui import common
 
@@ -43,7 +44,7 @@ def body() -> None:
     words = str(row["prediction"]).split()
     n = min(len(words), 0 if att is None else len(att))
     try:
-        image = viz.load_image(row["image_path"])
+        image = confined.load_image(row["image_path"])  # inside the data folders only
     except ValueError as exc:
         st.warning(str(exc))
         return

@@ -19,6 +19,7 @@ import pandas as pd
 
 from medcap.config import RunConfig
 from medcap.data.captioned import load_captioned
+from medcap.data.confined import check_run_dataset
 from medcap.neighbours import top_k
 from medcap.rundir import RunDir
 
@@ -73,10 +74,12 @@ def run_store(run_path: str | Path) -> Any:
 def case_memory(run_path: str | Path) -> CaseMemory:
     """The run's training images (`split.json` train ids found in its store and its dataset) with captions.
 
-    ValueError naming the file when the run has no settings, no train split or no usable training image.
+    ValueError naming the file when the run has no settings, no train split or no usable training image, or
+    when its dataset may not be read here (`medcap.data.confined.check_run_dataset`).
     """
     run = RunDir(Path(run_path))
     cfg = run_settings(run.path)
+    check_run_dataset(cfg.dataset)  # inside the data folders, and never generated here
     store = run_store(run.path)
     train = [str(i) for i in run.read_split().get("train", [])]
     if not train:
@@ -109,6 +112,7 @@ def run_images(run_path: str | Path) -> pd.DataFrame:
     'other' for images the run did not use), ordered by split then by the split's own order.
     """
     cfg = run_settings(run_path)
+    check_run_dataset(cfg.dataset)  # inside the data folders, and never generated here
     split = RunDir(Path(run_path)).read_split()
     _, table, _ = load_captioned(cfg.dataset, max_words=cfg.max_words, long_captions=cfg.long_captions)
     frame = table[["image_id", "image_path", "caption"]].copy()

@@ -18,9 +18,9 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from medcap import dashboard, paths, runs, similar, viz
+from medcap import dashboard, paths, runs, similar
 from medcap.config import RunConfig
-from medcap.data import roots
+from medcap.data import confined, roots
 from medcap.data.images import display_copy
 from medcap.eval import artifacts
 from medcap.inference import weights_missing_text
@@ -159,7 +159,7 @@ def history(info: runs.RunInfo) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _thumb_uri(path: str, mtime: float, size: int) -> str | None:
-    img = viz.thumbnail(path, size)
+    img = confined.thumbnail(path, size)  # inside the data folders only
     if img is None:
         return None
     buf = io.BytesIO()
@@ -294,7 +294,7 @@ def similar_cases_panel(
     cols = st.columns(min(max(len(cases), 1), 5))
     for i, row in enumerate(cases.itertuples(index=False)):
         with cols[i % len(cols)]:
-            img = viz.thumbnail(row.image_path, 220)
+            img = confined.thumbnail(row.image_path, 220)
             if img is None:
                 st.caption(f"{row.image_id}: unreadable image")
             else:
