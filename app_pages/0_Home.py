@@ -21,7 +21,6 @@ def _demo_progress(status: dict) -> None:
 
 
 @st.fragment(run_every=2.0)
-@st.fragment(run_every=2.0)
 def _live_demo() -> None:
     status = demo.demo_status()
     _demo_progress(status)

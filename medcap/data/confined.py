@@ -22,7 +22,7 @@ from PIL import Image
 from medcap import paths
 from medcap.data.bounded import DECODE_BUDGET, open_bounded
 from medcap.data.images import DISPLAY_MAX_SIDE, is_inside
-from medcap.data.loaders import DEFAULT_SYNTHETIC_N, parse_spec
+from medcap.data.loaders import DEFAULT_SYNTHETIC_N, load_records, parse_spec
 from medcap.data.roots import DATA_ENV, check_spec, data_roots
 from medcap.runs import examples_root
 
@@ -89,5 +89,19 @@ def check_run_dataset(spec: str) -> str:
     return spec
 
 
+def usable_records(spec: str) -> int | None:
+    """How many usable records (images with a readable file) a dataset the dashboard may read has: 0 when it
+    has none, is refused or cannot be loaded; None for a generated `synthetic[:N]` set, which is never read
+    (or generated) to answer: a run launched on it generates it."""
+    try:
+        kind, arg = parse_spec(check_spec(spec))
+        if kind == "synthetic" and (not arg or arg.isdigit()):
+            return None
+        return len(load_records(spec).table)
+    except (ValueError, OSError) as exc:
+        log.info("%s: no usable records (%s)", spec, exc)
+        return 0
+
+
 __all__ = ["IMAGE_REFUSED_TEXT", "ImageRefusedError", "check_image_path", "check_run_dataset", "display_roots",
-           "load_image", "synthetic_on_disk", "thumbnail"]
+           "load_image", "synthetic_on_disk", "thumbnail", "usable_records"]
