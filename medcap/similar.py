@@ -79,8 +79,8 @@ def case_memory(run_path: str | Path) -> CaseMemory:
     """
     run = RunDir(Path(run_path))
     cfg = run_settings(run.path)
-    check_run_dataset(cfg.dataset)  # inside the data folders, and never generated here
     store = run_store(run.path)
+    check_run_dataset(cfg.dataset)  # inside the data folders, and never generated here
     train = [str(i) for i in run.read_split().get("train", [])]
     if not train:
         raise ValueError(f"{run.split}: no training images listed")

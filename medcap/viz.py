@@ -278,7 +278,8 @@ def histogram(
     Whole-number values (caption lengths) get bins centred on whole numbers."""
     x = np.asarray(list(values), dtype=np.float64)
     finite = x[np.isfinite(x)]
-    edges = np.histogram_bin_edges(finite, bins=bins) if finite.size else np.array([0.0, 1.0])
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    edges = np.linspace(lo, hi, bins + 1) if hi - lo > 1e-9 * max(1.0, abs(lo)) else np.array([lo - 0.5, lo + 0.5])
     if finite.size and np.all(finite == np.round(finite)):
         size = max(1.0, float(np.ceil((finite.max() - finite.min() + 1) / bins)))
         edges = np.arange(finite.min() - 0.5, finite.max() + 0.5 + size, size)
