@@ -155,3 +155,24 @@ def test_target_size_keeps_the_aspect() -> None:
     assert target_size((9000, 9000), 2048) == (2048, 2048)
     assert target_size((4000, 1000), 2048) == (2048, 512)
     assert target_size((300, 200), 2048) == (300, 200)
+
+
+def test_the_budget_takes_a_greyscale_9000_px_png_and_refuses_the_rgb_one() -> None:
+    from medcap.data.bounded import DECODE_BUDGET
+
+    assert decode_cost("L", (9000, 9000)) < DECODE_BUDGET  # 81 MB decoded, small copies after
+    assert decode_cost("1", (9400, 9400)) < DECODE_BUDGET  # the largest 1-bit image under MAX_PIXELS
+    assert decode_cost("RGB", (2250, 2250)) < DECODE_BUDGET  # the 9000 px JPEG after its 1/4 draft
+    assert decode_cost("RGB", (9000, 9000)) > DECODE_BUDGET  # 324 MB of pixels
+    progressive = decode_cost("RGB", (2250, 2250), source_size=(9000, 9000), progressive=True)
+    assert progressive - decode_cost("RGB", (2250, 2250)) == 9000 * 9000 * 2 * 3  # libjpeg's coefficient buffer
+
+
+def test_a_large_16_bit_png_is_scaled_to_8_bits_then_reduced() -> None:
+    ramp = np.tile(np.linspace(0, 60000, 3000), (1000, 1)).astype(np.uint16)  # (1000, 3000)
+    buf = io.BytesIO()
+    Image.fromarray(ramp).save(buf, format="PNG")
+    image = DecodeGate().upload(buf.getvalue(), "ramp16.png")
+    assert image.size == (2048, 683) and image.mode == "RGB"
+    row = np.asarray(image)[300, :, 0].astype(float)
+    assert row[0] < 3 and row[-1] > 252 and np.all(np.diff(row) >= -1)  # range-scaled, not clipped at 255

@@ -80,7 +80,8 @@ def decode_cost(mode: str, size: tuple[int, int], max_side: int = DECODE_MAX_SID
 
     The decoded pixels; for 16/32-bit images also the 8-bit scaling (a raw copy, the 8-bit result and the
     float64 row blocks); for a progressive JPEG the whole-image DCT coefficient buffer libjpeg keeps
-    (2 bytes per coefficient of `source_size`); plus the reduced and resized copies.
+    (2 bytes per coefficient of `source_size`); then the box-reduced copy, the resized copy and the RGB
+    result, in the bytes per pixel of the mode they are in.
     """
     width, height = size
     pixels = width * height
@@ -89,8 +90,11 @@ def decode_cost(mode: str, size: tuple[int, int], max_side: int = DECODE_MAX_SID
         cost += pixels * (bytes_per_pixel(mode) + 1) + 3 * _SCALE_ROWS * width * 8
     if progressive and source_size is not None:
         cost += source_size[0] * source_size[1] * 2 * bands
-    side = min(max(width, height), 2 * max_side)
-    return cost + 2 * side * side * 4
+    after = 1 if mode in _DEPTH_MODES else bytes_per_pixel(mode)  # 16/32-bit images are reduced as 8-bit
+    factor = max(1, max(width, height) // max_side)
+    reduced = -(-width // factor) * -(-height // factor)
+    target = target_size(size, max_side)
+    return cost + (reduced + target[0] * target[1]) * after + target[0] * target[1] * 4
 
 
 def _mb(n_bytes: int) -> str:
@@ -220,11 +224,6 @@ class DecodeGate:
                              f"{_size_text(max_bytes)}")
         with self.slot(label):
             return decode_bounded(io.BytesIO(data), label, self.max_side, self.budget, formats)
-
-    def file(self, path: str | os.PathLike[str], max_side: int | None = None) -> Image.Image:
-        """Decode an image file, bounded (at most `max_side`, default the gate's); ValueError naming it."""
-        with self.slot(str(path)):
-            return open_bounded(path, max_side or self.max_side, self.budget)
 
 
 def open_bounded(path: str | os.PathLike[str], max_side: int = DECODE_MAX_SIDE,
