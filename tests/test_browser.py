@@ -183,7 +183,8 @@ def _caption_an_image(page: Any, shots: Path) -> None:
     page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=60_000)
     page.wait_for_timeout(800)
     page.screenshot(path=str(shots / "caption_an_image_result.png"), full_page=True)
-    assert page.locator(ERROR_SELECTORS).count() == 0
+    # the phantom is unlike any training image: a run with a feature store says so (a warning, not an error)
+    assert page.locator(ERROR_SELECTORS).filter(has_not_text="is unlike the images").count() == 0
 
 
 def test_every_page_renders_without_errors(server: str) -> None:

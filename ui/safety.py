@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from medcap import ood, runs
+from medcap import dashboard, ood, runs, similar
 from medcap.data.bounded import DecodeGate
 from ui import common
 
@@ -27,19 +27,17 @@ def decode_gate() -> DecodeGate:
 
 
 @st.cache_data(show_spinner="Calibrating the out-of-distribution check…", max_entries=8)
-def _familiarity(run_path: str, signature: tuple) -> ood.Familiarity:
-    from pathlib import Path
-
-    from medcap import similar
-
-    return ood.calibrate(similar.case_memory(Path(run_path)).feats)
+def _familiarity(run_path: str, signature: tuple, _memory: similar.CaseMemory) -> ood.Familiarity:
+    return ood.calibrate(_memory.feats)  # keyed on the run and its files, not on the (large) memory
 
 
 def ood_note(info: runs.RunInfo, query: np.ndarray) -> None:
     """A warning when the image's closest training image is less similar than the run's calibrated threshold."""
     try:
         memory = common.case_memory(info)
-        calib = _familiarity(str(info.path), (common.artifacts_key(), *common._run_files_signature(info)))
+        signature = (common.artifacts_key(), dashboard.file_signature(info.dir.config),
+                     dashboard.file_signature(info.dir.split))
+        calib = _familiarity(str(info.path), signature, memory)
     except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
         st.caption(f"No out-of-distribution check for this run: {exc}")
         return
