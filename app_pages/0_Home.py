@@ -23,7 +23,6 @@ def _demo_progress(status: dict) -> None:
 
 
 @st.fragment(run_every=2.0)
-@st.fragment(run_every=2.0)
 def _live_demo() -> None:
     status = jobs.demo_status()
     _demo_progress(status)

@@ -10,7 +10,7 @@ import streamlit as st
 from medcap import config
 from medcap.app import datasets, jobs, tables, viz
 from medcap.base import procs
-from medcap.data import load_records, summarize
+from medcap.data import confined, load_records, summarize
 from medcap.data.roots import DatasetRefusedError, check_spec
 from medcap.runs.folder import ACTIVE_STATES
 from ui import common
@@ -85,7 +85,7 @@ def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
     grid = st.columns(4)
     for i, row in enumerate(shown.head(n).itertuples(index=False)):
         with grid[i % 4]:
-            img = viz.thumbnail(row.image_path, 220)
+            img = confined.thumbnail(row.image_path, 220)
             label = f"{row.image_id} · {row.split} · group {row.group}"
             if img is None:
                 st.caption(f"{label}: unreadable image")
@@ -123,13 +123,19 @@ def body() -> None:
             seed = int(st.number_input("Seed", 0, 10**6, 42))
         submitted = st.form_submit_button("Load dataset", type="primary")
     if submitted:
-        st.session_state["data_spec"] = (custom.strip() or choice, int(max_words), protocol, split_by, seed)
+        typed = custom.strip()
+        st.session_state["data_spec"] = (typed or choice, int(max_words), protocol, split_by, seed)
+        st.session_state["data_spec_note"] = (  # the box wins over the dropdown: say so, never silently
+            f"Loaded the spec typed in the box, `{typed}`; the dropdown's `{choice}` is not used while the box has "
+            "text (clear the box to load the dropdown's choice)." if typed and typed != choice else "")
     chosen = st.session_state.get("data_spec")
     if not chosen:
         st.info("Pick a dataset and press **Load dataset** (a synthetic set is first generated in the background).")
         return
     spec, max_words, protocol, split_by, seed = chosen
     root = common.artifacts_key()
+    if st.session_state.get("data_spec_note"):
+        st.info(st.session_state["data_spec_note"])
     if not readable(spec):
         return
     try:
@@ -246,14 +252,15 @@ def show(spec: str, root: str, table: pd.DataFrame, summary: dict[str, Any]) -> 
     with right:
         st.markdown("**Leakage report** (train/val/test overlap)")
         leak = summary.get("leakage") or {}
-        st.dataframe(pd.DataFrame([{"check": k, "value": v} for k, v in leak.items()]), hide_index=True)
+        st.dataframe(pd.DataFrame([{"check": tables.LEAKAGE_CHECKS.get(k, k.replace("_", " ")), "value": v}
+                                   for k, v in leak.items()]), hide_index=True)
 
     st.markdown("**Sample images**")
     sample = table.sample(min(8, len(table)), random_state=0) if len(table) else table
     grid = st.columns(4)
     for i, (_, row) in enumerate(sample.iterrows()):
         with grid[i % 4]:
-            img = viz.thumbnail(row["image_path"], 220)
+            img = confined.thumbnail(row["image_path"], 220)
             if img is None:
                 st.caption(f"{row['image_id']}: unreadable image")
             else:

@@ -7,20 +7,38 @@ import streamlit as st
 from medcap import config
 from medcap.app import jobs, tables, viz
 from medcap.base import procs
+from medcap.data.confined import usable_records
 from medcap.data.roots import check_spec
 from medcap.runs import index as runs
 from medcap.runs.folder import ACTIVE_STATES, RESUMABLE_STATES
 from ui import common
 
 
+@st.cache_data(show_spinner="Checking the datasets…", max_entries=64)
+def _usable(spec: str, root: str, mtime: float) -> int | None:
+    return usable_records(spec)
+
+
+def default_dataset(specs: list[str]) -> int:
+    """Index of the first offered dataset with usable records (a generated synthetic set counts: training
+    generates it); 0 when none has any. Datasets are loaded (cached) only until one is found."""
+    root = common.artifacts_key()
+    for i, spec in enumerate(specs):
+        path = spec.partition(":")[2]
+        if _usable(spec, root, tables.file_signature(path) if path else 0.0) != 0:
+            return i
+    return 0
+
+
 def launch_form() -> None:
     """The launch form: preset, dataset, epochs, seed and the main hyper-parameters (choices from RunConfig)."""
     specs = common.dataset_choices(common.list_runs())
+    first = default_dataset(specs)  # never a dataset with 0 usable records when another has some
     with st.form("launch"):
         st.markdown("**Launch a run** (it keeps running when this page reloads or the browser closes)")
         c1, c2, c3, c4 = st.columns(4)
         preset = c1.selectbox("Preset", config.PRESET_CHOICES, help=config.field_help("preset"))
-        dataset = c2.selectbox("Dataset", specs)
+        dataset = c2.selectbox("Dataset", specs, index=first)
         epochs = c3.number_input("Epochs (max)", 1, 100, 10)
         seed = c4.number_input("Seed", 0, 10**6, config.default("seed"))
         c1, c2, c3, c4, c5 = st.columns(5)

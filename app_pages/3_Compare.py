@@ -72,10 +72,13 @@ def seed_section(infos: list) -> None:
         st.markdown(f"**{first.preset}** on `{first.dataset}`: {len(group)} seeds "
                     f"({', '.join(str(i.config.get('run', {}).get('seed')) for i in group)})")
         by_run = {}
-        for info in group:
+        for info in group:  # one unreadable metrics.json leaves its run out, never the section
             name = tables.latest_eval(info)
-            if name:
-                by_run[info.run_id] = common.metrics(info, name)
+            try:
+                if name:
+                    by_run[info.run_id] = common.metrics(info, name)
+            except ValueError as exc:
+                st.markdown(f":orange[Left out of the seed noise] `{info.run_id}`: {exc}")
         if by_run:
             st.dataframe(seeds.seed_summary(by_run), hide_index=True, width="stretch")
     st.caption("sd: standard deviation over seeds (training randomness); CI half-width: the mean bootstrap "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from medcap.app import tables, viz
+from medcap.data import confined
 from ui import common
 
 SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "nn_bleu1", "ref_len"]
@@ -14,7 +15,7 @@ def detail(row: dict, info_run_id: str) -> None:
     """One image: picture, reference, prediction, scores, the 1-NN caption."""
     left, right = st.columns([1, 2])
     with left:
-        img = viz.thumbnail(row["image_path"], 360)
+        img = confined.thumbnail(row["image_path"], 360)  # inside the data folders only
         if img is None:
             st.caption("The image file cannot be read.")
         else:
@@ -39,7 +40,12 @@ def body() -> None:
         return
     info = common.pick_run(infos, key="pi_run")
     name = common.pick_eval(info, key="pi_eval")
-    df = common.predictions(info, name)
+    try:
+        df = common.predictions(info, name)
+    except ValueError as exc:  # this run's file alone; the picker above still offers the others
+        if str(exc) not in info.problems:
+            st.warning(f"`{info.run_id}`: {exc}")
+        return
     st.caption(f"{len(df)} test images in evaluation `{name}` of `{info.run_id}`.")
     for note in tables.missing_notes(df, info.run_id, ("cider",)):
         st.caption(note)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from medcap.app import datasets, viz
+from medcap.data import confined
 from medcap.eval import artifacts
 from ui import common
 
@@ -28,7 +29,12 @@ def body() -> None:
         return
     wanted = st.session_state.get("attention_image")
     image_id = st.selectbox("Test image", ids, index=ids.index(wanted) if wanted in ids else 0, key="att_image")
-    preds = common.predictions(info, name)
+    try:
+        preds = common.predictions(info, name)
+    except ValueError as exc:  # this run's file alone; the picker above still offers the others
+        if str(exc) not in info.problems:
+            st.warning(f"`{info.run_id}`: {exc}")
+        return
     match = preds[preds["image_id"] == image_id]
     if match.empty:
         st.warning(f"{image_id} is not in the predictions of this evaluation.")
@@ -38,7 +44,7 @@ def body() -> None:
     words = str(row["prediction"]).split()
     n = min(len(words), 0 if att is None else len(att))
     try:
-        image = viz.load_image(row["image_path"])
+        image = confined.load_image(row["image_path"])  # inside the data folders only
     except ValueError as exc:
         st.warning(str(exc))
         return

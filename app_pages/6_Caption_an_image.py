@@ -8,8 +8,9 @@ from typing import Any
 import streamlit as st
 
 from medcap.app import tables, viz
-from medcap.data.images import MAX_UPLOAD_BYTES, display_copy, open_upload
-from ui import common
+from medcap.data import confined
+from medcap.data.images import MAX_UPLOAD_BYTES, display_copy
+from ui import common, safety
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…", max_entries=2)
@@ -22,9 +23,8 @@ def _model(run_path: str, weights_mtime: float) -> Any:
 SOURCES = ("Upload an image", "An image of the run's dataset")
 
 
-def similar_for_upload(info: Any, loaded: Any, image: Any) -> None:
-    """Similar cases of an uploaded image: its global features from the run's own featurizer."""
-    query = loaded.featurizer()(image)[0]  # (D,)
+def similar_for_upload(info: Any, query: Any) -> None:
+    """Similar cases of an uploaded image, by its global features (D,) from the run's own featurizer."""
     common.similar_cases_panel(info, query=query, key="cap_sim")
 
 
@@ -48,7 +48,7 @@ def dataset_image(info: Any, beam: int) -> None:
     row = images[images["image_id"] == image_id].iloc[0]
     left, right = st.columns([1, 2])
     try:
-        image = viz.load_image(row["image_path"])
+        image = confined.load_image(row["image_path"])  # inside the data folders only
     except ValueError as exc:
         st.warning(str(exc))
         return
@@ -74,6 +74,7 @@ def dataset_image(info: Any, beam: int) -> None:
 
 def body() -> None:
     st.title("Caption an image")
+    safety.research_notice()
     infos = [i for i in common.list_runs() if i.state == "finished"]
     if not infos:
         st.info("No finished run yet. Build the demo on **Home** or train a run on **Train**.")
@@ -96,13 +97,15 @@ def body() -> None:
         st.caption("The image stays in memory; nothing is saved.")
         return
     try:
-        image = open_upload(uploaded.getvalue(), uploaded.name, MAX_UPLOAD_BYTES)
+        # decoded at most 2048 px per side, within a memory budget, two uploads at a time per server
+        image = safety.decode_gate().upload(uploaded.getvalue(), uploaded.name, MAX_UPLOAD_BYTES)
     except ValueError as exc:
         st.error(str(exc))
         return
     try:
         loaded = _model(str(info.path), tables.file_signature(info.dir.best_weights))
         caption = loaded.caption_images([image], loaded.decode_options(beam_size=beam))[0]
+        query = loaded.featurizer()(image)[0]  # (D,) global features: out-of-distribution check, similar cases
     except Exception as exc:  # a run whose model cannot be loaded must not break the page
         st.warning(f"Could not caption with `{info.run_id}`: {exc}")
         return
@@ -114,7 +117,8 @@ def body() -> None:
         st.caption(f"run `{info.run_id}` · beam {beam} · log-probability {caption.score:.2f}")
         if caption.words:
             st.plotly_chart(viz.word_probabilities(caption.words, caption.probs), width="stretch")
-    common.guard(lambda: similar_for_upload(info, loaded, image), "the similar cases")
+        common.guard(lambda: safety.ood_note(info, query), "the out-of-distribution check")
+    common.guard(lambda: similar_for_upload(info, query), "the similar cases")
     if caption.attention is None or not caption.words:
         st.caption("This model has no spatial attention to show.")
         return

@@ -78,8 +78,8 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(f"{f:9} {p['correct']:.3f} [{p['correct_ci'][0]:.3f}, {p['correct_ci'][1]:.3f}]"
                          f"      {p['wrong_of_stated'] or 0:.3f}             {p['not_stated']:.3f}\n")
     for row in per_fold:
-        sys.stdout.write(f"fold {row['fold']}: " + ", ".join(f"{f} {row[f]['correct']:.3f}/{row[f]['wrong_of_stated'] or 0:.3f}"
-                                                             for f in FACTS) + f"  thresholds {row['thresholds']}\n")
+        shares = ", ".join(f"{f} {row[f]['correct']:.3f}/{row[f]['wrong_of_stated'] or 0:.3f}" for f in FACTS)
+        sys.stdout.write(f"fold {row['fold']}: {shares}  thresholds {row['thresholds']}\n")
     return 0
 
 

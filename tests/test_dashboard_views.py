@@ -354,9 +354,11 @@ def test_per_image_single_run_shows_cider_or_says_it_is_missing(artifacts: Path)
 
 
 @pytest.mark.slow
-def test_similar_cases_of_a_really_trained_run(tmp_path: Path) -> None:
+def test_similar_cases_of_a_really_trained_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tiny run trained for real: its config.json, split and store feed the similar cases as written."""
     from medcap.config import RunConfig
+
+    monkeypatch.setenv("MEDCAP_DATA", str(tmp_path / "data"))  # its dataset lies in the data folders
     from medcap.train import train_run
     from tests.test_train_run import make_tiny
 

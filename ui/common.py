@@ -18,11 +18,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from medcap.app import tables, viz
+from medcap.app import tables
 from medcap.base import paths
 from medcap.base.locks import lock_holder
 from medcap.config import RunConfig
-from medcap.data import roots
+from medcap.data import confined, roots
 from medcap.data.images import display_copy
 from medcap.eval import artifacts
 from medcap.inference import similar
@@ -162,7 +162,7 @@ def history(info: runs.RunInfo) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _thumb_uri(path: str, mtime: float, size: int) -> str | None:
-    img = viz.thumbnail(path, size)
+    img = confined.thumbnail(path, size)  # inside the data folders only
     if img is None:
         return None
     buf = io.BytesIO()
@@ -212,7 +212,10 @@ def pick_run(
     ids = [i.run_id for i in infos]
     index = ids.index(default) if default in ids else 0
     chosen = st.selectbox(label, ids, index=index, key=key, format_func=lambda rid: run_choice(infos, rid))
-    return next(i for i in infos if i.run_id == chosen)
+    info = next(i for i in infos if i.run_id == chosen)
+    for problem in info.problems:  # this run alone: its unreadable files, by name
+        st.warning(f"`{info.run_id}`: {problem}")
+    return info
 
 
 def run_choice(infos: Sequence[runs.RunInfo], run_id: str) -> str:
@@ -220,7 +223,8 @@ def run_choice(infos: Sequence[runs.RunInfo], run_id: str) -> str:
     info = next((i for i in infos if i.run_id == run_id), None)
     if info is None:
         return f"{run_id} (unknown)"
-    return f"{run_id} ({'example · ' if info.example else ''}{badge(info.state)})"
+    unreadable = " · unreadable files" if info.problems else ""
+    return f"{run_id} ({'example · ' if info.example else ''}{badge(info.state)}{unreadable})"
 
 
 def pick_eval(info: runs.RunInfo, key: str = "eval") -> str | None:
@@ -293,7 +297,7 @@ def similar_cases_panel(
     cols = st.columns(min(max(len(cases), 1), 5))
     for i, row in enumerate(cases.itertuples(index=False)):
         with cols[i % len(cols)]:
-            img = viz.thumbnail(row.image_path, 220)
+            img = confined.thumbnail(row.image_path, 220)
             if img is None:
                 st.caption(f"{row.image_id}: unreadable image")
             else:

@@ -116,7 +116,8 @@ def runs_table(root: Path | None = None) -> pd.DataFrame:
                 "BLEU-1": bleu,
                 "BLEU-1 95% CI": ci,
                 "evaluation": name or "",
-                "message": str(status.get("error") or status.get("message") or problem or ""),
+                "message": "; ".join(dict.fromkeys(n for n in (*info.problems, problem, str(
+                    status.get("error") or status.get("message") or "")) if n)),  # unreadable files first
                 "updated": str(status.get("updated", "")),
             }
         )

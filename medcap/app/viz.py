@@ -273,9 +273,23 @@ def histogram(
     bins: int = 30,
     y_label: str = "count",
 ) -> go.Figure:
-    """A labelled histogram."""
-    fig = go.Figure(go.Histogram(x=list(values), nbinsx=bins))
+    """A labelled histogram whose count axis has whole-number ticks (binned here, so the top count is known).
+
+    Whole-number values (caption lengths) get bins centred on whole numbers."""
+    x = np.asarray(list(values), dtype=np.float64)
+    finite = x[np.isfinite(x)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    edges = np.linspace(lo, hi, bins + 1) if hi - lo > 1e-9 * max(1.0, abs(lo)) else np.array([lo - 0.5, lo + 0.5])
+    if finite.size and np.all(finite == np.round(finite)):
+        size = max(1.0, float(np.ceil((finite.max() - finite.min() + 1) / bins)))
+        edges = np.arange(finite.min() - 0.5, finite.max() + 0.5 + size, size)
+    counts, _ = np.histogram(finite, bins=edges)
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 10**9) if counts.max(initial=0) / s <= 8)
+    size = float(edges[1] - edges[0])
+    fig = go.Figure(go.Histogram(x=list(x), xbins={"start": float(edges[0]), "end": float(edges[-1]) + size / 2,
+                                                   "size": size}))
     fig.update_layout(title=title, xaxis_title=x_label, yaxis_title=y_label, bargap=0.05)
+    fig.update_yaxes(tick0=0, dtick=step, rangemode="tozero")  # counts are whole numbers: no 0.5 steps
     return fig
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medcap import config
+from medcap.cli.checks import check_dataset, check_setting
 
 
 def register(subparsers: Any) -> None:
@@ -48,13 +49,22 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from medcap.experiments.study import StudySettings, pooled_frame, run_study
+    from medcap.experiments.study import STUDY_FILE, StudySettings, pooled_frame, run_study
 
     if args.resume is not None:
+        if not (args.resume / STUDY_FILE).is_file():
+            what = "holds no study (no study.json)" if args.resume.is_dir() else "does not exist"
+            raise FileNotFoundError(f"study --resume {args.resume}: the folder {what}; a study's folder is under "
+                                    "artifacts/studies/")
         folder = run_study(folder=args.resume)
     else:
         if not args.dataset:
             raise ValueError("--dataset is required (or --resume STUDY)")
+        check_dataset(args.dataset)  # everything is checked before the study folder exists
+        check_setting("n_folds", args.folds, "study --folds")
+        check_setting("split_seed", args.seed, "study --seed")
+        if args.n_boot < 1:
+            raise ValueError(f"study --n-boot: must be >= 1, got {args.n_boot}")
         sets = parse_sets(args.set)
         systems = {name.strip(): {"preset": name.strip(), **sets} for name in args.systems.split(",") if name.strip()}
         for name in systems:

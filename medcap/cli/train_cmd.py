@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from medcap import config
+from medcap.cli.checks import check_dataset, check_setting, check_settings
 from medcap.config import flag_for
 
 EXIT_CANCELLED = 143
@@ -119,6 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.dataset:
             raise ValueError("train: --dataset is required (or --resume RUN)")
         cfg = config_from_args(args)
+        check_dataset(cfg.dataset)  # before any run folder exists: no failed run for a typo
         if args.run_dir:
             run_dir = args.run_dir.resolve()
             resume = _holds_same_run(run_dir, cfg)
@@ -172,12 +174,16 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if not (lrs and layers and beams):
         raise ValueError("grid: --lr, --layers and --beam each need at least one value")
     cfg = config_from_args(args, exclude=("learning_rate", "layers"))
+    check_dataset(cfg.dataset)  # every value checked before the grid folder or a run exists
+    check_settings("learning_rate", lrs, "grid --lr")
+    check_settings("layers", layers, "grid --layers")
+    check_settings("beam_size", beams, "grid --beam")
+    seeds = check_settings("seed", _ints(args.seeds, "--seeds"), "grid --seeds") if args.seeds else None
     from medcap.base.io import read_json
     from medcap.experiments.grid import run_grid
     from medcap.train.runner import RunCancelled
 
     try:
-        seeds = _ints(args.seeds, "--seeds") if args.seeds else None
         grid_dir = run_grid(cfg, lrs, layers, beams, seeds=seeds)
     except RunCancelled:
         return EXIT_CANCELLED
@@ -190,6 +196,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 def cmd_caption(args: argparse.Namespace) -> int:
     """Caption image files; one line per image (or JSON with per-word probabilities)."""
+    check_setting("beam_size", args.beam, "caption --beam")
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         raise FileNotFoundError(f"caption: no such image file(s): {', '.join(missing)}")

@@ -157,6 +157,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
         raise ValueError(f"unknown dataset kind {kind!r} in {spec!r}; use KIND[:PATH] with KIND in {KINDS}")
     if kind != "synthetic" and not arg.strip():
         raise ValueError(f"dataset spec {spec!r} needs a path: {kind}:PATH")
+    if kind == "synthetic" and arg.strip().lstrip("-").isdigit() and int(arg) < 1:
+        raise ValueError(f"dataset spec {spec!r}: synthetic:N needs N >= 1 images, got {arg.strip()}")
     return kind, arg.strip()
 
 

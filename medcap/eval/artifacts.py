@@ -19,6 +19,14 @@ import pandas as pd
 from medcap.base.io import read_json
 from medcap.eval.metrics import METRIC_NAMES
 from medcap.runs.folder import EvalDir, RunDir
+from medcap.runs.schema import (
+    PREDICTION_NUMERIC,
+    PREDICTION_REQUIRED,
+    RunFileError,
+    check,
+    metrics_problem,
+    predictions_problem,
+)
 
 # Columns of the predictions file, in the order the writer puts them; `modality` follows when the
 # dataset has one, then the model caption's clinical-facts marks (`medcap.eval.facts_score`: "right",
@@ -44,7 +52,7 @@ OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality", "facts_line", "fact_
                                                  "fact_location")
 # Written since the case-level evaluation (older files lack them; readers treat them as optional).
 CASE_PREDICTION_COLUMNS: tuple[str, ...] = ("cider", "nn_cider", "group")
-REQUIRED_PREDICTION_COLUMNS: tuple[str, ...] = PREDICTION_COLUMNS[:5]
+REQUIRED_PREDICTION_COLUMNS: tuple[str, ...] = PREDICTION_REQUIRED  # PREDICTION_COLUMNS[:5]
 
 NEXT_WORD_NAMES = {
     "paper_definition.accuracy": "Accuracy (paper's definition: arg-max over all words)",
@@ -90,15 +98,22 @@ def eval_dir(run_dir: Path, eval_name: str) -> EvalDir:
 
 
 def read_metrics(run_dir: Path, eval_name: str) -> dict[str, Any]:
-    """An evaluation's metrics as a dict; ValueError naming the file when missing or malformed."""
+    """An evaluation's metrics as a dict; ValueError naming the file when missing, not JSON, or of the wrong
+    shape (`RunFileError` from `medcap.runs.schema.metrics_problem`)."""
     path = eval_dir(run_dir, eval_name).metrics
     try:
         data = read_json(path)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("model", {}), dict):
-        raise ValueError(f"{path}: not a metrics object (older medcap version?)")
+    except ValueError as exc:  # truncated or hand-edited: this evaluation alone is unusable
+        raise RunFileError(run_file(path), "not valid JSON (truncated?)") from exc
+    check(run_file(path), metrics_problem(data))  # "unreadable eval/<name>/metrics.json: model.bleu1 is a string"
     return data
+
+
+def run_file(path: Path) -> str:
+    """An evaluation file as named in messages: relative to its run folder (`eval/<name>/metrics.json`)."""
+    return f"{RunDir.EVAL}/{path.parent.name}/{path.name}"
 
 
 def _references_text(text: Any) -> str:
@@ -123,7 +138,8 @@ def _resolve_image(run_dir: Path, image_path: Any) -> str:
 def read_predictions(run_dir: Path, eval_name: str) -> pd.DataFrame:
     """An evaluation's per-image predictions, with `references` parsed into a readable `reference` column.
 
-    ValueError naming the file when it is missing, unreadable or lacks the required columns.
+    ValueError naming the file when it is missing, unreadable, lacks the required columns or holds a
+    non-number in a score column (`medcap.runs.schema.predictions_problem`).
     """
     path = eval_dir(run_dir, eval_name).predictions
     try:
@@ -132,9 +148,8 @@ def read_predictions(run_dir: Path, eval_name: str) -> pd.DataFrame:
         raise ValueError(f"{path}: missing") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: unreadable ({exc.__class__.__name__})") from exc
-    missing = [c for c in REQUIRED_PREDICTION_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: lacks columns {missing} (older medcap version?)")
+    check(run_file(path), predictions_problem(list(df.columns), {c: df[c].tolist() for c in PREDICTION_NUMERIC
+                                                               if c in df.columns}))
     # a relative image path (the example bundle's) is relative to the run folder
     df["image_path"] = [_resolve_image(Path(run_dir), p) for p in df["image_path"]]
     df["reference"] = df["references"].map(_references_text)
@@ -142,8 +157,8 @@ def read_predictions(run_dir: Path, eval_name: str) -> pd.DataFrame:
     for col in df.columns:
         if col.startswith(("bleu", "nn_bleu")) or col in ("rouge_l", "ref_len", "pred_len"):
             df[col] = pd.to_numeric(df[col], errors="coerce")
-    if "ref_len" not in df.columns:
-        df["ref_len"] = df["reference"].str.split("|").str[0].str.split().str.len()
+    words = df["reference"].str.split("|").str[0].str.split().str.len()
+    df["ref_len"] = df["ref_len"].fillna(words) if "ref_len" in df.columns else words
     return df
 
 

@@ -179,6 +179,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     """
     from medcap.eval.health import caption_health
     from medcap.eval.reliance import own_case_share, swap_permutation
+    from medcap.eval.scored import scored_weights
 
     settings = dict(decode_settings or {})
     if decode is not None:
@@ -186,6 +187,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     if length_penalty is not None:
         settings["length_penalty"] = float(length_penalty)
     clock = _Clock()
+    weights = scored_weights(run_dir)  # before they are loaded: the epoch scored, a run in training
     prep = prepare(run_dir, dataset, split, feature_store, allow_changed_data=allow_changed_data)
     loaded, ev = prep.loaded, prep.evalset
     clock.lap("prepare")
@@ -245,7 +247,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     metrics["caption_health"] = health
     metrics["clinical_facts"] = facts
     metrics["decode_options"] = options.describe(memory)
-    metrics["attention_maps"] = "last_position"
+    metrics["attention_maps"], metrics["weights"] = "last_position", weights
     metrics["dataset_check"] = prep.dataset_check
     with out.staging() as tmp:
         lines = {"facts_line": [facts_line(c.facts) for c in caps]} if caps and caps[0].facts is not None else {}

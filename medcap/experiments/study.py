@@ -69,6 +69,15 @@ class StudySettings:
     n_boot: int = 1000
     ablations: bool = True
 
+    def validate(self) -> None:
+        """ValueError naming the problem: fewer than 2 folds, no system, or a system's invalid settings."""
+        if self.folds < 2:
+            raise ValueError(f"a study needs at least 2 case-disjoint folds, got {self.folds}")
+        if not self.systems:
+            raise ValueError("a study needs at least one system")
+        for fold in range(self.folds):
+            self.configs(fold)
+
     def configs(self, fold: int) -> dict[str, RunConfig]:
         """The RunConfig of every system on one fold."""
         out = {}
@@ -85,24 +94,42 @@ def _status(folder: Path, state: str, **fields: Any) -> None:
 
 
 def run_study(settings: StudySettings | None = None, folder: Path | None = None, name: str = "") -> Path:
-    """Run (or resume, given `folder`) a study; returns its folder with results.json / results.csv."""
+    """Run (or resume, given `folder`) a study; returns its folder with results.json / results.csv.
+
+    Settings are checked before a new study's folder is made (`StudySettings.validate`); a study that fails
+    or is cancelled says so in its status.json (state, error), never "running" forever.
+    """
+    if folder is not None and (Path(folder) / STUDY_FILE).is_file():
+        folder = Path(folder)
+        settings = StudySettings(**read_json(folder / STUDY_FILE))
+        settings.validate()  # every config, before the first hour of training
+        log.info("resuming study %s", folder)
+    else:
+        if settings is None:
+            where = f"{folder}: holds no study to resume (no {STUDY_FILE}); " if folder is not None else ""
+            raise ValueError(f"{where}a new study needs its settings (dataset, folds, systems)")
+        settings.validate()  # before any folder exists: no empty study for a typo
+        folder = Path(folder) if folder else new_unique_dir(studies_dir(), name or "study")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / STUDY_FILE, dataclasses.asdict(settings))
+    try:
+        _run_folds(folder, settings)
+    except BaseException as exc:  # a study that stops is never left "running · pooling the folds"
+        cancelled = isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "RunCancelled"  # SIGTERM, no TF
+        _status(folder, "cancelled" if cancelled else "failed", message="cancelled" if cancelled else "failed",
+                error=f"{type(exc).__name__}: {exc}")
+        raise
+    _status(folder, "finished", progress=1.0, stage="done", message="finished", error=None)
+    return folder
+
+
+def _run_folds(folder: Path, settings: StudySettings) -> None:
+    """Train and evaluate every (fold, system), then pool them into results.json / results.csv."""
     import os
 
     from medcap.eval.evaluate import evaluate_run
     from medcap.train.runner import resume_run, train_run
 
-    if folder is not None and (Path(folder) / STUDY_FILE).is_file():
-        folder = Path(folder)
-        settings = StudySettings(**read_json(folder / STUDY_FILE))
-        log.info("resuming study %s", folder)
-    else:
-        if settings is None:
-            raise ValueError("a new study needs its settings (dataset, folds, systems)")
-        folder = Path(folder) if folder else new_unique_dir(studies_dir(), name or "study")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / STUDY_FILE, dataclasses.asdict(settings))
-    for fold in range(settings.folds):  # validate every config before the first hour of training
-        settings.configs(fold)
     jobs = [(fold, system) for fold in range(settings.folds) for system in settings.systems]
     for done, (fold, system) in enumerate(jobs):
         cfg = settings.configs(fold)[system]
@@ -133,8 +160,6 @@ def run_study(settings: StudySettings | None = None, folder: Path | None = None,
     results = pool_results(folder, settings)
     write_json(folder / RESULTS_JSON, results)
     write_text(folder / RESULTS_CSV, results_table(results).to_csv(index=False))
-    _status(folder, "finished", progress=1.0, stage="done", message="finished", error=None)
-    return folder
 
 
 def _fold_predictions(run: RunDir, eval_name: str) -> pd.DataFrame | None:
@@ -147,6 +172,7 @@ def _fold_predictions(run: RunDir, eval_name: str) -> pd.DataFrame | None:
 def pool_results(folder: Path, settings: StudySettings) -> dict[str, Any]:
     """Per fold (from each evaluation's metrics.json) and pooled over folds (rescored with case-level CIs)."""
     from medcap.eval import bootstrap as bs
+    from medcap.eval.artifacts import read_metrics
     from medcap.eval.health import caption_health
     from medcap.eval.scoring import paired_table, score_systems
 
@@ -163,7 +189,7 @@ def pool_results(folder: Path, settings: StudySettings) -> dict[str, Any]:
             names = [p.name for p in run.evals() if p.name.startswith(EVAL_NAME)]
             for name in names:
                 label = system + name[len(EVAL_NAME):].replace("-", ":", 1)
-                metrics = read_json(run.eval_dir(name).metrics)
+                metrics = read_metrics(run.path, name)  # checked against medcap.runs.schema
                 row["systems"][label] = {k: metrics["model"][k]["value"] for k in METRICS if k in metrics["model"]}
                 pred = _fold_predictions(run, name)
                 if pred is None:

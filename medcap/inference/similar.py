@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from medcap.base.neighbours import top_k
+from medcap.data.confined import check_run_dataset
 from medcap.inference.opened import open_run
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,12 @@ def case_memory(run_path: str | Path) -> CaseMemory:
     dataset) with captions and image paths, in split.json's order.
 
     ValueError naming the file when the run has no settings, no feature store, no train split or no usable
-    training image; FileNotFoundError when its feature store is gone.
+    training image, or when its dataset may not be read here (`medcap.data.confined.check_run_dataset`);
+    FileNotFoundError when its feature store is gone.
     """
     run = open_run(Path(run_path))
+    _ = run.store  # a missing feature store is reported before the dataset check
+    check_run_dataset(run.cfg.dataset)  # inside the data folders, and never generated here
     train = run.training_set()
     position: dict[str, int] = {}
     for n, image_id in enumerate(run.split.get("train", [])):
@@ -66,6 +70,7 @@ def run_images(run_path: str | Path) -> pd.DataFrame:
     'other' for images the run did not use), ordered by split then by the split's own order.
     """
     run = open_run(Path(run_path))
+    check_run_dataset(run.cfg.dataset)  # inside the data folders, and never generated here
     split = run.split
     _, table = run.captioned()
     frame = table[["image_id", "image_path", "caption"]].copy()

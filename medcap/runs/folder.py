@@ -34,6 +34,7 @@ import pandas as pd
 from medcap.base import paths
 from medcap.base.io import read_json, safe_name, write_json
 from medcap.base.procs import pid_alive
+from medcap.runs.schema import RunFileError, status_problem
 
 RunState = Literal["queued", "running", "finished", "failed", "cancelled"]
 STATES: tuple[str, ...] = get_args(RunState)
@@ -50,15 +51,17 @@ def now_iso() -> str:
 
 
 def read_status_file(path: Path) -> dict[str, Any]:
-    """A status.json as a dict; a missing or broken file gives `state` 'unknown' and a `problem`."""
+    """A status.json as a dict; a missing, broken or wrong-typed file (`medcap.runs.schema.status_problem`) gives
+    `state` 'unknown' and a `problem` ("unreadable status.json: pid is a list; expected an integer or null")."""
     if not path.exists():
         return {"state": "unknown", "problem": f"{path.name} missing (half-written folder?)"}
     try:
         status = read_json(path)
     except (ValueError, OSError) as exc:
         return {"state": "unknown", "problem": str(exc)}
-    if not isinstance(status, dict):
-        return {"state": "unknown", "problem": f"{path}: not a JSON object"}
+    problem = status_problem(status)  # a wrong-typed field marks this folder alone, never breaks a listing
+    if problem:
+        return {"state": "unknown", "problem": str(RunFileError(path.name, problem))}
     return status
 
 

@@ -7,18 +7,20 @@ pre-built bundle (`examples/demo/runs/`, see `examples_runs_dir`), flagged `RunI
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from medcap.base import paths
-from medcap.base.io import safe_name
+from medcap.base.io import read_json, safe_name
 from medcap.runs.folder import STATES, RunDir, effective_state, pid_alive
+from medcap.runs.schema import RunFileError, config_problem, metrics_problem, predictions_header_problem
 
 __all__ = [
     "EXAMPLES_ENV",
@@ -35,6 +37,7 @@ __all__ = [
     "read_history",
     "read_status",
     "resolve_run",
+    "run_problems",
     "write_status",
 ]
 
@@ -129,14 +132,17 @@ class RunInfo:
     status: dict[str, Any]
     evals: list[str]
     example: bool = False  # a read-only run of the pre-built example bundle (no resume, cancel or evaluate)
+    problems: list[str] = field(default_factory=list)  # "unreadable <file>: <why>", one per bad run file
 
     @property
     def preset(self) -> str:
-        return str(self.config.get("run", self.config).get("preset", "?"))
+        run = self.config.get("run", self.config)
+        return str(run.get("preset", "?")) if isinstance(run, dict) else "?"
 
     @property
     def dataset(self) -> str:
-        return str(self.config.get("run", self.config).get("dataset", "?"))
+        run = self.config.get("run", self.config)
+        return str(run.get("dataset", "?")) if isinstance(run, dict) else "?"
 
     @property
     def dir(self) -> RunDir:
@@ -149,19 +155,56 @@ def list_evals(run_dir: Path) -> list[str]:
     return [e.name for e in RunDir(run_dir).evals()]
 
 
+def _json_problem(path: Path, label: str, problem_of: Any) -> str | None:
+    """"unreadable <label>: <why>" for a JSON file that is there but malformed or of the wrong shape."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return str(RunFileError(label, "not valid JSON (truncated?)")) if path.is_file() else None
+    problem = problem_of(data)
+    return str(RunFileError(label, problem)) if problem else None
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            return next(csv.reader([fh.readline(65536)]), [])
+    except OSError:
+        return []
+
+
+def run_problems(run_dir: Path) -> list[str]:
+    """Why a run's files cannot be read, one line each (`medcap.runs.schema`): its config.json and, per
+    evaluation, metrics.json and predictions.csv's columns. A bad status.json shows as state 'unknown'."""
+    run = RunDir(run_dir)
+    found = [_json_problem(run.config, RunDir.CONFIG, config_problem)]
+    for ev in run.evals():
+        label = f"{RunDir.EVAL}/{ev.name}/"
+        found.append(_json_problem(ev.metrics, label + ev.METRICS, metrics_problem))
+        if ev.predictions.is_file():
+            problem = predictions_header_problem(_header(ev.predictions))
+            found.append(str(RunFileError(label + ev.PREDICTIONS, problem)) if problem else None)
+    return [p for p in found if p]
+
+
 def _infos(root: Path, example: bool) -> list[RunInfo]:
     infos = []
     for run in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True):
         status = read_status(run)
+        problems = run_problems(run)
+        config = read_config(run)
+        if config_problem(config) is not None:
+            config = {}  # listed by id with its problem; nothing downstream reads a wrong-shaped config
         infos.append(
             RunInfo(
                 run_id=run.name,
                 path=run,
                 state=effective_state(status),
-                config=read_config(run),
+                config=config,
                 status=status,
                 evals=list_evals(run),
                 example=example,
+                problems=problems,
             )
         )
     return infos
