@@ -88,9 +88,9 @@ def test_a_new_study_with_bad_settings_makes_no_folder(artifacts: Path) -> None:
                                                                                       "beam_size": 0}})
     with pytest.raises(ValueError, match="beam_size must be >= 1, got 0"):
         study.run_study(bad)
+    one_fold = study.StudySettings(dataset="synthetic:40", folds=1, systems={"model-80": {"preset": "model-80"}})
     with pytest.raises(ValueError, match="a study needs at least 2 case-disjoint folds, got 1"):
-        one_fold = study.StudySettings(dataset="synthetic:40", folds=1, systems={"model-80": {"preset": "model-80"}})
-            study.run_study(one_fold)
+        study.run_study(one_fold)
     with pytest.raises(ValueError, match=r"holds no study to resume \(no study.json\)"):
         study.run_study(folder=artifacts)
     assert not (artifacts / "studies").exists() or not any((artifacts / "studies").iterdir())
