@@ -5,7 +5,7 @@ Run: `.venv/bin/python benchmarks/facts_line.py --store FEATURE_STORE [--folds 5
 For each of the k folds of `medcap study` (`medcap.data.splits.kfold_splits` over the images with a usable
 caption, long ones truncated, split seed 0), fits the run's fact predictors exactly as `train --facts` does
 (`medcap.model.facts_head.FactPredictor`: mean+max pooled grid, one logistic head per fact, thresholds on the
-fold's validation cases) on the fold's training images and scores the findings line on its test images with
+case-grouped out-of-fold predictions of the training pool) on the fold's training images and scores the findings line on its test images with
 the evaluation's scorer (`medcap.eval.facts_score`): per fact, the share of all test images where it is stated
 and right, and the share of stated facts that are wrong. Prints the mean over folds and the pooled figure.
 """
@@ -52,10 +52,10 @@ def main(argv: list[str]) -> int:
 
     per_fold, pooled_pred, pooled_truth, pooled_groups = [], [], [], []
     for fold, split in enumerate(kfold_splits(table, k=args.folds, seed=0)):
-        x_tr, y_tr = inputs(split["train"])
-        x_va, y_va = inputs(split["val"])
+        pool = split["train"] + split["val"]  # the run's training pool, as `train --facts` fits it
+        x_tr, y_tr = inputs(pool)
         x_te, _ = inputs(split["test"])
-        predictor = FactPredictor.fit(x_tr, y_tr, x_va, y_va)
+        predictor = FactPredictor.fit(x_tr, y_tr, [groups[i] for i in pool])
         pred = [sure_facts(p) for p in predictor.predict(x_te)]
         truth = [labels[i] for i in split["test"]]
         scores = score_facts(pred, truth, [groups[i] for i in split["test"]], FACTS, 1000, 0)

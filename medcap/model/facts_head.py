@@ -2,8 +2,9 @@
 from a run's image features, with a confidence threshold per fact below which the findings line says "not sure".
 
 One standardised multinomial logistic regression per fact, fitted on the run's TRAINING images' labels
-(`medcap.data.facts.label_facts`); each threshold is the lowest probability whose stated-but-wrong share on the
-run's VALIDATION images stays within the fact's target (`WRONG_TARGETS`), never chosen on test images. Saved as
+(`medcap.data.facts.label_facts`); each threshold is the lowest probability whose stated-but-wrong share stays
+within the fact's target (`WRONG_TARGETS`) on out-of-fold predictions of those same images (case-grouped k-fold
+over the run's training pool), never chosen on test images. Saved as
 plain JSON in the run folder (`RunDir.facts`: standardiser, coefficients, classes, thresholds), read back
 without pickle; prediction is NumPy. No TensorFlow here.
 """
@@ -107,15 +108,21 @@ def fit_head(fact: str, x: np.ndarray, labels: Sequence[str | None], c: float = 
 
 
 def calibrate(head: FactHead, x: np.ndarray, labels: Sequence[str | None], target: float) -> float:
+    """`calibrate_probs` of the head's own probabilities of x."""
+    return calibrate_probs(head.classes, head.proba(np.asarray(x)) if len(x) else np.zeros((0, len(head.classes))),
+                           labels, target)
+
+
+def calibrate_probs(classes: Sequence[str], probs: np.ndarray, labels: Sequence[str | None], target: float) -> float:
     """The lowest probability threshold whose stated-but-wrong share on the labelled rows stays <= target
-    (1.0, i.e. never stated, when none does; 0.5 when nothing is labelled)."""
+    (1.0, i.e. never stated, when none does; 0.5 when nothing is labelled). probs: (N, K) over `classes`."""
     y = _clean(labels)
     rows = [i for i, v in enumerate(y) if v is not None]
     if not rows:
         return 0.5
-    probs = head.proba(np.asarray(x)[rows])  # (n, K)
-    best, p = probs.argmax(axis=1), probs.max(axis=1)
-    right = np.array([head.classes[b] == y[i] for b, i in zip(best, rows, strict=True)])
+    p_rows = np.asarray(probs)[rows]  # (n, K)
+    best, p = p_rows.argmax(axis=1), p_rows.max(axis=1)
+    right = np.array([classes[b] == y[i] for b, i in zip(best, rows, strict=True)])
     for t in sorted({0.0, *p.tolist()}):
         stated = p >= t
         if stated.any() and (~right[stated]).mean() <= target:
@@ -131,19 +138,35 @@ class FactPredictor:
     heads: dict[str, FactHead]
 
     @classmethod
-    def fit(cls, x_train: np.ndarray, train_labels: Mapping[str, Sequence[str | None]], x_val: np.ndarray | None = None,
-            val_labels: Mapping[str, Sequence[str | None]] | None = None, inputs: str = "mean+max", c: float = 0.1,
-            seed: int = 0) -> FactPredictor:
-        """Fit each fact of `train_labels` with two or more classes; thresholds from the validation rows."""
+    def fit(cls, x: np.ndarray, labels: Mapping[str, Sequence[str | None]], groups: Sequence[str] | None = None,
+            inputs: str = "mean+max", c: float = 0.1, seed: int = 0, folds: int = 5) -> FactPredictor:
+        """Fit each fact of `labels` with two or more labelled classes on all rows of x (N, F); its threshold from
+        out-of-fold probabilities (`folds` case-grouped folds of the same rows; `groups`: the case of each row)."""
+        from sklearn.model_selection import GroupKFold
+
         heads = {}
+        groups = list(groups) if groups is not None else [str(i) for i in range(len(x))]
         for fact in LINE_FACTS:
-            if fact not in train_labels:
+            if fact not in labels:
                 continue
-            head = fit_head(fact, x_train, train_labels[fact], c=c, seed=seed)
+            head = fit_head(fact, x, labels[fact], c=c, seed=seed)
             if head is None:
                 continue
-            if x_val is not None and val_labels is not None and fact in val_labels:
-                head.threshold = calibrate(head, x_val, val_labels[fact], WRONG_TARGETS.get(fact, 0.10))
+            y = _clean(labels[fact])
+            n_groups = len(set(groups))
+            if n_groups >= 2:
+                oof: list[str | None] = [None] * len(x)
+                probs = np.zeros((len(x), len(head.classes)))  # (N, K) out-of-fold
+                for train_rows, held_rows in GroupKFold(n_splits=min(folds, n_groups)).split(x, groups=groups):
+                    part = fit_head(fact, x[train_rows], [y[i] for i in train_rows], c=c, seed=seed)
+                    if part is None:
+                        continue
+                    p = part.proba(x[held_rows])  # (n, k) over the part's classes
+                    for j, cls_name in enumerate(part.classes):
+                        probs[held_rows, head.classes.index(cls_name)] = p[:, j]
+                    for i in held_rows:
+                        oof[i] = y[i]
+                head.threshold = calibrate_probs(head.classes, probs, oof, WRONG_TARGETS.get(fact, 0.10))
             heads[fact] = head
             log.info("fact head %s: %d classes, threshold %.3f", fact, len(head.classes), head.threshold)
         return cls(inputs=inputs, heads=heads)

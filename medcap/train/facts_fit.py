@@ -37,11 +37,16 @@ def split_inputs(data: RunData, split: str, inputs: str = FACT_INPUTS) -> tuple[
 
 
 def fit_facts(run_dir: Path, data: RunData, seed: int = 0) -> FactPredictor | None:
-    """Fit, write facts.json and return the predictor; None (and no file) when no fact has two labelled values."""
+    """Fit on the run's training pool (train + val images; never test), thresholds from case-grouped out-of-fold
+    predictions of the same images; write facts.json and return the predictor; None (and no file) when no fact
+    has two labelled values."""
     x_train, y_train = split_inputs(data, "train")
     x_val, y_val = split_inputs(data, "val")
-    predictor = FactPredictor.fit(x_train, y_train, x_val if len(x_val) else None, y_val if len(x_val) else None,
-                                  inputs=FACT_INPUTS, seed=seed)
+    x = np.concatenate([x_train, x_val]) if len(x_val) else x_train  # (N, F)
+    labels = {f: list(y_train[f]) + (list(y_val[f]) if len(x_val) else []) for f in y_train}
+    group_of = dict(zip(data.table["image_id"].astype(str), data.table["group"].astype(str), strict=True))
+    ids = list(data.image_ids["train"]) + (list(data.image_ids["val"]) if len(x_val) else [])
+    predictor = FactPredictor.fit(x, labels, [group_of[i] for i in ids], inputs=FACT_INPUTS, seed=seed)
     if not predictor.heads:
         log.warning("%s: no fact has two or more labelled values on the training split: no findings line", data.spec)
         return None
