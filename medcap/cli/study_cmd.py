@@ -18,6 +18,14 @@ def register(subparsers: Any) -> None:
     s.add_argument("--dataset", help="dataset spec KIND[:PATH] (not needed with --resume)")
     s.add_argument("--folds", type=int, default=5, help="number of case-disjoint folds (default 5)")
     s.add_argument("--seed", type=int, default=0, help="seed of the folds (default 0)")
+    s.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="init seeds: every fold and system trained once per seed; CIs resample cases, then a "
+                   "seed per case (default: one run with each preset's own seed)")
+    s.add_argument("--select", action="store_true",
+                   help="choose each system's decoding levers per fold on the fold's inner validation split "
+                   "(carved from its training cases), never on the test folds; reported as <system>:selected")
+    s.add_argument("--select-metric", default="cider", choices=("bleu1", "bleu4", "rouge_l", "cider"),
+                   help="what --select maximises on validation (default cider)")
     s.add_argument("--systems", default="model-80,medcap-best",
                    help=f"comma-separated presets to compare ({', '.join(config.PRESET_CHOICES)}; "
                    "default model-80,medcap-best)")
@@ -47,6 +55,39 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """'1,2,3' -> [1, 2, 3] (distinct, in the given order); None or '' -> None."""
+    if not text:
+        return None
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated whole numbers, e.g. 1,2,3") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"--seeds {text!r}: expected distinct seeds >= 0, e.g. 1,2,3")
+    return seeds
+
+
+def study_notes(results: dict[str, Any]) -> list[str]:
+    """What a reader must know beside the pooled table: intervals, CIDEr rule, pools, provenance, selection."""
+    lines = [f"95% CIs: {results.get('ci_method', 'case bootstrap (older study)')}",
+             f"CIDEr: {results.get('cider_rule', 'pooled: document frequencies of all folds (older study)')}"]
+    for name, pool in sorted((results.get("pools") or {}).items()):
+        sizes = ", ".join(str(f.get("n_images")) for f in pool.get("per_fold", []))
+        lines.append(f"1-NN · {name}: used by {', '.join(pool.get('systems', []))}; training images per fold {sizes}")
+    for label, info in sorted((results.get("decoding") or {}).items()):
+        if info.get("retrieval_augmented"):
+            lines.append(f"{label}: retrieval-augmented (decoding mixes in the nearest training captions)")
+    for system, prov in sorted((results.get("provenance") or {}).items()):
+        if prov.get("chosen_on_this_data"):
+            lines.append(f"{system}: its settings were chosen on this data ({prov.get('fixed')}): not a held-out test")
+    for system, choices in sorted((results.get("selection") or {}).items()):
+        picked = ", ".join(f"fold {c['fold'] + 1}" + ("" if c.get("seed") is None else f"/s{c['seed']}")
+                           + f": {c['chosen']}" for c in choices)
+        lines.append(f"{system}:selected (on inner validation folds) = {picked}")
+    return lines
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from medcap.experiments.study import StudySettings, pooled_frame, run_study
 
@@ -61,14 +102,18 @@ def cmd_study(args: argparse.Namespace) -> int:
             if name not in config.PRESET_CHOICES:
                 raise ValueError(f"--systems: unknown preset {name!r}; choose from {', '.join(config.PRESET_CHOICES)}")
         settings = StudySettings(dataset=args.dataset, folds=args.folds, seed=args.seed, systems=systems,
-                                 with_meteor=not args.no_meteor, n_boot=args.n_boot, ablations=not args.no_ablations)
+                                 with_meteor=not args.no_meteor, n_boot=args.n_boot, ablations=not args.no_ablations,
+                                 seeds=parse_seeds(args.seeds), select=args.select, select_metric=args.select_metric)
         folder = run_study(settings, name=args.name)
     results = json.loads((folder / "results.json").read_text())
     if args.json:
         sys.stdout.write(json.dumps({**results, "folder": str(folder)}, indent=2) + "\n")
     else:
+        seeds = results.get("seeds")
         print(f"study {folder.name}: {results['dataset']}, {results['folds']} case-disjoint folds, "
-              f"{results['n_images']} test images in {results['n_groups']} cases")
-        print(pooled_frame(results).to_string(index=False))
+              f"{results['n_images']} test images in {results['n_groups']} cases"
+              + (f", init seeds {seeds}" if seeds else ""))
+        print(pooled_frame(results, ("bleu1", "bleu4", "cider")).to_string(index=False))
+        print("\n".join(study_notes(results)))
         print(f"folder: {folder}")
     return 0
