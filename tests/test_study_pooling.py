@@ -75,7 +75,7 @@ def test_each_system_against_its_own_pool_and_rows_never_depend_on_order(tmp_pat
                                                              - pooled[base]["cider"]["value"])
     # 1-NN of medcap-best's own pool writes "a large mass left", model-80's pool "a small nodule right"
     refs = [[r.split()] for f in (0, 1) for r in REFS[f]]
-    bleu_trunc = sum(len(set("a large mass left".split()) & set(r[0])) for r in refs) / 32
+    bleu_trunc = sum(len(set(["a", "large", "mass", "left"]) & set(r[0])) for r in refs) / 32
     assert pooled[trunc]["bleu1"]["value"] == pytest.approx(bleu_trunc)
     # the other pool's figure is shown beside, labelled
     assert set(results["paired_vs_other_pool_1nn"]["medcap-best"]) == {drop}
@@ -115,3 +115,40 @@ def test_seeds_are_pooled_with_a_two_level_interval(tmp_path: Path) -> None:
     assert bleu["seed_sd"] > 0
     assert "two-level bootstrap" in results["ci_method"]
     assert "seed" in results["paired_vs_own_pool_1nn"]["model-80"]["bleu1"]["method"]
+
+
+def test_systems_with_the_same_training_images_share_one_named_pool() -> None:
+    from medcap.experiments.pooling import pool_names
+
+    drop = {"rule": "the run's training split, captions of at most 20 words (longer ones dropped)", "ids_sha256": "x"}
+    trunc = {**drop, "rule": drop["rule"].replace("dropped", "truncated")}
+    names = pool_names({"b": [trunc], "a": [drop], "c": [{**drop, "ids_sha256": "y"}]})
+    assert names["a"] == names["b"] == ("pool: captions of at most 20 words (longer ones dropped) = captions of at "
+                                        "most 20 words (longer ones truncated) (the same images)")
+    assert names["c"] == "pool: captions of at most 20 words (longer ones dropped)"
+
+
+def test_study_page_labels_retrieval_pools_intervals_and_enforced_health(artifacts: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from medcap.base.io import write_json as write
+    from tests.conftest import PROJECT_ROOT
+
+    folder = artifacts / "studies" / "20260101-000000-s-abcdef"
+    settings = _fake_study(folder, ["model-80", "medcap-best"], seeds=[1, 2])
+    write(folder / study.STUDY_FILE, {"dataset": settings.dataset, "folds": 2, "seed": 0,
+                                      "systems": settings.systems, "seeds": [1, 2]})
+    write(folder / study.STATUS_FILE, {"state": "finished", "progress": 1.0})
+    write(folder / study.RESULTS_JSON, study.pool_results(folder, settings))
+    at = AppTest.from_file(str(PROJECT_ROOT / "app_pages" / "7_Study.py"), default_timeout=60).run()
+    assert not at.exception and not at.warning
+    pooled = at.dataframe[0].value.set_index("system")
+    assert "medcap-best (retrieval-augmented)" in pooled.index and "medcap-best:neural_only" in pooled.index
+    assert pooled.loc["model-80", "cider - 1-NN, own pool"].startswith(("+", "-"))
+    shown = "\n".join(str(m.value) for m in at.markdown)
+    assert "two-level bootstrap" in shown and "each fold's own test references" in shown and "seeds 1, 2" in str(
+        [s.value for s in at.subheader])
+    pools = next(d.value for d in at.dataframe if "pool" in d.value.columns)
+    assert set(pools["systems"]) == {"model-80", "medcap-best"}
+    health = next(d.value for d in at.dataframe if "adjacent_repeat_share" in d.value.columns).set_index("system")
+    assert health.loc["medcap-best", "adjacent_repeat_share"] == "0.000 (enforced by decoding)"

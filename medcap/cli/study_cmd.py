@@ -68,28 +68,8 @@ def parse_seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
-def study_notes(results: dict[str, Any]) -> list[str]:
-    """What a reader must know beside the pooled table: intervals, CIDEr rule, pools, provenance, selection."""
-    lines = [f"95% CIs: {results.get('ci_method', 'case bootstrap (older study)')}",
-             f"CIDEr: {results.get('cider_rule', 'pooled: document frequencies of all folds (older study)')}"]
-    for name, pool in sorted((results.get("pools") or {}).items()):
-        sizes = ", ".join(str(f.get("n_images")) for f in pool.get("per_fold", []))
-        lines.append(f"1-NN · {name}: used by {', '.join(pool.get('systems', []))}; training images per fold {sizes}")
-    for label, info in sorted((results.get("decoding") or {}).items()):
-        if info.get("retrieval_augmented"):
-            lines.append(f"{label}: retrieval-augmented (decoding mixes in the nearest training captions)")
-    for system, prov in sorted((results.get("provenance") or {}).items()):
-        if prov.get("chosen_on_this_data"):
-            lines.append(f"{system}: its settings were chosen on this data ({prov.get('fixed')}): not a held-out test")
-    for system, choices in sorted((results.get("selection") or {}).items()):
-        picked = ", ".join(f"fold {c['fold'] + 1}" + ("" if c.get("seed") is None else f"/s{c['seed']}")
-                           + f": {c['chosen']}" for c in choices)
-        lines.append(f"{system}:selected (on inner validation folds) = {picked}")
-    return lines
-
-
 def cmd_study(args: argparse.Namespace) -> int:
-    from medcap.experiments.study import StudySettings, pooled_frame, run_study
+    from medcap.experiments.study import StudySettings, pooled_frame, run_study, study_notes
 
     if args.resume is not None:
         folder = run_study(folder=args.resume)

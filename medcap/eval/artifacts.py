@@ -282,7 +282,8 @@ def scope_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame:
     for label, m in metrics_by_label.items():
         boot = m.get("bootstrap") or {}
         unit = f"{boot['n_groups']} cases" if boot.get("unit") == "group" else "images (not recorded: older)"
-        rows.append({"run": label, "run label": m.get("run_label", "not recorded"), "split": m.get("split", "?"),
+        rows.append({"run": label, "run id": m.get("run_id", "?"), "run label": m.get("run_label", "not recorded"),
+                     "split": m.get("split", "?"),
                      "role": m.get("split_role", "not recorded"), "images": m.get("n_images"),
                      "CI resamples": unit, "decode": m.get("decode", "?"), "decoding": decoding_label(m)})
     return pd.DataFrame(rows)

@@ -138,16 +138,21 @@ def _flatten(per_seed: list[list[tuple[int, list[list[str]]]]]) -> list[list[lis
 
 
 def pool_names(pools: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-    """system -> the name of its training pool; systems with the same images in every fold share a name."""
+    """system -> the name of its training pool; systems with the same images in every fold share a name.
+
+    The name is the pool's caption rule; when systems with different rules end up with the same images
+    (no caption is long enough to differ), both rules are named.
+    """
     signature = {s: tuple(p["ids_sha256"] for p in folds) for s, folds in pools.items()}
     names: dict[tuple[str, ...], str] = {}
-    for system in sorted(pools):
-        sig = signature[system]
-        if sig not in names:
-            rule = pools[system][0]["rule"].removeprefix("the run's training split, ")
-            name = f"pool: {rule}"
-            names[sig] = name if name not in names.values() else f"{name} [{system}]"
-    return {s: names[signature[s]] for s in pools}
+    for sig in sorted(set(signature.values())):
+        rules = sorted({pools[s][0]["rule"].removeprefix("the run's training split, ") for s in pools
+                        if signature[s] == sig})
+        name = "pool: " + (rules[0] if len(rules) == 1 else " = ".join(rules) + " (the same images)")
+        if name in names.values():
+            name += " [" + ", ".join(sorted(s for s in pools if signature[s] == sig)) + "]"
+        names[sig] = name
+    return {s: names[signature[s]] for s in sorted(pools)}
 
 
 def pool_results(folder: Path, settings: Any, run_name: Any, configs: Any) -> dict[str, Any]:

@@ -227,6 +227,7 @@ def pooled_frame(results: dict[str, Any], metrics: tuple[str, ...] = METRICS) ->
     the system's own-pool 1-NN and, when the study has several pools, vs each other pool's 1-NN (labelled)."""
     rows = []
     decoding = results.get("decoding") or {}
+    own_title = "1-NN, own pool" if "paired_vs_own_pool_1nn" in results else "1-NN"  # older studies: one 1-NN
     for system in sorted(results.get("pooled", {})):
         summary = results["pooled"][system]
         own, others = _diffs(results, system)
@@ -241,12 +242,32 @@ def pooled_frame(results: dict[str, Any], metrics: tuple[str, ...] = METRICS) ->
             row[f"{metric} CI"] = ci_text(m["ci95"], digits=4)
             if m.get("seed_sd") is not None:
                 row[f"{metric} seed sd"] = m["seed_sd"]
-            for title, diff in (("1-NN, own pool", own), *((b, d) for b, d in sorted(others.items()))):
+            for title, diff in ((own_title, own), *((b, d) for b, d in sorted(others.items()))):
                 if metric in diff:
                     d = diff[metric]
                     row[f"{metric} - {title}"] = f"{num_text(d['diff'], 4, True)} {ci_text(d['ci95'], 4, True)}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def study_notes(results: dict[str, Any]) -> list[str]:
+    """What a reader must know beside the pooled table: intervals, CIDEr rule, pools, provenance, selection."""
+    lines = [f"95% CIs: {results.get('ci_method', 'case bootstrap (older study)')}",
+             f"CIDEr: {results.get('cider_rule', 'pooled: document frequencies of all folds (older study)')}"]
+    for name, pool in sorted((results.get("pools") or {}).items()):
+        sizes = ", ".join(str(f.get("n_images")) for f in pool.get("per_fold", []))
+        lines.append(f"1-NN · {name}: used by {', '.join(pool.get('systems', []))}; training images per fold {sizes}")
+    for label, info in sorted((results.get("decoding") or {}).items()):
+        if info.get("retrieval_augmented"):
+            lines.append(f"{label}: retrieval-augmented (decoding mixes in the nearest training captions)")
+    for system, prov in sorted((results.get("provenance") or {}).items()):
+        if prov.get("chosen_on_this_data"):
+            lines.append(f"{system}: its settings were chosen on this data ({prov.get('fixed')}): not a held-out test")
+    for system, choices in sorted((results.get("selection") or {}).items()):
+        picked = ", ".join(f"fold {c['fold'] + 1}" + ("" if c.get("seed") is None else f"/s{c['seed']}")
+                           + f": {c['chosen']}" for c in choices)
+        lines.append(f"{system}:selected (on inner validation folds) = {picked}")
+    return lines
 
 
 def fold_frame(results: dict[str, Any], metric: str = "cider") -> pd.DataFrame:

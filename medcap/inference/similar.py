@@ -63,8 +63,13 @@ def run_store(run_path: str | Path) -> Any:
     run = RunDir(Path(run_path))
     info = run.read_config().get("feature_store")
     path = info.get("path") if isinstance(info, dict) else None
+    where = f"{run.run_id}/{run.config.name}"  # relative: no machine path on the page
+    if not path and isinstance(info, dict):  # the example bundle: the store was left out on purpose
+        raise ValueError(f"{where}: this run ships without its feature store and training images (the example "
+                         "bundle keeps only its test images), so there are no training cases to search. Build the "
+                         "demo on Home: its runs have similar cases.")
     if not path:
-        raise ValueError(f"{run.config}: names no feature store (older or hand-written run?)")
+        raise ValueError(f"{where} names no feature store (a run saved by an older medcap, or written by hand)")
     if not Path(path).is_dir():
         raise FileNotFoundError(f"{run.config}: its feature store {path} is missing (re-extract the features)")
     return open_store(Path(path))
