@@ -146,3 +146,8 @@ def test_tiny_differences_are_printed_legibly() -> None:
     row = tables.paired_difference_table(result).iloc[0]
     assert row["B − A"] == "-2.00e-05" and row["95% CI of B − A"] == "[-4.00e-05, -1.00e-05]"
     assert ci_text([0.281, 0.344]) == "[0.281, 0.344]"
+    from medcap.cli.eval_cmd import format_compare
+
+    text = format_compare({"run_a": "a", "run_b": "b", "preset_a": "model-80", "preset_b": "model-80",
+                           "images": "shared", "n_images": 9, "n_resamples": 100, "seed": 0, **result})
+    assert "-2.00e-05" in text and "[-4.00e-05, -1.00e-05]" in text and "-0.0000" not in text  # the CLI too

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from medcap.eval.artifacts import ci_text, num_text
 from medcap.runs.folder import EVAL_SPLITS
 
 METRIC_ORDER = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
@@ -112,12 +113,13 @@ def format_compare(res: dict[str, Any]) -> str:
     lines = [f"A = {res['run_a']} ({res['preset_a']}), B = {res['run_b']} ({res['preset_b']})",
              f"images: {res['images']}; n={res['n_images']} in {(res.get('bootstrap') or {}).get('n_groups', '?')} "
              f"cases; {res['n_resamples']} paired resamples of cases, seed {res['seed']}",
-             f"{'metric':<10}{'A':>9}{'B':>9}{'B-A':>9}{'95% CI of B-A':>24}{'P(B>A)':>9}"]
+             f"{'metric':<10}{'A':>9}{'B':>9}{'B-A':>10}{'95% CI of B-A':>26}{'P(B>A)':>9}"]
     for key in METRIC_ORDER:
         m = res["metrics"].get(key)
         if m is None:
             continue
-        lines.append(f"{key:<10}{_fmt(m['a']):>9}{_fmt(m['b']):>9}{_fmt(m['diff']):>9}{_ci(m['ci95']):>24}"
+        diff, ci = num_text(m["diff"], 4, signed=True), ci_text(m["ci95"], 4, signed=True)  # tiny: 1.2e-05
+        lines.append(f"{key:<10}{_fmt(m['a']):>9}{_fmt(m['b']):>9}{diff:>10}{ci:>26}"
                      f"{_fmt(m['share_b_gt_a'], 3):>9}")
     for key, why in res.get("skipped", {}).items():
         lines.append(f"skipped {key}: {why}")
