@@ -152,3 +152,17 @@ def test_study_page_labels_retrieval_pools_intervals_and_enforced_health(artifac
     assert set(pools["systems"]) == {"model-80", "medcap-best"}
     health = next(d.value for d in at.dataframe if "adjacent_repeat_share" in d.value.columns).set_index("system")
     assert health.loc["medcap-best", "adjacent_repeat_share"] == "0.000 (enforced by decoding)"
+
+
+def test_presets_record_when_and_on_what_data_they_were_chosen() -> None:
+    from medcap.config import PRESET_CHOSEN, PRESETS
+    from medcap.experiments import frozen
+
+    assert set(PRESET_CHOSEN) == set(PRESETS)
+    best = frozen.provenance("medcap-best", "medpix:../shared/data/medpix-dev/")
+    assert best["fixed"].startswith("2026-11-28") and best["chosen_on_this_data"] is True
+    assert "Not frozen before that study" in best["chosen_on"]
+    assert frozen.provenance("medcap-best", "synthetic:2000")["chosen_on_this_data"] is False
+    assert frozen.provenance("model-80", "medpix:../shared/data/medpix-dev")["chosen_on_this_data"] is False
+    notes = study.study_notes({"provenance": {"medcap-best": best}})
+    assert any("chosen on this data" in line and "not a held-out test" in line for line in notes)
