@@ -132,13 +132,14 @@ def paper_section() -> None:
     infos = common.list_runs()
     chosen = [i for i in infos if i.run_id in tables.default_compare(infos)]
     if chosen:
-        presets = {tables.run_label(i): i.preset for i in chosen}
+        labels = tables.run_labels(chosen)
+        presets = {labels[i.run_id]: i.preset for i in chosen}
         metrics, problems = {}, []
         for info in chosen:  # one run's broken metrics.json never hides the others
             name = tables.latest_eval(info)
             if not name:
                 continue
-            label = tables.run_label(info)
+            label = labels[info.run_id]
             try:
                 found = common.metrics(info, name)
                 paper.comparison({label: found}, presets)  # its shape is usable
@@ -152,6 +153,9 @@ def paper_section() -> None:
         if not beside.empty:
             st.markdown("**medcap beside the paper** (latest evaluated Model-80 / Model-70 runs)")
             st.dataframe(beside, hide_index=True, width="stretch")
+            st.caption("Like with like only: the paper's figures come from MedICaT (an image-level split), so a run "
+                       f"on any other data reads *{paper.NOT_COMPARABLE}* and gets no signed difference. "
+                       "*medcap 95% CI*: the evaluation's interval over cases, where it has one.")
 
 
 def body() -> None:

@@ -25,7 +25,10 @@ def paired_section(chosen: list) -> None:
         st.caption("Pick exactly two runs to test their difference with a paired bootstrap.")
         return
     a, b = chosen
-    st.caption(f"A = `{a.run_id}`, B = `{b.run_id}`: bootstrap over the images both evaluations scored.")
+    labels = tables.run_labels(chosen)
+    st.caption(f"A = **{labels[a.run_id]}** (`{a.run_id}`), B = **{labels[b.run_id]}** (`{b.run_id}`): bootstrap "
+               "over the images both evaluations scored. Differences too small for 4 decimals are printed in "
+               "scientific notation.")
     key = f"paired-{a.run_id}-{b.run_id}"
     if st.button("Compute the paired difference", key="paired_btn"):
         st.session_state[key] = True
@@ -46,7 +49,7 @@ def paired_section(chosen: list) -> None:
         table,
         hide_index=True,
         width="stretch",
-        column_config={"A": number, "B": number, "B − A": number, "share of resamples B > A": number},
+        column_config={"A": number, "B": number, "share of resamples B > A": number},
     )
     st.caption(f"{result.get('n_images', '?')} images: {result.get('images', '')}. {result.get('notes', '')}")
 
@@ -54,9 +57,12 @@ def paired_section(chosen: list) -> None:
 def grounding_section(metrics: dict[str, dict[str, Any]]) -> None:
     st.subheader("Does the caption depend on the image?")
     st.caption("Image reliance: the metric of the real captions minus that of captions decoded with each image's "
-               "features swapped for another case's (95% paired CI over cases). Near 0: the captions ignore the image.")
+               "features swapped for another case's (95% paired CI over cases). Near 0: the captions ignore the image. "
+               "A retrieval-augmented run is measured both ways: features and caption memory swapped (the whole "
+               "system), and features swapped with the memory held to the true image's neighbours (its neural part).")
     st.dataframe(seeds.reliance_table(metrics), hide_index=True, width="stretch")
-    st.caption("Caption health of the model's captions.")
+    st.caption("Caption health of the model's captions. A share marked *enforced by decoding* is a rule of the "
+               "search (e.g. block_repeats forbids back-to-back repeats), not a measured quality.")
     st.dataframe(artifacts.health_table(metrics), hide_index=True, width="stretch")
 
 
@@ -69,8 +75,10 @@ def seed_section(infos: list) -> None:
         return
     for group in groups[:4]:
         first = group[0]
-        st.markdown(f"**{first.preset}** on `{first.dataset}`: {len(group)} seeds "
-                    f"({', '.join(str(i.config.get('run', {}).get('seed')) for i in group)})")
+        repeated = seeds.repeated_seed_runs(infos, group)
+        st.markdown(f"**{first.preset}** on `{first.dataset}`: {len(group)} distinct seeds "
+                    f"({', '.join(str(seeds.seed_of(i)) for i in group)})"
+                    + (f"; {len(repeated)} more run(s) repeating one of these seeds left out" if repeated else ""))
         by_run = {}
         for info in group:  # one unreadable metrics.json leaves its run out, never the section
             name = tables.latest_eval(info)
@@ -92,8 +100,10 @@ def body() -> None:
         common.no_runs_hint()
         return
     ids = [i.run_id for i in infos]
+    labels = tables.run_labels(infos)
     picked = st.multiselect(
-        "Runs (default: the latest Model-80 and Model-70)", ids, default=tables.default_compare(infos), key="cmp"
+        "Runs (default: the latest Model-80 and Model-70)", ids, default=tables.default_compare(infos), key="cmp",
+        format_func=lambda rid: labels.get(rid, rid), help="Runs by name; their ids are in the first table."
     )
     by_id = {i.run_id: i for i in infos}
     chosen = [by_id[rid] for rid in picked if rid in by_id]  # in the order picked: A first
@@ -105,14 +115,18 @@ def body() -> None:
     for info in chosen:
         name = tables.latest_eval(info)
         try:
-            metrics[tables.run_label(info)] = common.metrics(info, name)
-            presets[tables.run_label(info)] = info.preset
+            metrics[labels[info.run_id]] = common.metrics(info, name)
+            presets[labels[info.run_id]] = info.preset
         except ValueError as exc:
             st.warning(f"{info.run_id}: {exc}")
     if not metrics:
         return
     long = artifacts.metrics_table(metrics)
     st.subheader("Caption metrics (95% bootstrap CI over cases), with both baselines")
+    if any(m.get("retrieval_augmented") for m in metrics.values()):
+        st.caption("**Retrieval-augmented** runs mix the nearest training captions into every next word (caption "
+                   "memory), so their captions are partly copied; each is shown beside its *neural only* decode "
+                   "(same weights, memory off).")
     st.dataframe(artifacts.scope_table(metrics), hide_index=True, width="stretch")
     st.dataframe(artifacts.side_by_side(long), width="stretch")
     st.plotly_chart(viz.metric_bars(long), width="stretch")
@@ -125,6 +139,8 @@ def body() -> None:
         st.caption("The paper reports figures for the model-80 and model-70 presets only.")
     else:
         st.dataframe(beside, hide_index=True, width="stretch")
+        st.caption("A signed difference only for evaluations on the paper's kind of data (MedICaT); others read "
+                   f"*{paper.NOT_COMPARABLE}*.")
     paper_tables, notes = paper.table_frames(), paper.NOTES
     for key, title in (("table2", "Table 2"), ("table3", "Table 3"), ("table4", "Table 4")):
         with st.expander(f"Paper {title}"):
@@ -136,7 +152,7 @@ def body() -> None:
     common.guard(lambda: seed_section(infos), "seed noise")
 
     st.subheader("Training curves")
-    hists = {tables.run_label(i): common.history(i) for i in chosen}
+    hists = {labels[i.run_id]: common.history(i) for i in chosen}
     left, right = st.columns(2)
     left.plotly_chart(viz.history_figure(hists, "loss"), width="stretch")
     right.plotly_chart(viz.history_figure(hists, "accuracy"), width="stretch")

@@ -11,8 +11,8 @@ from ui import common
 
 
 @st.cache_data(show_spinner="Reading the finding boxes…", max_entries=4)
-def _boxes(spec: str, root: str) -> dict[str, list]:
-    return datasets.synthetic_boxes(spec)
+def _boxes(spec: str, root: str, signature: float) -> dict[str, list]:
+    return datasets.synthetic_boxes(spec)  # keyed on the set's records.jsonl: a set generated later shows at once
 
 
 def body() -> None:
@@ -57,7 +57,8 @@ def body() -> None:
     boxes: list = []
     if info.dataset.startswith("synthetic"):
         try:
-            boxes = _boxes(info.dataset, common.artifacts_key()).get(image_id, [])
+            boxes = _boxes(info.dataset, common.artifacts_key(), datasets.synthetic_signature(info.dataset)).get(
+                image_id, [])
         except (ValueError, OSError) as exc:
             st.caption(f"True finding boxes unavailable: {exc}")
     labels = [f"{i + 1}. {w}" for i, w in enumerate(words[:n])]

@@ -11,8 +11,9 @@ from ui import common
 
 def body() -> None:
     st.title("Study")
-    st.caption("A study trains each system on k case-disjoint folds and scores every test image once, beside the "
-               "1-NN retrieval and most-frequent baselines; the paired difference to 1-NN has a 95% CI over cases.")
+    st.caption("A study trains each system on k case-disjoint folds (once per seed with `--seeds`) and scores every "
+               "test image once per seed, beside the 1-NN retrieval and most-frequent baselines over the system's "
+               "OWN training pool; the paired difference to that 1-NN has a 95% CI over cases (and seeds).")
     folders = study.list_studies()
     if not folders:
         st.info("No study yet. Run one with `python -m medcap study --dataset medpix:PATH --folds 5` "
@@ -33,12 +34,20 @@ def body() -> None:
         st.progress(fraction, text=f"{status.get('message') or 'starting'}")
         st.caption("Results appear when every fold is trained and evaluated.")
         return
+    seeds = results.get("seeds")
     st.subheader(f"Pooled over {results['folds']} folds: {results['n_images']} test images, "
-                 f"{results['n_groups']} cases")
+                 f"{results['n_groups']} cases" + (f", seeds {', '.join(map(str, seeds))}" if seeds else ""))
     st.dataframe(study.pooled_frame(results), hide_index=True, width="stretch")
+    st.markdown("\n".join(f"- {line}" for line in study.study_notes(results)))
+    pools = study.pools_frame(results)
+    if not pools.empty:
+        st.markdown("**Training pools** the baselines retrieve from (each system is compared with its own pool's "
+                    "1-NN; the other pools' figures are beside it, labelled)")
+        st.dataframe(pools, hide_index=True, width="stretch")
     metric = st.selectbox("Per fold", ["cider", "bleu1", "bleu4", "rouge_l"], key="study_metric")
     per_fold = study.fold_frame(results, metric)
     st.dataframe(per_fold, hide_index=True, width="stretch")
+    st.caption(f"Per fold and pooled figures come from the same per-image scores. {results.get('cider_rule', '')}")
     st.plotly_chart(viz.fold_figure(per_fold, metric), width="stretch")
     health = results.get("caption_health") or {}
     if health:

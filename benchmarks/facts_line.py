@@ -3,11 +3,12 @@
 Run: `.venv/bin/python benchmarks/facts_line.py --store FEATURE_STORE [--folds 5] [--json]`
 
 For each of the k folds of `medcap study` (`medcap.data.splits.kfold_splits` over the images with a usable
-caption, long ones truncated, split seed 0), fits the run's fact predictors exactly as `train --facts` does
-(`medcap.model.facts_head.FactPredictor`: mean+max pooled grid, one logistic head per fact, thresholds on the
-case-grouped out-of-fold predictions of the training pool) on the fold's training images and scores the findings line on its test images with
-the evaluation's scorer (`medcap.eval.facts_score`): per fact, the share of all test images where it is stated
-and right, and the share of stated facts that are wrong. Prints the mean over folds and the pooled figure.
+caption, long ones truncated, split seed 0), fits the fact predictors exactly as `train --facts` does
+(`medcap.model.facts_head.FactPredictor`: mean+max pooled grid, one logistic head per fact, thresholds from
+case-grouped out-of-fold predictions of the training pool) on the fold's training pool (train + val images)
+and scores the findings line on its test images with the evaluation's scorer (`medcap.eval.facts_score`):
+per fact, the share of all test images where it is stated and right, and the share of stated facts that are
+wrong. Prints the pooled figure and each fold's.
 """
 
 from __future__ import annotations

@@ -39,8 +39,9 @@ lists them as *example* runs beside your own (read-only: no resume, cancel or ev
 outputs go to `artifacts/`.
 
 - `runs/example-model-80/`, `runs/example-model-70/`: config, vocabulary, split, history, status,
-  best weights (no optimizer state) and one evaluation each (`eval/<name>/`: metrics, per-image
-  predictions, attention maps). Image paths in the predictions are relative to the run folder.
+  best weights (no optimizer state; stored as float16, loaded as float32) and one evaluation each
+  (`eval/<name>/`: metrics, per-image predictions, attention maps). Image paths in the predictions are
+  relative to the run folder.
 - `images/`: the test images the runs were evaluated on.
 - `check/<run>.npz`: the raw VGG16 features of a few of those images, to check that the current code
   decodes the stored captions (`tests/test_example_bundle.py`).
@@ -54,11 +55,14 @@ and TensorFlow build (`--check` compares).
 
 
 def _resave_weights(run_dir: Path, dst: Path) -> None:
-    """The run's best weights, re-saved from an uncompiled model (no optimizer state)."""
+    """The run's best weights, re-saved from an uncompiled model (no optimizer state), stored as float16
+    (`bundle.halve_weights`: half the bytes per rebuild; Keras loads them back into float32 variables)."""
     from medcap.base.io import save_weights
     from medcap.inference.opened import load_run
+    from medcap.runs.bundle import halve_weights
 
     save_weights(load_run(run_dir).model, dst)
+    halve_weights(dst)
 
 
 def _check_features(run_dir: Path, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:

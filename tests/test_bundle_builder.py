@@ -96,3 +96,34 @@ def test_manifest_lists_every_file_and_verification_finds_changes(tmp_path: Path
     (root / "images" / "y.png").write_bytes(b"new")
     assert bundle.verify_manifest(root) == ["images/y.png: not listed in manifest.json",
                                             "images/x.png: SHA-256 differs from manifest.json"]
+
+
+def test_weights_are_stored_as_float16_and_load_back_as_float32(tmp_path: Path) -> None:
+    import shutil
+
+    import h5py
+
+    from medcap.inference.opened import load_run
+    from medcap.runs.folder import RunDir
+    from tests.conftest import PROJECT_ROOT
+
+    source = PROJECT_ROOT / "examples" / "demo" / "runs" / "example-model-80"
+    if not source.is_dir():
+        pytest.skip("examples/demo not present")
+    run = RunDir(tmp_path / "run")
+    shutil.copytree(source, run.path)
+    full = [np.asarray(w) for w in load_run(run.path).model.get_weights()]
+    size = run.best_weights.stat().st_size
+    bundle.halve_weights(run.best_weights)
+    first = run.best_weights.read_bytes()
+    with h5py.File(run.best_weights, "r") as fh:
+        dtypes = set()
+        fh.visititems(lambda _, item: dtypes.add(item.dtype) if isinstance(item, h5py.Dataset) else None)
+    assert np.dtype("float16") in dtypes and np.dtype("float32") not in dtypes
+    assert run.best_weights.stat().st_size < 0.6 * size  # about half
+    back = [np.asarray(w) for w in load_run(run.path).model.get_weights()]
+    assert [w.dtype for w in back] == [np.dtype("float32")] * len(full)
+    for a, b in zip(full, back, strict=True):
+        assert np.allclose(a, b, rtol=2**-10, atol=1e-7)  # float16 rounding, nothing else
+    bundle.halve_weights(run.best_weights)  # already half: the same bytes again (rebuilds stay reproducible)
+    assert run.best_weights.read_bytes() == first

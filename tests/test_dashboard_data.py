@@ -108,8 +108,8 @@ def test_paired_difference_table_reads_the_compare_output() -> None:
     }
     table = tables.paired_difference_table(result)
     assert list(table["metric"]) == ["BLEU-1"]
-    assert table.loc[0, "95% CI of B − A"] == "[-0.020, 0.040]"
-    assert table.loc[0, "B − A"] == pytest.approx(0.01)
+    assert table.loc[0, "95% CI of B − A"] == "[-0.0200, +0.0400]"
+    assert table.loc[0, "B − A"] == "+0.0100"
     assert tables.paired_difference_table({"other": 1}).empty
 
 
@@ -138,3 +138,35 @@ def test_modules_the_pages_import_load_neither_tensorflow_nor_streamlit() -> Non
     code += "; print(sorted(m for m in ('tensorflow', 'keras', 'streamlit') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_runs_are_labelled_by_name_and_duplicates_by_id() -> None:
+    from medcap.runs.index import RunInfo
+
+    def info(run_id: str, name: str, example: bool = False) -> RunInfo:
+        return RunInfo(run_id=run_id, path=Path(run_id), state="finished",
+                       config={"run": {"preset": "model-80", "name": name}}, status={}, evals=[], example=example)
+
+    runs = [info("20260101-a-demo-x1y2z3", "demo-model-80"), info("20260102-b-demo-q1w2e3", "demo-model-80"),
+            info("20260103-c", ""), info("example-model-80", "demo-model-80", example=True)]
+    assert tables.run_label(runs[2]) == "model-80"  # unnamed: its preset
+    assert tables.run_labels(runs) == {"20260101-a-demo-x1y2z3": "demo-model-80 [20260101-a-demo-x1y2z3]",
+                                       "20260102-b-demo-q1w2e3": "demo-model-80 [20260102-b-demo-q1w2e3]",
+                                       "20260103-c": "model-80", "example-model-80": "demo-model-80 (example)"}
+
+
+def test_tiny_differences_are_printed_legibly() -> None:
+    from medcap.eval.artifacts import ci_text, num_text
+
+    assert num_text(-0.00004) == "-4.00e-05" and num_text(0.0004) == "4.00e-04" and num_text(0.0006) == "0.001"
+    assert num_text(0.0) == "0.000" and num_text(0.25, 4, signed=True) == "+0.2500" and num_text(None) == ""
+    result = {"metrics": {"bleu4": {"a": 0.0123, "b": 0.01228, "diff": -0.00002, "ci95": [-0.00004, -0.00001],
+                                    "share_b_gt_a": 0.0}}}
+    row = tables.paired_difference_table(result).iloc[0]
+    assert row["B − A"] == "-2.00e-05" and row["95% CI of B − A"] == "[-4.00e-05, -1.00e-05]"
+    assert ci_text([0.281, 0.344]) == "[0.281, 0.344]"
+    from medcap.cli.eval_cmd import format_compare
+
+    text = format_compare({"run_a": "a", "run_b": "b", "preset_a": "model-80", "preset_b": "model-80",
+                           "images": "shared", "n_images": 9, "n_resamples": 100, "seed": 0, **result})
+    assert "-2.00e-05" in text and "[-4.00e-05, -1.00e-05]" in text and "-0.0000" not in text  # the CLI too

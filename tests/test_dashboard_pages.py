@@ -108,6 +108,9 @@ def test_home_lists_runs_with_bleu_and_the_failure(small: Path) -> None:
     beside = frames(at)[-1]
     assert list(beside["figure"]) == ["accuracy", "precision", "recall", "f1", "bleu1", "bleu2"]
     assert beside.set_index("figure").loc["bleu1", "paper"] == pytest.approx(0.309)
+    # a run on the synthetic set is not set against the paper's MedICaT figures with a signed difference
+    assert beside["difference"].isna().all() and beside["note"].str.contains("different data: not comparable").all()
+    assert beside.set_index("figure").loc["bleu1", "medcap 95% CI"] == "[0.2810, 0.3440]"
 
 
 def test_train_shows_the_failed_runs_error(small: Path) -> None:
@@ -124,7 +127,7 @@ def test_compare_shows_metrics_with_cis_and_the_paper(small: Path) -> None:
     scope = frames(at)[0]
     assert scope["role"].iloc[0] == "not recorded"  # an evaluation older than split roles: said, not guessed
     side = frames(at)[1]
-    column = "model-80 [aaaaaa]"
+    column = "model-80"  # the run's name (unnamed: its preset), never a piece of its id
     assert side.loc["BLEU-1", column] == "0.312 [0.281, 0.344]"
     assert side.loc["BLEU-1", f"{column} · 1-NN baseline"] == "0.220 [0.200, 0.240]"
     assert "METEOR" not in side.index  # skipped in this evaluation (no JVM)
@@ -264,7 +267,7 @@ def test_compare_paired_difference_on_demand(artifacts: Path, monkeypatch: pytes
     assert calls == [(FINISHED_ID, FINISHED70_ID)]  # A = the Model-80 run, B = the Model-70 run
     paired = next(d.value for d in at.dataframe if "B − A" in d.value.columns)
     assert paired.loc[0, "metric"] == "BLEU-1"
-    assert paired.loc[0, "95% CI of B − A"] == "[-0.050, 0.010]"
+    assert paired.loc[0, "95% CI of B − A"] == "[-0.0500, +0.0100]"
 
 
 def test_the_router_routes_every_page_and_opens_home() -> None:
@@ -326,8 +329,8 @@ def test_home_with_only_examples_says_what_they_are_and_offers_the_demo(bundle_o
 def test_compare_defaults_to_the_two_example_runs(bundle_only: Path) -> None:
     at = run_page("compare")
     side = next(f for f in frames(at) if "BLEU-1" in f.index)
-    assert {"model-80 [example]", "model-70 [example]"} <= set(side.columns)
-    assert side.loc["BLEU-1", "model-80 [example]"].count("[") == 1  # value with its CI
+    assert {"demo-model-80 (example)", "demo-model-70 (example)"} <= set(side.columns)  # by name
+    assert side.loc["BLEU-1", "demo-model-80 (example)"].count("[") == 1  # value with its CI
     assert "Pick exactly two runs" not in texts(at)
     at.button(key="paired_btn").click().run()  # computed in-process from the shipped predictions
     assert not at.exception

@@ -306,7 +306,7 @@ def test_compare_overlays_both_runs_curves(artifacts: Path) -> None:
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     loss = next(s for s in specs if "Loss per epoch" in json.dumps(s["layout"].get("title", "")))
     names = {t["name"] for t in loss["data"]}
-    assert names == {f"{label} · {split}" for label in ("model-80 [aaaaaa]", "model-70 [cccccc]")
+    assert names == {f"{label} · {split}" for label in ("model-80", "model-70")
                      for split in ("train", "validation")}
 
 
@@ -378,3 +378,4 @@ def test_similar_cases_of_a_really_trained_run(tmp_path: Path, monkeypatch: pyte
         # the features encode the caption's class: the closest training images share the test's caption
         assert cases["caption"].tolist() == [reference[test_id]] * 3
         assert cases["similarity"].min() > 0.9
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,13 @@ def test_metric_tables(full: Path) -> None:
     nw = eval_artifacts.next_word_table(metrics)
     assert nw.loc["F1 (macro)", "A"] == pytest.approx(0.38)
     beside = paper.comparison(metrics, {"A": "model-80", "B": "model-70"}).set_index(["run", "figure"])
-    assert beside.loc[("A", "bleu1"), "difference"] == pytest.approx(0.312 - 0.309)
+    assert math.isnan(beside.loc[("A", "bleu1"), "difference"])  # synthetic data beside MedICaT: no difference
+    assert beside.loc[("A", "bleu1"), "note"].startswith("different data: not comparable")
     assert beside.loc[("B", "accuracy"), "paper"] == pytest.approx(0.3936)
+    medicat = {"A": {**metrics["A"], "dataset": "medicat:/data/medicat"}}
+    same = paper.comparison(medicat, {"A": "model-80"}).set_index(["run", "figure"])
+    assert same.loc[("A", "bleu1"), "difference"] == pytest.approx(0.312 - 0.309)
+    assert same.loc[("A", "bleu1"), "medcap 95% CI"] == "[0.2810, 0.3440]" and same.loc[("A", "bleu1"), "note"] == ""
 
 
 def test_read_metrics_errors_name_the_file(full: Path) -> None:

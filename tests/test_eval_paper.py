@@ -67,3 +67,14 @@ def test_dashboard_facing_eval_modules_do_not_import_tensorflow() -> None:
             "medcap.eval.evaluate_run; medcap.eval.compare_runs; print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_f1_note_says_the_stored_f1_is_not_the_harmonic_mean() -> None:
+    from medcap.eval.evaluate import NEXT_WORD_DEFINITIONS
+
+    row = paper.TABLE2[0]
+    harmonic = 2 * row["precision"] * row["recall"] / (row["precision"] + row["recall"])
+    assert round(harmonic, 4) == 0.4247 and row["f1"] == 0.4244  # the paper's own figures disagree slightly
+    for text in (paper.NOTES["table2"], NEXT_WORD_DEFINITIONS["next_word.paper_definition"]):
+        assert "0.4244" in text and "0.4247" in text and "not exactly" in text.lower()
+        assert "F1 is exactly" not in text

@@ -249,3 +249,53 @@ def test_evaluation_writes_clinical_facts(tiny_run: dict) -> None:
     assert nn_region["n_scored"] > 0 and nn_region["correct"] == 1.0
     pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert set(pred["fact_modality"]) <= set(MARKS) and set(pred["fact_plane"]) == {"no label"}
+
+
+def test_evaluate_on_its_own_dataset_scores_the_test_split_and_refuses_all(tiny_run: dict,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from medcap.cli import main
+    from medcap.eval.evaluate import evaluate_run
+
+    split = json.loads((tiny_run["run"] / "split.json").read_text())
+    assert main(["evaluate", str(tiny_run["run"]), "--dataset", tiny_run["spec"], "--no-meteor", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["split"] == "test" and metrics["n_images"] == len(split["test"])  # not "all" by default
+    with pytest.raises(ValueError, match="include-training-images"):
+        evaluate_run(tiny_run["run"], dataset=tiny_run["spec"], split="all", with_meteor=False)
+    with pytest.raises(ValueError, match="include-training-images"):
+        evaluate_run(tiny_run["run"], split="all", with_meteor=False)
+    assert main(["evaluate", str(tiny_run["run"]), "--split", "all", "--no-meteor"]) == 2  # a clear refusal
+    out = evaluate_run(tiny_run["run"], split="all", with_meteor=False, n_boot=20, include_training_images=True)
+    assert json.loads((out / "metrics.json").read_text())["n_images"] == 36
+
+
+def test_retrieval_augmented_decoding_is_labelled_with_its_neural_only_variant_beside(
+        tiny_run: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    from medcap.cli.eval_cmd import format_metrics
+    from medcap.eval.evaluate import evaluate_run
+
+    memory = {"memory_k": 2, "memory_lambda": 0.5, "block_repeats": True}
+    out = evaluate_run(tiny_run["run"], with_meteor=False, n_boot=50, decode_settings=memory, name="memory")
+    metrics = json.loads((out / "metrics.json").read_text())
+    plain = evaluate_run(tiny_run["run"], with_meteor=False, n_boot=50, decode_settings={"block_repeats": True},
+                         name="memory-off")
+    off = json.loads((plain / "metrics.json").read_text())
+    assert metrics["retrieval_augmented"] is True and off["retrieval_augmented"] is False
+    # the neural-only variant is the same weights decoded with the memory off, every other setting equal
+    for key in ("bleu1", "bleu4", "cider"):
+        assert metrics["model_neural_only"][key]["value"] == pytest.approx(off["model"][key]["value"])
+    assert "model_neural_only" not in off
+    rel = metrics["image_reliance"]
+    assert set(rel["neural_part"]) >= {"bleu1", "cider"} and set(rel["metrics"]) >= {"bleu1", "cider"}
+    assert "neural_part" not in off["image_reliance"]
+    # both swaps are real decodes: with the memory held, the swapped captions keep the true images' neighbours
+    assert rel["neural_part"]["cider"]["value"] == pytest.approx(
+        metrics["model"]["cider"]["value"] - rel["neural_part"]["cider"]["swapped"])
+    health = metrics["caption_health"]
+    assert health["model"]["enforced_by_decoding"] == ["adjacent_repeat_share"]
+    assert health["model_neural_only"]["adjacent_repeat_share"] == 0.0
+    train = json.loads((tiny_run["run"] / "split.json").read_text())["train"]
+    assert metrics["baseline_pool"]["n_images"] == len(train)
+    text = format_metrics(metrics)
+    assert "RETRIEVAL-AUGMENTED" in text and "model, neural only" in text and "reliance, memory held" in text
+    assert "adjacent_repeat_share 0.0000 (enforced by decoding)" in text

@@ -64,7 +64,7 @@ def test_bundle_runs_are_listed_after_the_users_as_read_only_examples(with_bundl
     examples = {i.run_id: i for i in infos if i.example}
     assert all(i.state == "finished" and len(i.evals) == 1 for i in examples.values())
     assert {i.preset for i in examples.values()} == {"model-80", "model-70"}
-    assert tables.run_label(examples["example-model-80"]) == "model-80 [example]"
+    assert tables.run_label(examples["example-model-80"]) == "demo-model-80 (example)"
     table = tables.runs_table()
     assert set(table.loc[table["run"].isin(EXAMPLE_IDS), "source"]) == {"example (read-only)"}
     assert table.loc[table["run"] == FINISHED_ID, "source"].item() == "yours"

@@ -39,3 +39,22 @@ def test_reliance_table_says_not_computed_for_older_evaluations() -> None:
     table = reliance_table({"new": new, "old": {"model": {}}})
     assert table.loc[0, "bleu1"] == "+0.0500 [+0.0100, +0.0900]"
     assert (table.loc[1, ["bleu1", "bleu4", "cider"]] == "not computed").all()
+
+
+def test_seed_groups_count_distinct_seeds_only() -> None:
+    from medcap.app.seeds import repeated_seed_runs
+
+    runs = [_info("new42", seed=42), _info("old42", seed=42), _info("again42", seed=42), _info("s7", seed=7)]
+    groups = seed_groups(runs)
+    assert [[i.run_id for i in g] for g in groups] == [["new42", "s7"]]  # 2 distinct seeds, the newest run of 42
+    assert [i.run_id for i in repeated_seed_runs(runs, groups[0])] == ["old42", "again42"]
+    assert seed_groups([_info("a", seed=42), _info("b", seed=42), _info("c", seed=42)]) == []  # one seed: no spread
+
+
+def test_reliance_table_shows_both_parts_of_a_retrieval_augmented_run_and_tiny_values_legibly() -> None:
+    whole = {k: {"value": 0.04, "ci95": [0.01, 0.07]} for k in ("bleu1", "bleu4", "cider")}
+    neural = {k: {"value": -0.00002, "ci95": [-0.00004, -0.00001]} for k in ("bleu1", "bleu4", "cider")}
+    table = reliance_table({"best": {"image_reliance": {"metrics": whole, "neural_part": neural}}})
+    assert list(table["run"]) == ["best · whole system (features and memory swapped)",
+                                  "best · neural part (features swapped, memory held)"]
+    assert table.loc[1, "bleu4"] == "-2.00e-05 [-4.00e-05, -1.00e-05]"  # never "-0.0000 [-0.0000, -0.0000]"

@@ -219,12 +219,13 @@ def pick_run(
 
 
 def run_choice(infos: Sequence[runs.RunInfo], run_id: str) -> str:
-    """How a run reads in a picker: `<id> (<state>)`, `<id> (example · <state>)` for the bundle's runs."""
+    """How a run reads in a picker: `<name> · <id> (<state>)`, `... (example · <state>)` for the bundle's runs."""
     info = next((i for i in infos if i.run_id == run_id), None)
     if info is None:
         return f"{run_id} (unknown)"
+    name = tables.run_label(info).removesuffix(" (example)")
     unreadable = " · unreadable files" if info.problems else ""
-    return f"{run_id} ({'example · ' if info.example else ''}{badge(info.state)}{unreadable})"
+    return f"{name} · {run_id} ({'example · ' if info.example else ''}{badge(info.state)}{unreadable})"
 
 
 def pick_eval(info: runs.RunInfo, key: str = "eval") -> str | None:

@@ -100,6 +100,20 @@ def true_boxes(row: pd.Series | dict[str, Any]) -> list[dict[str, Any]]:
     return [b for b in boxes if isinstance(b, dict) and "box" in b] if isinstance(boxes, list) else []
 
 
+def synthetic_signature(spec: str, seed: int = 0) -> float:
+    """Modification time of a generated `synthetic:N` set's records.jsonl (0.0 when absent or another spec).
+
+    The cache key of anything read from the set: a set generated while the dashboard runs is read at once.
+    """
+    kind, _, arg = spec.partition(":")
+    if kind.strip() != "synthetic" or not arg.strip().isdigit():
+        return 0.0
+    try:
+        return (paths.datasets_dir() / f"synthetic-{int(arg)}-seed{seed}" / "records.jsonl").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def synthetic_boxes(spec: str, seed: int = 0) -> dict[str, list[dict[str, Any]]]:
     """image id -> true finding boxes of an already generated synthetic set (never generates one).
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medcap.eval.artifacts import ci_text, num_text
 from medcap.runs.index import RunInfo
 
 # Settings that do not define "the same setting": the init seed and the run's label.
@@ -29,13 +30,30 @@ def setting_key(info: RunInfo) -> str:
     return json.dumps(run, sort_keys=True, default=str)
 
 
+def seed_of(info: RunInfo) -> Any:
+    """The run's init seed (config.json `run.seed`)."""
+    return info.config.get("run", {}).get("seed")
+
+
 def seed_groups(infos: Sequence[RunInfo]) -> list[list[RunInfo]]:
-    """Groups of two or more runs that differ only in their init seed, largest first."""
-    groups: dict[str, list[RunInfo]] = {}
+    """Groups of runs with the same settings and two or more DISTINCT init seeds, largest first.
+
+    One run per seed: a run repeating a seed already in the group (the same setting trained twice) is left
+    out (the first listed is kept: `list_runs` lists the newest first), so "n seeds" counts distinct seeds.
+    """
+    groups: dict[str, dict[Any, RunInfo]] = {}
     for info in infos:
         if info.config.get("run"):
-            groups.setdefault(setting_key(info), []).append(info)
-    return sorted((g for g in groups.values() if len(g) > 1), key=len, reverse=True)
+            groups.setdefault(setting_key(info), {}).setdefault(json.dumps(seed_of(info)), info)
+    return sorted((list(g.values()) for g in groups.values() if len(g) > 1), key=len, reverse=True)
+
+
+def repeated_seed_runs(infos: Sequence[RunInfo], group: Sequence[RunInfo]) -> list[RunInfo]:
+    """Runs with a group's settings and a seed the group already holds (left out of its seed statistics)."""
+    if not group:
+        return []
+    key, kept = setting_key(group[0]), {i.run_id for i in group}
+    return [i for i in infos if i.config.get("run") and i.run_id not in kept and setting_key(i) == key]
 
 
 def seed_summary(metrics_by_run: Mapping[str, Mapping[str, Any]], keys: Sequence[str] = (
@@ -63,17 +81,23 @@ def seed_summary(metrics_by_run: Mapping[str, Mapping[str, Any]], keys: Sequence
 def reliance_table(metrics_by_label: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Image reliance per run: metric of the real captions minus that with features swapped across cases.
 
-    Evaluations written before the check existed show "not computed".
+    Evaluations written before the check existed show "not computed". A retrieval-augmented run has two
+    rows: the whole system (features and caption memory swapped) and its neural part (features swapped,
+    the memory held to the true image's neighbours).
     """
     rows = []
     for label, metrics in metrics_by_label.items():
-        rel = (metrics.get("image_reliance") or {}).get("metrics")
-        row: dict[str, Any] = {"run": label}
-        for key in ("bleu1", "bleu4", "cider"):
-            if not rel or key not in rel:
-                row[key] = "not computed"
-                continue
-            lo, hi = rel[key]["ci95"]
-            row[key] = f"{rel[key]['value']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-        rows.append(row)
+        rel = metrics.get("image_reliance") or {}
+        parts = [("", rel.get("metrics"))]
+        if rel.get("neural_part"):
+            parts = [(" · whole system (features and memory swapped)", rel.get("metrics")),
+                     (" · neural part (features swapped, memory held)", rel["neural_part"])]
+        for suffix, values in parts:
+            row: dict[str, Any] = {"run": label + suffix}
+            for key in ("bleu1", "bleu4", "cider"):
+                if not values or key not in values:
+                    row[key] = "not computed"
+                    continue
+                row[key] = f"{num_text(values[key]['value'], 4, True)} {ci_text(values[key]['ci95'], 4, True)}"
+            rows.append(row)
     return pd.DataFrame(rows)

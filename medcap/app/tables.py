@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pandas as pd
 
 from medcap.base import paths
 from medcap.data import leakage_report, make_split, prepare_captions, tokenize
-from medcap.eval.artifacts import as_float, ci_text, read_metrics, read_predictions
+from medcap.eval.artifacts import as_float, ci_text, num_text, read_metrics, read_predictions
 from medcap.eval.metrics import METRIC_NAMES, PER_IMAGE_METRICS
 from medcap.runs.folder import EvalDir, RunDir
 from medcap.runs.index import RunInfo, list_runs
@@ -70,11 +71,16 @@ def find_run(run_id: str, root: Path | None = None) -> RunInfo | None:
 
 
 def run_label(info: RunInfo) -> str:
-    """Short human label: `<preset> [<last 6 characters of the run id>]` (the id's random suffix).
+    """A run's name (config.json `run.name`; its preset when it has none); `<name> (example)` for the bundle's."""
+    name = str((info.config.get("run") or {}).get("name") or "").strip() or info.preset
+    return f"{name} (example)" if info.example else name
 
-    Example runs of the bundle read `<preset> [example]`.
-    """
-    return f"{info.preset} [{'example' if info.example else info.run_id[-6:]}]"
+
+def run_labels(infos: Sequence[RunInfo]) -> dict[str, str]:
+    """run id -> `run_label`, unique: a name several listed runs share gets the run id in brackets."""
+    labels = {i.run_id: run_label(i) for i in infos}
+    counts = Counter(labels.values())
+    return {rid: f"{label} [{rid}]" if counts[label] > 1 else label for rid, label in labels.items()}
 
 
 def latest_eval(info: RunInfo) -> str | None:
@@ -104,6 +110,7 @@ def runs_table(root: Path | None = None) -> pd.DataFrame:
         epoch, epochs = status.get("epoch"), status.get("epochs")
         rows.append(
             {
+                "name": run_label(info),
                 "run": info.run_id,
                 "source": "example (read-only)" if info.example else "yours",
                 "state": info.state,
@@ -121,7 +128,7 @@ def runs_table(root: Path | None = None) -> pd.DataFrame:
                 "updated": str(status.get("updated", "")),
             }
         )
-    columns = ["run", "source", "state", "preset", "dataset", "epoch", "progress", "BLEU-1", "BLEU-1 95% CI"]
+    columns = ["name", "run", "source", "state", "preset", "dataset", "epoch", "progress", "BLEU-1", "BLEU-1 95% CI"]
     columns.append("evaluation")
     return pd.DataFrame(rows, columns=[*columns, "message", "updated"])
 
@@ -176,7 +183,8 @@ def paired_runs(a: RunInfo, b: RunInfo) -> dict[str, Any]:
 def paired_difference_table(result: dict[str, Any]) -> pd.DataFrame:
     """The paired comparison of `python -m medcap compare --json` as rows: metric, A, B, B - A, CI, share.
 
-    Reads `result["metrics"]` ({metric: {a, b, diff, ci95, share_b_gt_a}}); empty when absent.
+    Reads `result["metrics"]` ({metric: {a, b, diff, ci95, share_b_gt_a}}); empty when absent. The difference
+    and its CI are signed text with 4 decimals, in scientific notation when those would print 0.
     """
     rows = []
     for key, item in (result.get("metrics") or {}).items():
@@ -187,8 +195,8 @@ def paired_difference_table(result: dict[str, Any]) -> pd.DataFrame:
                 "metric": METRIC_NAMES.get(key, key),
                 "A": as_float(item.get("a")),
                 "B": as_float(item.get("b")),
-                "B − A": as_float(item.get("diff")),
-                "95% CI of B − A": ci_text(item.get("ci95")),
+                "B − A": num_text(item.get("diff"), 4, signed=True),
+                "95% CI of B − A": ci_text(item.get("ci95"), 4, signed=True),
                 "share of resamples B > A": as_float(item.get("share_b_gt_a")),
             }
         )

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from medcap.eval.artifacts import ci_text, num_text
 from medcap.eval.metrics import CORPUS_METRICS
 from medcap.runs.folder import EVAL_SPLITS
 
@@ -23,8 +24,10 @@ def register(subparsers: Any) -> None:
     e.add_argument("run", help="run folder or id")
     e.add_argument("--dataset", help="another dataset KIND[:PATH] (default: the run's own)")
     e.add_argument("--split", default=None, choices=EVAL_SPLITS,
-                   help="images: the run's split (own dataset) or the dataset's own split; default test, "
-                   "or all with --dataset")
+                   help="images: the run's split (own dataset) or the dataset's own split; default test on the "
+                   "run's own dataset (with or without --dataset), all on another dataset")
+    e.add_argument("--include-training-images", action="store_true",
+                   help="allow --split all on the run's own dataset (it then scores the run's training images)")
     e.add_argument("--decode", default=None, help="greedy | beam:K (default: the run's own decoding settings)")
     e.add_argument("--length-penalty", type=float, default=None,
                    help="beam search GNMT length penalty alpha (default: the run's, 0 for the paper's presets)")
@@ -61,24 +64,32 @@ def _ci(ci: Any) -> str:
 
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A plain-text table: metric, value and 95% case-level CI for the model and both baselines, image reliance,
-    then next-word metrics (the paper's definition first), caption health and clinical facts. Older files
-    show "-"."""
-    systems = {"model": metrics["model"], **metrics["baselines"]}
+    then next-word metrics (the paper's definition first), caption health and clinical
+    facts. Older files show "-"."""
+    neural = metrics.get("model_neural_only")
+    systems = {"model": metrics["model"], **({"model, neural only": neural} if neural else {}), **metrics["baselines"]}
     boot = metrics.get("bootstrap") or {}
     unit = f"{boot['n_groups']} cases" if boot.get("unit") == "group" else "images (older evaluation)"
     lines = [f"{metrics['run_id']} ({metrics.get('run_label', '-')}) on {metrics['dataset']}",
              f"scored: {metrics['images']}; role: {metrics.get('split_role', 'not recorded')}; "
              f"n={metrics['n_images']}; decode {metrics['decode']}; 95% CIs resample {unit}"]
-    reliance = (metrics.get("image_reliance") or {}).get("metrics") or {}
-    header = "".join(f"{name:>30}" for name in systems) + (f"{'image reliance':>30}" if reliance else "")
+    if metrics.get("retrieval_augmented"):
+        opts = metrics.get("decode_options") or {}
+        lines.append(f"model: RETRIEVAL-AUGMENTED (caption memory of the {opts.get('memory_k', '?')} nearest training "
+                     f"captions, lambda {opts.get('memory_lambda', '?')}); 'neural only' = same weights, memory off")
+    rel = metrics.get("image_reliance") or {}
+    reliance, neural_rel = rel.get("metrics") or {}, rel.get("neural_part") or {}
+    columns = {"image reliance": reliance, **({"reliance, memory held": neural_rel} if neural_rel else {})}
+    columns = {k: v for k, v in columns.items() if v}
+    header = "".join(f"{name:>30}" for name in (*systems, *columns))
     lines.append(f"{'metric':<10}" + header)
     for key in CORPUS_METRICS:
         cells = []
         for sc in systems.values():
             m = sc.get(key)
             cells.append(f"{_fmt(m['value'])} {_ci(m['ci95'])}" if m else "skipped")
-        if reliance:
-            r = reliance.get(key)
+        for values in columns.values():
+            r = values.get(key)
             cells.append(f"{_fmt(r['value'])} {_ci(r['ci95'])}" if r else "-")
         lines.append(f"{key:<10}" + "".join(f"{c:>30}" for c in cells))
     nw = metrics["next_word"]
@@ -90,7 +101,9 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     lines.append("next-word, other averages: " + ", ".join(f"{k} {_fmt(nw.get(k))}" for k in EXTRA_NEXT_WORD))
     health = (metrics.get("caption_health") or {}).get("model")
     if health:
-        lines.append("caption health (model): " + ", ".join(f"{k} {_fmt(health.get(k))}" for k in HEALTH_ORDER))
+        enforced = set(health.get("enforced_by_decoding") or [])
+        lines.append("caption health (model): " + ", ".join(
+            f"{k} {_fmt(health.get(k))}{' (enforced by decoding)' if k in enforced else ''}" for k in HEALTH_ORDER))
     from medcap.eval.facts_score import facts_lines
 
     lines.extend(facts_lines(metrics.get("clinical_facts")))  # fact x system; nothing for older evaluations
@@ -104,12 +117,13 @@ def format_compare(res: dict[str, Any]) -> str:
     lines = [f"A = {res['run_a']} ({res['preset_a']}), B = {res['run_b']} ({res['preset_b']})",
              f"images: {res['images']}; n={res['n_images']} in {(res.get('bootstrap') or {}).get('n_groups', '?')} "
              f"cases; {res['n_resamples']} paired resamples of cases, seed {res['seed']}",
-             f"{'metric':<10}{'A':>9}{'B':>9}{'B-A':>9}{'95% CI of B-A':>24}{'P(B>A)':>9}"]
+             f"{'metric':<10}{'A':>9}{'B':>9}{'B-A':>10}{'95% CI of B-A':>26}{'P(B>A)':>9}"]
     for key in CORPUS_METRICS:
         m = res["metrics"].get(key)
         if m is None:
             continue
-        lines.append(f"{key:<10}{_fmt(m['a']):>9}{_fmt(m['b']):>9}{_fmt(m['diff']):>9}{_ci(m['ci95']):>24}"
+        diff, ci = num_text(m["diff"], 4, signed=True), ci_text(m["ci95"], 4, signed=True)  # tiny: 1.2e-05
+        lines.append(f"{key:<10}{_fmt(m['a']):>9}{_fmt(m['b']):>9}{diff:>10}{ci:>26}"
                      f"{_fmt(m['share_b_gt_a'], 3):>9}")
     for key, why in res.get("skipped", {}).items():
         lines.append(f"skipped {key}: {why}")
@@ -121,10 +135,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from medcap.eval.evaluate import evaluate_run
     from medcap.runs.folder import EvalDir
 
-    split = args.split or ("all" if args.dataset else "test")
-    out = evaluate_run(args.run, dataset=args.dataset, split=split, decode=args.decode,
+    out = evaluate_run(args.run, dataset=args.dataset, split=args.split, decode=args.decode,
                        feature_store=args.feature_store, with_meteor=not args.no_meteor,
-                       length_penalty=args.length_penalty, allow_changed_data=args.allow_changed_data)
+                       length_penalty=args.length_penalty, allow_changed_data=args.allow_changed_data,
+                       include_training_images=args.include_training_images)
     metrics = read_json(EvalDir(out).metrics)
     if args.json:
         sys.stdout.write(json.dumps({**metrics, "folder": str(out)}, indent=2) + "\n")

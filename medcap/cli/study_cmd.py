@@ -19,6 +19,14 @@ def register(subparsers: Any) -> None:
     s.add_argument("--dataset", help="dataset spec KIND[:PATH] (not needed with --resume)")
     s.add_argument("--folds", type=int, default=5, help="number of case-disjoint folds (default 5)")
     s.add_argument("--seed", type=int, default=0, help="seed of the folds (default 0)")
+    s.add_argument("--seeds", default=None, metavar="S1,S2,...",
+                   help="init seeds: every fold and system trained once per seed; CIs resample cases, then a "
+                   "seed per case (default: one run with each preset's own seed)")
+    s.add_argument("--select", action="store_true",
+                   help="choose each system's decoding levers per fold on the fold's inner validation split "
+                   "(carved from its training cases), never on the test folds; reported as <system>:selected")
+    s.add_argument("--select-metric", default="cider", choices=("bleu1", "bleu4", "rouge_l", "cider"),
+                   help="what --select maximises on validation (default cider)")
     s.add_argument("--systems", default="model-80,medcap-best",
                    help=f"comma-separated presets to compare ({', '.join(config.PRESET_CHOICES)}; "
                    "default model-80,medcap-best)")
@@ -48,8 +56,21 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def parse_seeds(text: str | None) -> list[int] | None:
+    """'1,2,3' -> [1, 2, 3] (distinct, in the given order); None or '' -> None."""
+    if not text:
+        return None
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds {text!r}: expected comma-separated whole numbers, e.g. 1,2,3") from None
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"--seeds {text!r}: expected distinct seeds >= 0, e.g. 1,2,3")
+    return seeds
+
+
 def cmd_study(args: argparse.Namespace) -> int:
-    from medcap.experiments.study import STUDY_FILE, StudySettings, pooled_frame, run_study
+    from medcap.experiments.study import STUDY_FILE, StudySettings, pooled_frame, run_study, study_notes
 
     if args.resume is not None:
         if not (args.resume / STUDY_FILE).is_file():
@@ -71,14 +92,18 @@ def cmd_study(args: argparse.Namespace) -> int:
             if name not in config.PRESET_CHOICES:
                 raise ValueError(f"--systems: unknown preset {name!r}; choose from {', '.join(config.PRESET_CHOICES)}")
         settings = StudySettings(dataset=args.dataset, folds=args.folds, seed=args.seed, systems=systems,
-                                 with_meteor=not args.no_meteor, n_boot=args.n_boot, ablations=not args.no_ablations)
+                                 with_meteor=not args.no_meteor, n_boot=args.n_boot, ablations=not args.no_ablations,
+                                 seeds=parse_seeds(args.seeds), select=args.select, select_metric=args.select_metric)
         folder = run_study(settings, name=args.name)
     results = json.loads((folder / "results.json").read_text())
     if args.json:
         sys.stdout.write(json.dumps({**results, "folder": str(folder)}, indent=2) + "\n")
     else:
+        seeds = results.get("seeds")
         print(f"study {folder.name}: {results['dataset']}, {results['folds']} case-disjoint folds, "
-              f"{results['n_images']} test images in {results['n_groups']} cases")
-        print(pooled_frame(results).to_string(index=False))
+              f"{results['n_images']} test images in {results['n_groups']} cases"
+              + (f", init seeds {seeds}" if seeds else ""))
+        print(pooled_frame(results, ("bleu1", "bleu4", "cider")).to_string(index=False))
+        print("\n".join(study_notes(results)))
         print(f"folder: {folder}")
     return 0

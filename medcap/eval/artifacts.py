@@ -79,13 +79,37 @@ def as_float(value: Any) -> float:
         return math.nan
 
 
-def ci_text(ci: Any) -> str:
-    """A 95% interval `[lo, hi]` as text with three decimals ('' when it is not a pair of numbers)."""
+def num_text(value: Any, digits: int = 3, signed: bool = False) -> str:
+    """A number as text with `digits` decimals, in scientific notation when those would print a non-zero
+    value as 0 (e.g. -4.2e-05, never "-0.000"); '' when it is not a number."""
+    x = as_float(value)
+    if math.isnan(x):
+        return ""
+    sign = "+" if signed else ""
+    if x != 0 and abs(x) < 0.5 * 10.0**-digits:
+        return f"{x:{sign}.2e}"
+    return f"{x:{sign}.{digits}f}"
+
+
+def ci_text(ci: Any, digits: int = 3, signed: bool = False) -> str:
+    """A 95% interval `[lo, hi]` as text (`num_text` of each end; '' when it is not a pair of numbers)."""
     try:
         lo, hi = (float(v) for v in ci)
     except (TypeError, ValueError):
         return ""
-    return f"[{lo:.3f}, {hi:.3f}]"
+    return f"[{num_text(lo, digits, signed)}, {num_text(hi, digits, signed)}]"
+
+
+RETRIEVAL = "retrieval-augmented"
+
+
+def decoding_label(metrics: dict[str, Any]) -> str:
+    """How an evaluation's captions were decoded: "retrieval-augmented (caption memory k=..)" or "neural"."""
+    if not metrics.get("retrieval_augmented"):
+        return "neural (no caption memory)" if "retrieval_augmented" in metrics else "not recorded"
+    opts = metrics.get("decode_options") or {}
+    k, lam = opts.get("memory_k", "?"), opts.get("memory_lambda", "?")
+    return f"{RETRIEVAL} (caption memory of {k} neighbours, lambda {lam})"
 
 
 def eval_dir(run_dir: Path, eval_name: str) -> EvalDir:
@@ -202,7 +226,10 @@ def metrics_table(metrics_by_label: dict[str, dict[str, Any]], include_baselines
     """
     rows = []
     for label, metrics in metrics_by_label.items():
-        blocks = [(label, metrics.get("model", {}))]
+        retrieval = bool(metrics.get("retrieval_augmented"))
+        blocks = [(f"{label} · {RETRIEVAL}" if retrieval else label, metrics.get("model", {}))]
+        if metrics.get("model_neural_only"):
+            blocks.append((f"{label} · neural only (memory off)", metrics["model_neural_only"]))
         if include_baselines:
             for base, values in (metrics.get("baselines") or {}).items():
                 short = {"most_frequent": "most-frequent", "nearest_neighbour": "1-NN"}.get(base, base)
@@ -232,8 +259,8 @@ def side_by_side(long: pd.DataFrame) -> pd.DataFrame:
     def cell(row: pd.Series) -> str:
         if math.isnan(row["value"]):
             return "n/a"
-        ci = "" if math.isnan(row["lo"]) else f" [{row['lo']:.3f}, {row['hi']:.3f}]"
-        return f"{row['value']:.3f}{ci}"
+        ci = "" if math.isnan(row["lo"]) else f" {ci_text([row['lo'], row['hi']])}"
+        return f"{num_text(row['value'])}{ci}"
 
     text = long.assign(text=long.apply(cell, axis=1))
     order = [m for m in METRIC_NAMES.values() if m in set(text["metric"])]
@@ -265,22 +292,33 @@ def scope_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame:
     for label, m in metrics_by_label.items():
         boot = m.get("bootstrap") or {}
         unit = f"{boot['n_groups']} cases" if boot.get("unit") == "group" else "images (not recorded: older)"
-        rows.append({"run": label, "run label": m.get("run_label", "not recorded"), "split": m.get("split", "?"),
+        rows.append({"run": label, "run id": m.get("run_id", "?"), "run label": m.get("run_label", "not recorded"),
+                     "split": m.get("split", "?"),
                      "role": m.get("split_role", "not recorded"), "images": m.get("n_images"),
-                     "CI resamples": unit, "decode": m.get("decode", "?")})
+                     "CI resamples": unit, "decode": m.get("decode", "?"), "decoding": decoding_label(m)})
     return pd.DataFrame(rows)
 
 
 def health_table(metrics_by_label: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Caption health of each evaluation's model captions ("not computed" for older evaluations)."""
+    """Caption health of each evaluation's model captions ("not computed" for older evaluations).
+
+    A figure the decoding rules guarantee (0 back-to-back repeats under block_repeats) reads "(enforced by
+    decoding)"; a retrieval-augmented run's neural-only captions get their own row.
+    """
     keys = {"adjacent_repeat_share": "word repeated back to back", "repeated_bigram_share": "any 2-gram repeated",
             "distinct_caption_ratio": "distinct captions / images", "distinct_words": "distinct words",
             "mean_length": "mean length", "reference_mean_length": "reference mean length"}
     rows = []
     for label, m in metrics_by_label.items():
-        health = (m.get("caption_health") or {}).get("model")
-        row: dict[str, Any] = {"run": label}
-        for key, name in keys.items():
-            row[name] = health.get(key) if health else "not computed"
-        rows.append(row)
+        every = m.get("caption_health") or {}
+        for which, suffix in (("model", ""), ("model_neural_only", " · neural only (memory off)")):
+            health = every.get(which)
+            if which != "model" and not health:
+                continue
+            enforced = set((health or {}).get("enforced_by_decoding") or [])
+            row: dict[str, Any] = {"run": label + suffix}
+            for key, name in keys.items():
+                value = health.get(key) if health else "not computed"
+                row[name] = f"{num_text(value)} (enforced by decoding)" if key in enforced else value
+            rows.append(row)
     return pd.DataFrame(rows)

@@ -21,6 +21,20 @@ from medcap.runs.folder import EVAL_SPLITS
 log = logging.getLogger(__name__)
 
 
+def resolve_split(split: str | None, own: bool, run_name: str, dataset: str,
+                  include_training_images: bool = False) -> str:
+    """The split to score: None means "test" on the run's own dataset and "all" on another one.
+
+    "all" on the run's own dataset would score its training images (where 1-NN and the caption memory
+    find the image itself): ValueError naming the run and dataset unless `include_training_images`.
+    """
+    split = split or ("test" if own else "all")
+    if own and split == "all" and not include_training_images:
+        raise ValueError(f"{dataset} is the dataset {run_name} was trained on: split 'all' would score its "
+                         "training images (where 1-NN and the caption memory find the image itself). Evaluate "
+                         "its test split, or pass --include-training-images to do it anyway.")
+    return split
+
 
 @dataclass
 class EvalSet:

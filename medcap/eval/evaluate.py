@@ -9,7 +9,6 @@ import datetime as dt
 import json
 import logging
 import os
-import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,9 +19,11 @@ import pandas as pd
 
 from medcap.base.io import atomic_path, safe_name, write_json, write_text
 from medcap.eval import bootstrap as bs
+from medcap.eval import hybrid
 from medcap.eval.artifacts import CASE_PREDICTION_COLUMNS, OPTIONAL_PREDICTION_COLUMNS, PREDICTION_COLUMNS
 from medcap.eval.baselines import most_frequent_caption, nearest_neighbour_captions
-from medcap.eval.evalset import EvalSet, build_eval_set, prepared_table, same_dataset
+from medcap.eval.clock import Clock as _Clock
+from medcap.eval.evalset import EvalSet, build_eval_set, prepared_table, resolve_split, same_dataset
 from medcap.eval.facts_score import clinical_facts
 from medcap.eval.metrics import BLEU_WEIGHTS, DEFINITIONS, provenance, sentence_bleu_scores
 from medcap.eval.nextword import next_word_metrics
@@ -38,9 +39,10 @@ NEXT_WORD_DEFINITIONS = {
     "next_word.accuracy_excl_unk": "the same over pairs whose true next word is in the vocabulary",
     "next_word.majority_baseline": "always answering the most frequent next word of the training pairs",
     "next_word.paper_definition": "the paper's precision/recall/F1, inferred from its figures (recall < accuracy "
-    "< precision, and F1 is exactly the harmonic mean of its P and R: 0.7095, 0.3031 -> 0.4247): Keras "
-    "Precision()/Recall() on one-hot targets at threshold 0.5. P = pairs whose true word has p > 0.5 / pairs "
-    "with any word above 0.5; R = pairs whose true word has p > 0.5 / all pairs",
+    "< precision): Keras Precision()/Recall() on one-hot targets at threshold 0.5. P = pairs whose true word has "
+    "p > 0.5 / pairs with any word above 0.5; R = pairs whose true word has p > 0.5 / all pairs; F1 = 2PR/(P+R). "
+    "The paper's stored F1 is not exactly that harmonic mean: 0.4244 where its P and R (0.7095, 0.3031) give "
+    "0.4247, 0.2862 where 0.6336 and 0.1849 give 0.2863 (rounding or per-batch averaging in the paper)",
     "next_word.precision_macro": "scikit-learn macro average over words (not the paper's definition)",
     "image_reliance": "metric of the real captions minus that of captions decoded with each image's features "
     "swapped for another case's (paired case-level bootstrap CI); ~0 means the captions ignore the image",
@@ -102,14 +104,14 @@ def check_fingerprint(loaded: Any, allow_changed_data: bool = False) -> dict[str
     return {"saved": saved, "now": now, "changed": changed, "allowed": bool(changed and allow_changed_data)}
 
 
-def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
+def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str | None,
             feature_store: str | os.PathLike[str] | None = None, loaded: Any = None,
-            allow_changed_data: bool = False) -> Prepared:
+            allow_changed_data: bool = False, include_training_images: bool = True) -> Prepared:
     """Load the run, its training captions/features (for baselines) and the evaluation images.
 
     References follow the paper's rule whatever the run trained on: images whose caption has at most
     `max_words` words, scored against their full caption (a run trained with long captions truncated is
-    not scored against cut text).
+    not scored against cut text). `split` and `include_training_images`: `evalset.resolve_split`.
     """
     from medcap.features import ensure_features, open_store
 
@@ -126,6 +128,7 @@ def prepare(run_dir: str | os.PathLike[str], dataset: str | None, split: str,
     else:
         result, table = prepared_table(dataset, cfg, references=True)
         own = same_dataset(result, own_result)
+    split = resolve_split(split, own, Path(loaded.run_dir).name, cfg.dataset, include_training_images)
     if own and split not in SPLITS and split != "all":
         raise ValueError(f"unknown split {split!r}")
     run_store = loaded.store
@@ -162,20 +165,21 @@ def split_description(loaded: Any, ev: EvalSet, own: bool, dataset_has_test: boo
             "run_label": f"{cfg.preset} · {protocol}"}
 
 
-def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, split: str = "test",
+def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, split: str | None = "test",
                  decode: str | None = None, *, feature_store: str | os.PathLike[str] | None = None,
                  n_boot: int = bs.N_RESAMPLES, seed: int = bs.SEED, with_meteor: bool = True,
                  length_penalty: float | None = None, allow_changed_data: bool = False,
                  decode_settings: dict[str, Any] | None = None, name: str | None = None,
-                 with_reliance: bool = True) -> Path:
+                 with_reliance: bool = True, include_training_images: bool = False) -> Path:
     """Evaluate a run and write its `EvalDir` `<run>/eval/<name>/` (metrics, predictions, attention maps).
 
     `dataset=None` uses the run's dataset and its own split; another dataset uses its own split
     (`split="all"`: every image) with features from the run's backbone (`feature_store` overrides).
-    Baselines always come from the run's training split. Decoding follows the run's settings;
+    `split=None`/"all" and `include_training_images`: `evalset.resolve_split`. Baselines always come
+    from the run's training split. Decoding follows the run's settings;
     `decode` ("greedy" | "beam:K"), `length_penalty` and `decode_settings` (RunConfig decoding fields)
     override them. Every confidence interval resamples cases (the `group` column). The image-reliance
-    check decodes the images again with features swapped across cases.
+    check decodes the images again with features swapped across cases (retrieval-augmented runs: `hybrid`).
     """
     from medcap.eval.health import caption_health
     from medcap.eval.reliance import own_case_share, swap_permutation
@@ -188,7 +192,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
         settings["length_penalty"] = float(length_penalty)
     clock = _Clock()
     weights = scored_weights(run_dir)  # before they are loaded: the epoch scored, a run in training
-    prep = prepare(run_dir, dataset, split, feature_store, allow_changed_data=allow_changed_data)
+    prep = prepare(run_dir, dataset, split, feature_store, allow_changed_data=allow_changed_data,
+                   include_training_images=include_training_images)
     loaded, ev = prep.loaded, prep.evalset
     clock.lap("prepare")
     options = loaded.decode_options(**settings)
@@ -200,6 +205,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     memory = loaded.caption_memory(options, ev.global_feats, image_ids)  # None unless memory_k > 0
     caps = loaded.decode(ev.global_feats, ev.grid_feats, options, image_ids=image_ids, memory=memory)
     hyps = [list(c.words) for c in caps]
+    effective = {**loaded.cfg.decode_settings(), **settings}  # the decoding settings actually used
     clock.lap("decode")
     groups = ev.table["group"].astype(str).tolist()
     mf = most_frequent_caption(prep.train_tokens, groups=prep.train_groups or None)
@@ -216,6 +222,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
         systems["swapped_images"] = [list(c.words) for c in swapped]
         reliance = {"own_case_share": own_case_share(groups, perm), "seed": seed}
         clock.lap("reliance_decode")
+    extra = hybrid.extra_decodes(loaded, ev, effective, options, memory, perm if "swapped_images" in systems else None)
+    systems.update(extra)
     scores, skipped = score_systems(refs, systems, n_boot=n_boot, seed=seed, with_meteor=with_meteor, groups=groups)
     fact_systems, stated = _fact_systems(systems, caps)
     facts, fact_marks = clinical_facts(ev.table, refs, fact_systems, groups, stated, n_boot=n_boot,
@@ -223,6 +231,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     if "swapped_images" in scores:
         table = paired_table(scores["swapped_images"], scores["model"], n_boot=n_boot, seed=seed, groups=groups)
         reliance["metrics"] = {k: {"value": v["diff"], "ci95": v["ci95"], "swapped": v["a"]} for k, v in table.items()}
+    hybrid.add_neural_reliance(reliance, scores, n_boot=n_boot, seed=seed, groups=groups)
     clock.lap("metrics_and_bootstrap" + ("" if with_meteor else "_no_meteor"))
 
     vocab = loaded.vocab
@@ -234,9 +243,10 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
                                   banned=[vocab.pad_id, vocab.start_id, vocab.unk_id],
                                   train_token_ids=[vocab.encode(t) for t in prep.train_tokens])
     health = {"model": caption_health(hyps, refs), "nearest_neighbour": caption_health(nn_caps, refs)}
+    hybrid.add_health(health, effective, extra, refs)
     clock.lap("next_word_and_health")
 
-    name = name or eval_name(ev.name, split, decode)
+    name = name or eval_name(ev.name, ev.split, decode)
     out = RunDir(Path(loaded.run_dir)).eval_dir(name)
     metrics = _metrics_json(name, loaded, ev, decode, scores, next_word, skipped, mf, n_boot, seed, refs)
     metrics.update(split_description(loaded, ev, prep.own_dataset, prep.dataset_has_test))
@@ -249,6 +259,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     metrics["decode_options"] = options.describe(memory)
     metrics["attention_maps"], metrics["weights"] = "last_position", weights
     metrics["dataset_check"] = prep.dataset_check
+    metrics.update(hybrid.metrics_fields(loaded, effective, scores))
     with out.staging() as tmp:
         lines = {"facts_line": [facts_line(c.facts) for c in caps]} if caps and caps[0].facts is not None else {}
         _write_predictions(tmp.predictions, replace(ev, table=ev.table.assign(**fact_marks, **lines)), refs, hyps,
@@ -271,22 +282,6 @@ def _fact_systems(systems: dict[str, list], caps: list[Any]) -> tuple[dict[str, 
     return {**scored, "model_caption_only": systems["model"]}, {"model": [sure_facts(c.facts) for c in caps]}
 
 
-class _Clock:
-    """Seconds per named part of an evaluation (logged; the scale benchmark reads the line)."""
-
-    def __init__(self) -> None:
-        self.parts: dict[str, float] = {}
-        self._t = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.parts[name] = self.parts.get(name, 0.0) + now - self._t
-        self._t = now
-
-    def describe(self) -> str:
-        return ", ".join(f"{k} {v:.2f}" for k, v in self.parts.items())
-
-
 def _metrics_json(name: str, loaded: Any, ev: EvalSet, decode: str, scores: dict, next_word: dict,
                   skipped: dict[str, str], mf: list[str], n_boot: int, seed: int, refs: list) -> dict[str, Any]:
     prov = provenance()
@@ -307,7 +302,7 @@ def _metrics_json(name: str, loaded: Any, ev: EvalSet, decode: str, scores: dict
                       "nearest_neighbour": scores["nearest_neighbour"].summary},
         "most_frequent_caption": " ".join(mf),
         "next_word": next_word,
-        "definitions": {**DEFINITIONS, **BASELINE_DEFINITIONS, **NEXT_WORD_DEFINITIONS},
+        "definitions": {**DEFINITIONS, **BASELINE_DEFINITIONS, **NEXT_WORD_DEFINITIONS, **hybrid.DEFINITIONS},
         "provenance": {
             "metrics": prov,
             "tokenization": "medcap.data.tokenize (lowercase, punctuation stripped, numbers and abbreviations "

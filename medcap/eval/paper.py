@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from medcap.eval.artifacts import ci_text
+
 PAPER = "Integrating Convolutional and Recurrent Neural Networks for Enhanced Medical Image Captioning"
 AUTHORS = "Kanavos, Vonitsanos, Mylonas"
 
@@ -42,7 +44,9 @@ TABLE4_NOTE = (
 
 NOTES: dict[str, str] = {
     "table2": "The paper does not state how precision/recall/F1 are averaged over words; medcap reports "
-    "both macro (zero_division=0) and support-weighted averages beside them.",
+    "both macro (zero_division=0) and support-weighted averages beside them. The stored F1 is the paper's as "
+    "printed: it is NOT exactly the harmonic mean of the printed P and R (0.4244 vs 2PR/(P+R) = 0.4247 for "
+    "Model-80; 0.2862 vs 0.2863 for Model-70), a rounding or averaging detail the paper does not explain.",
     "table3": "Corpus BLEU with cumulative weights; the paper reports BLEU-1 and BLEU-2 only.",
     "table4": TABLE4_NOTE,
     "claim": "The paper reads Model-70 as better than Model-80 by 0.001 BLEU-1 (0.310 vs 0.309); "
@@ -52,7 +56,8 @@ NOTES: dict[str, str] = {
 # Where each paper column lives in medcap's metrics.json ("next_word" or "model" section).
 # Each paper column and medcap's figure under the same definition: next-word accuracy, precision, recall
 # and F1 as Keras computes them (arg-max over every word; Precision()/Recall() on one-hot targets at 0.5,
-# which the paper's own figures imply: recall < accuracy < precision and F1 = 2PR / (P + R)).
+# which the paper's own figures imply: recall < accuracy < precision; its F1 is close to, but not exactly,
+# 2PR / (P + R) of its printed P and R: 0.4244 vs 0.4247, 0.2862 vs 0.2863).
 METRIC_KEYS: dict[str, tuple[str, str]] = {
     "accuracy": ("next_word", "paper_definition.accuracy"),
     "precision": ("next_word", "paper_definition.precision"),
@@ -95,15 +100,32 @@ def table_frames() -> dict[str, pd.DataFrame]:
     return {name: pd.DataFrame(rows) for name, rows in tables().items()}
 
 
+PAPER_DATA = "medicat"  # the dataset kind the paper's figures come from
+NOT_COMPARABLE = "different data: not comparable"
+
+
+def data_note(metrics: dict[str, Any]) -> str | None:
+    """None when an evaluation scored the paper's kind of data (MedICaT), else why it is not comparable."""
+    spec = str(metrics.get("dataset") or "")
+    kind = spec.partition(":")[0].strip().lower()
+    if kind == PAPER_DATA:
+        return None
+    what = f"`{spec}`" if spec else "dataset not recorded"
+    return f"{NOT_COMPARABLE} ({what}; the paper's figures are on MedICaT)"
+
+
 def comparison(metrics_by_label: dict[str, dict[str, Any]], presets: dict[str, str]) -> pd.DataFrame:
     """medcap's figure beside the paper's for every paper column (rows: run label x column).
 
     `metrics_by_label` maps labels to evaluations' metrics; `presets` maps each label to its run's
-    preset; presets the paper does not report get no rows.
+    preset; presets the paper does not report get no rows. Like with like only: an evaluation on other
+    data than the paper's MedICaT gets no signed difference and the note "different data: not comparable".
+    `medcap 95% CI` is the evaluation's interval where it has one.
     """
     rows = []
     for label, metrics in metrics_by_label.items():
         reported = paper_figures(presets.get(label, ""))
+        other_data = data_note(metrics)
         for column, (section, key) in METRIC_KEYS.items():
             if column not in reported:
                 continue
@@ -113,6 +135,10 @@ def comparison(metrics_by_label: dict[str, dict[str, Any]], presets: dict[str, s
             except (TypeError, ValueError):
                 ours = float("nan")
             paper = float(reported[column])
-            rows.append({"run": label, "figure": column, "medcap": ours, "paper": paper, "difference": ours - paper,
-                         "note": "" if ours == ours else "not computed (evaluation older than this figure)"})
-    return pd.DataFrame(rows, columns=["run", "figure", "medcap", "paper", "difference", "note"])
+            ci = item.get("ci95") if isinstance(item, dict) else None
+            note = "" if ours == ours else "not computed (evaluation older than this figure)"
+            rows.append({"run": label, "figure": column, "medcap": ours,
+                         "medcap 95% CI": ci_text(ci, digits=4) if ci else "",
+                         "paper": paper, "difference": float("nan") if other_data else ours - paper,
+                         "note": "; ".join(x for x in (note, other_data) if x)})
+    return pd.DataFrame(rows, columns=["run", "figure", "medcap", "medcap 95% CI", "paper", "difference", "note"])

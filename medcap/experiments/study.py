@@ -1,15 +1,17 @@
-"""Case-disjoint k-fold study: does a captioner beat copying the nearest training caption?
+"""Case-disjoint k-fold study: does a captioner beat copying the nearest caption of ITS OWN training pool?
 
 `run_study` trains every system (a preset plus overrides) on each of k case-disjoint folds of a dataset
 (protocol "kfold": `medcap.data.splits.kfold_splits`, stratified by caption length, validation carved
-from each fold's training cases), evaluates each on its fold's test cases (references: the paper's
-<= max_words rule, full captions) with the 1-NN and most-frequent baselines, and pools the folds:
-every test image is scored exactly once, and the paired difference "system minus 1-NN" gets a
-case-level bootstrap CI over all folds' cases. Decoding ablations (`ABLATIONS`) re-decode a trained
-system with one lever switched off, so each decoding lever's effect is measured without retraining.
+from each fold's training cases), once per init seed with `seeds`, evaluates each on its fold's test
+cases (references: the paper's <= max_words rule, full captions) with the 1-NN and most-frequent
+baselines over that system's own training pool, and pools folds and seeds (`medcap.experiments.pooling`):
+every test image is scored once per seed, the paired difference "system minus its own pool's 1-NN" gets
+a two-level (cases, then seeds) bootstrap CI. A retrieval-augmented system is always reported beside its
+neural-only re-decode; decoding ablations and `select` (levers chosen on inner validation folds only) are
+in `medcap.experiments.levers`. Each preset's provenance (`medcap.experiments.frozen`) is recorded.
 
 One folder per study under `artifacts/studies/`: `study.json` (settings), `status.json` (progress, a
-run's status format), `runs/fold<i>-<system>/` (ordinary run folders, each with its evaluations),
+run's status format), `runs/fold<i>-<system>[-s<seed>]/` (ordinary run folders with their evaluations),
 `results.json` and `results.csv`. A killed study resumes where it stopped: finished runs and complete
 evaluations are kept, an interrupted run resumes from its last epoch. TensorFlow is imported only
 inside the functions that train or evaluate.
@@ -18,7 +20,6 @@ inside the functions that train or evaluate.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ import pandas as pd
 from medcap.base import paths
 from medcap.base.io import read_json, safe_name, write_json, write_text
 from medcap.config import RunConfig
+from medcap.eval.artifacts import ci_text, num_text
+from medcap.experiments import frozen, levers, pooling
 from medcap.runs.folder import RunDir, read_status_file, write_status_file
 from medcap.runs.index import new_unique_dir
 
@@ -39,15 +42,9 @@ STATUS_FILE = RunDir.STATUS  # a run's status format
 RESULTS_JSON = "results.json"
 RESULTS_CSV = "results.csv"
 RUNS = "runs"
-EVAL_NAME = "study-test"
+EVAL_NAME = levers.TEST_NAME
 METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "meteor")
-# Decoding levers switched off one at a time on a system that uses them (decode-only: no retraining).
-ABLATIONS: dict[str, dict[str, Any]] = {
-    "no_memory": {"memory_k": 0},
-    "no_min_length": {"min_words": 0},
-    "no_repeat_block": {"block_repeats": False},
-    "plain_greedy": {"memory_k": 0, "min_words": 0, "block_repeats": False, "no_repeat_ngram": 0, "beam_size": 1},
-}
+ABLATIONS = levers.ABLATIONS
 
 
 def studies_dir() -> Path:
@@ -63,11 +60,14 @@ class StudySettings:
 
     dataset: str
     folds: int = 5
-    seed: int = 0  # split seed of the folds; each system keeps its own init seed
+    seed: int = 0  # split seed of the folds
     systems: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # name -> RunConfig fields
     with_meteor: bool = True
     n_boot: int = 1000
     ablations: bool = True
+    seeds: list[int] | None = None  # init seeds: each fold trained once per seed (None: each preset's own seed)
+    select: bool = False  # choose decoding levers on each fold's inner validation split (levers.choose)
+    select_metric: str = "cider"
 
     def validate(self) -> None:
         """ValueError naming the problem: fewer than 2 folds, no system, or a system's invalid settings."""
@@ -76,17 +76,30 @@ class StudySettings:
         if not self.systems:
             raise ValueError("a study needs at least one system")
         for fold in range(self.folds):
-            self.configs(fold)
+            for seed in self.seed_values():
+                self.configs(fold, seed)
 
-    def configs(self, fold: int) -> dict[str, RunConfig]:
-        """The RunConfig of every system on one fold."""
+    def seed_values(self) -> list[int | None]:
+        """The init seeds trained per fold and system ([None]: one run with the preset's seed)."""
+        return list(self.seeds) if self.seeds else [None]
+
+    def configs(self, fold: int, seed: int | None = None) -> dict[str, RunConfig]:
+        """The RunConfig of every system on one fold (and init seed)."""
         out = {}
-        for name, fields in self.systems.items():
+        for name in sorted(self.systems):
+            fields = self.systems[name]
             values = {k: v for k, v in fields.items() if k != "preset"}
             values.update(dataset=self.dataset, protocol="kfold", fold=fold, n_folds=self.folds,
                           split_seed=self.seed, name=safe_name(f"fold{fold}-{name}", max_len=40))
+            if seed is not None:
+                values["seed"] = int(seed)
             out[name] = RunConfig.from_preset(fields.get("preset", name), **values)
         return out
+
+
+def run_name(fold: int, system: str, seed: int | None = None) -> str:
+    """The run folder of a system on a fold (and seed) inside the study's `runs/`."""
+    return safe_name(f"fold{fold}-{system}" + ("" if seed is None else f"-s{seed}"), max_len=60)
 
 
 def _status(folder: Path, state: str, **fields: Any) -> None:
@@ -130,12 +143,14 @@ def _run_folds(folder: Path, settings: StudySettings) -> None:
     from medcap.eval.evaluate import evaluate_run
     from medcap.train.runner import resume_run, train_run
 
-    jobs = [(fold, system) for fold in range(settings.folds) for system in settings.systems]
-    for done, (fold, system) in enumerate(jobs):
-        cfg = settings.configs(fold)[system]
-        run = RunDir(folder / RUNS / safe_name(f"fold{fold}-{system}", max_len=60))
-        _status(folder, "running", pid=os.getpid(), progress=done / len(jobs), stage=f"fold {fold + 1}: {system}",
-                message=f"fold {fold + 1}/{settings.folds}: {system}", error=None)
+    jobs = [(f, s, seed) for f in range(settings.folds) for s in sorted(settings.systems)
+            for seed in settings.seed_values()]
+    for done, (fold, system, seed) in enumerate(jobs):
+        cfg = settings.configs(fold, seed)[system]
+        run = RunDir(folder / RUNS / run_name(fold, system, seed))
+        what = f"{system}" + ("" if seed is None else f", seed {seed}")
+        _status(folder, "running", pid=os.getpid(), progress=done / len(jobs), stage=f"fold {fold + 1}: {what}",
+                message=f"fold {fold + 1}/{settings.folds}: {what}", error=None)
         state = run.read_status().get("state")
         if state != "finished":
             if run.config.is_file() and state not in (None, "unknown"):
@@ -144,12 +159,13 @@ def _run_folds(folder: Path, settings: StudySettings) -> None:
             else:
                 log.info("study: training %s", run.path.name)
                 train_run(cfg, run.path)
-        variants = {"": {}}
-        if settings.ablations:
-            used = cfg.decode_settings()
-            variants.update({k: v for k, v in ABLATIONS.items() if any(used.get(f) != x for f, x in v.items())})
+        variants = levers.candidates(cfg, ablations=settings.ablations)  # neural-only always, when it retrieves
+        if settings.select:
+            levers.evaluate_candidates(run, cfg, n_boot=min(settings.n_boot, 200))
+            chosen, _ = levers.choose(run.path, cfg, settings.select_metric)
+            variants.setdefault(chosen, levers.candidates(cfg)[chosen])
         for suffix, overrides in variants.items():
-            name_ = EVAL_NAME + (f"-{suffix}" if suffix else "")
+            name_ = levers.eval_name(EVAL_NAME, suffix)
             if run.eval_dir(name_).is_complete():
                 continue
             log.info("study: evaluating %s %s", run.path.name, suffix or "")
@@ -162,80 +178,46 @@ def _run_folds(folder: Path, settings: StudySettings) -> None:
     write_text(folder / RESULTS_CSV, results_table(results).to_csv(index=False))
 
 
-def _fold_predictions(run: RunDir, eval_name: str) -> pd.DataFrame | None:
-    ev = run.eval_dir(eval_name)
-    if not ev.is_complete():
-        return None
-    return pd.read_csv(ev.predictions, keep_default_na=False, dtype={"image_id": str, "group": str})
-
-
 def pool_results(folder: Path, settings: StudySettings) -> dict[str, Any]:
-    """Per fold (from each evaluation's metrics.json) and pooled over folds (rescored with case-level CIs)."""
-    from medcap.eval import bootstrap as bs
-    from medcap.eval.artifacts import read_metrics
-    from medcap.eval.health import caption_health
-    from medcap.eval.scoring import paired_table, score_systems
+    """Pooled and per-fold results (`medcap.experiments.pooling`), with each preset's provenance."""
+    results = pooling.pool_results(folder, settings, run_name, settings.configs)
+    results["provenance"] = {name: frozen.provenance(fields.get("preset", name), settings.dataset)
+                             for name, fields in sorted(settings.systems.items())}
+    results["definitions"] = {
+        "paired_vs_own_pool_1nn": "system minus the 1-NN retrieval over the same training pool the system was "
+        "trained on, every test image of every fold (and seed); " + results["ci_method"],
+        "paired_vs_other_pool_1nn": "the same against the 1-NN over another system's training pool (shown when "
+        "the study's systems have different pools)",
+        "system:neural_only": "a retrieval-augmented system re-decoded with the caption memory off (same weights)",
+        "system:no_min_length etc.": "the trained system re-decoded with one decoding lever off",
+        "system:selected": "per fold and seed, the variant with the best validation " + settings.select_metric
+        + " on the fold's inner validation split (carved from its training cases); never chosen on test folds",
+        "cider": results["cider_rule"]}
+    return results
 
-    folds: list[dict[str, Any]] = []
-    refs: list[list[list[str]]] = []
-    groups: list[str] = []
-    hyps: dict[str, list[list[str]]] = {}
-    first = next(iter(settings.systems))
-    for fold in range(settings.folds):
-        row: dict[str, Any] = {"fold": fold, "systems": {}}
-        base = None
-        for system in settings.systems:
-            run = RunDir(folder / RUNS / safe_name(f"fold{fold}-{system}", max_len=60))
-            names = [p.name for p in run.evals() if p.name.startswith(EVAL_NAME)]
-            for name in names:
-                label = system + name[len(EVAL_NAME):].replace("-", ":", 1)
-                metrics = read_metrics(run.path, name)  # checked against medcap.runs.schema
-                row["systems"][label] = {k: metrics["model"][k]["value"] for k in METRICS if k in metrics["model"]}
-                pred = _fold_predictions(run, name)
-                if pred is None:
-                    continue
-                if system == first and name == EVAL_NAME:
-                    base = pred
-                    row["n_images"] = len(pred)
-                    row["baselines"] = {b: {k: v["value"] for k, v in s.items()}
-                                        for b, s in metrics["baselines"].items()}
-                    mf = metrics.get("most_frequent_caption", "").split()
-                    hyps.setdefault("nearest_neighbour", []).extend(p.split() for p in pred["nn_caption"])
-                    hyps.setdefault("most_frequent", []).extend([list(mf)] * len(pred))
-                    refs.extend([[r.split() for r in json.loads(x)] for x in pred["references"]])
-                    groups.extend(pred["group"].astype(str) if "group" in pred else pred["image_id"])
-                if base is not None and list(pred["image_id"]) != list(base["image_id"]):
-                    raise ValueError(f"{run.path}: {name} scored other images than {first} on fold {fold}")
-                hyps.setdefault(label, []).extend(p.split() for p in pred["prediction"])
-        folds.append(row)
-    complete = {k: v for k, v in hyps.items() if len(v) == len(refs)}
-    scores, skipped = score_systems(refs, complete, n_boot=settings.n_boot, with_meteor=settings.with_meteor,
-                                    groups=groups)
-    pooled = {name: sc.summary for name, sc in scores.items()}
-    paired = {name: paired_table(scores["nearest_neighbour"], sc, n_boot=settings.n_boot, groups=groups)
-              for name, sc in scores.items() if name not in ("nearest_neighbour", "most_frequent")}
-    health = {name: caption_health(h, refs) for name, h in complete.items()}
-    return {"dataset": settings.dataset, "folds": settings.folds, "seed": settings.seed,
-            "systems": settings.systems, "n_images": len(refs), "n_groups": bs.group_codes(len(refs), groups)[1],
-            "per_fold": folds, "pooled": pooled, "paired_vs_nearest_neighbour": paired,
-            "caption_health": health, "skipped": skipped,
-            "definitions": {"paired_vs_nearest_neighbour": "system minus 1-NN retrieval on every test image of "
-                            "every fold, 95% CI from a paired bootstrap over cases (groups)",
-                            "system:no_memory etc.": "the trained system re-decoded with one decoding lever off"}}
+
+def _diffs(results: dict[str, Any], label: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(difference vs the system's own-pool 1-NN, {other pool's 1-NN: difference}); older results: the one 1-NN."""
+    if "paired_vs_own_pool_1nn" in results:
+        return (results["paired_vs_own_pool_1nn"].get(label, {}),
+                (results.get("paired_vs_other_pool_1nn") or {}).get(label, {}))
+    return results.get("paired_vs_nearest_neighbour", {}).get(label, {}), {}
 
 
 def results_table(results: dict[str, Any]) -> pd.DataFrame:
-    """Long table: scope (fold i | pooled), system, metric, value, CI, paired difference vs 1-NN."""
+    """Long table: scope (fold i | pooled), system, metric, value, CI, paired difference vs own-pool 1-NN."""
     rows = []
     for fold in results["per_fold"]:
         for system, values in {**fold.get("systems", {}), **fold.get("baselines", {})}.items():
             for metric, value in values.items():
                 rows.append({"scope": f"fold {fold['fold']}", "system": system, "metric": metric, "value": value})
     for system, summary in results["pooled"].items():
+        own, _ = _diffs(results, system)
         for metric, m in summary.items():
-            diff = results["paired_vs_nearest_neighbour"].get(system, {}).get(metric, {})
+            diff = own.get(metric, {})
             rows.append({"scope": "pooled", "system": system, "metric": metric, "value": m["value"],
-                         "ci_low": m["ci95"][0], "ci_high": m["ci95"][1], "minus_1nn": diff.get("diff"),
+                         "ci_low": m["ci95"][0], "ci_high": m["ci95"][1], "seed_sd": m.get("seed_sd"),
+                         "baseline": own.get("baseline"), "minus_1nn": diff.get("diff"),
                          "minus_1nn_ci_low": (diff.get("ci95") or [None, None])[0],
                          "minus_1nn_ci_high": (diff.get("ci95") or [None, None])[1]})
     return pd.DataFrame(rows)
@@ -260,38 +242,85 @@ def read_study(folder: Path) -> dict[str, Any]:
     return out
 
 
-def pooled_frame(results: dict[str, Any]) -> pd.DataFrame:
-    """Pooled metrics: one row per system, `metric` and `metric CI` columns, plus the paired difference vs 1-NN."""
+def pooled_frame(results: dict[str, Any], metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
+    """Pooled metrics: one row per system (sorted), `metric` and `metric CI` columns, the paired difference vs
+    the system's own-pool 1-NN and, when the study has several pools, vs each other pool's 1-NN (labelled)."""
     rows = []
-    for system, summary in results.get("pooled", {}).items():
+    decoding = results.get("decoding") or {}
+    own_title = "1-NN, own pool" if "paired_vs_own_pool_1nn" in results else "1-NN"  # older studies: one 1-NN
+    for system in sorted(results.get("pooled", {})):
+        summary = results["pooled"][system]
+        own, others = _diffs(results, system)
         row: dict[str, Any] = {"system": system}
-        diff = results.get("paired_vs_nearest_neighbour", {}).get(system, {})
-        for metric in METRICS:
+        if decoding.get(system, {}).get("retrieval_augmented"):
+            row["system"] = f"{system} (retrieval-augmented)"
+        for metric in metrics:
             m = summary.get(metric)
             if m is None:
                 continue
             row[metric] = m["value"]
-            row[f"{metric} CI"] = f"[{m['ci95'][0]:.4f}, {m['ci95'][1]:.4f}]"
-            if metric in diff:
-                lo, hi = diff[metric]["ci95"]
-                row[f"{metric} - 1-NN"] = f"{diff[metric]['diff']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+            row[f"{metric} CI"] = ci_text(m["ci95"], digits=4)
+            if m.get("seed_sd") is not None:
+                row[f"{metric} seed sd"] = m["seed_sd"]
+            for title, diff in ((own_title, own), *((b, d) for b, d in sorted(others.items()))):
+                if metric in diff:
+                    d = diff[metric]
+                    row[f"{metric} - {title}"] = f"{num_text(d['diff'], 4, True)} {ci_text(d['ci95'], 4, True)}"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def study_notes(results: dict[str, Any]) -> list[str]:
+    """What a reader must know beside the pooled table: intervals, CIDEr rule, pools, provenance, selection."""
+    lines = [f"95% CIs: {results.get('ci_method', 'case bootstrap (older study)')}",
+             f"CIDEr: {results.get('cider_rule', 'pooled: document frequencies of all folds (older study)')}"]
+    for name, pool in sorted((results.get("pools") or {}).items()):
+        sizes = ", ".join(str(f.get("n_images")) for f in pool.get("per_fold", []))
+        lines.append(f"1-NN · {name}: used by {', '.join(pool.get('systems', []))}; training images per fold {sizes}")
+    for label, info in sorted((results.get("decoding") or {}).items()):
+        if info.get("retrieval_augmented"):
+            lines.append(f"{label}: retrieval-augmented (decoding mixes in the nearest training captions)")
+    for system, prov in sorted((results.get("provenance") or {}).items()):
+        if prov.get("chosen_on_this_data"):
+            lines.append(f"{system}: its settings were chosen on this data ({prov.get('fixed')}): not a held-out test")
+    for system, choices in sorted((results.get("selection") or {}).items()):
+        picked = ", ".join(f"fold {c['fold'] + 1}" + ("" if c.get("seed") is None else f"/s{c['seed']}")
+                           + f": {c['chosen']}" for c in choices)
+        lines.append(f"{system}:selected (on inner validation folds) = {picked}")
+    return lines
+
+
 def fold_frame(results: dict[str, Any], metric: str = "cider") -> pd.DataFrame:
-    """One row per fold, one column per system (and baseline): the metric's value."""
+    """One row per fold, one column per system and baseline (sorted): the metric's value."""
     rows = []
     for fold in results.get("per_fold", []):
         row = {"fold": fold["fold"] + 1, "images": fold.get("n_images")}
-        for system, values in {**fold.get("systems", {}), **fold.get("baselines", {})}.items():
-            row[system] = values.get(metric, np.nan)
+        values = {**fold.get("systems", {}), **fold.get("baselines", {})}
+        for system in sorted(values):
+            row[system] = values[system].get(metric, np.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def health_frame(health: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Caption health per system (rows) from results.json."""
+    """Caption health per system (rows) from results.json; a share fixed by the decoding rules says so."""
     keys = ("adjacent_repeat_share", "repeated_bigram_share", "distinct_caption_ratio", "distinct_words",
             "mean_length", "reference_mean_length")
-    return pd.DataFrame([{"system": name, **{k: h.get(k) for k in keys}} for name, h in health.items()])
+    rows = []
+    for name in sorted(health):
+        h = health[name]
+        enforced = set(h.get("enforced_by_decoding") or [])
+        rows.append({"system": name, **{k: f"{num_text(h.get(k))} (enforced by decoding)" if k in enforced
+                                        else h.get(k) for k in keys}})
+    return pd.DataFrame(rows)
+
+
+def pools_frame(results: dict[str, Any]) -> pd.DataFrame:
+    """The training pools the baselines retrieve from: name, systems, rule, images per fold."""
+    rows = []
+    for name, pool in sorted((results.get("pools") or {}).items()):
+        folds = pool.get("per_fold") or []
+        rows.append({"pool": name, "systems": ", ".join(pool.get("systems", [])),
+                     "rule": folds[0].get("rule") if folds else "",
+                     "training images per fold": ", ".join(str(f.get("n_images")) for f in folds)})
+    return pd.DataFrame(rows)

@@ -101,8 +101,13 @@ class OpenedRun:
 
             info = self.config.get("feature_store")
             path = info.get("path") if isinstance(info, dict) else None
+            where = f"{self.files.run_id}/{self.files.config.name}"  # relative: no machine path on a page
+            if not path and isinstance(info, dict):  # the example bundle: the store was left out on purpose
+                raise ValueError(f"{where}: this run ships without its feature store and training images (the "
+                                 "example bundle keeps only its test images), so there are no training cases to "
+                                 "search. Build the demo on Home: its runs have similar cases.")
             if not path:
-                raise ValueError(f"{self.files.config}: names no feature store (older or hand-written run?)")
+                raise ValueError(f"{where} names no feature store (a run saved by an older medcap, or written by hand)")
             if not Path(path).is_dir():
                 raise FileNotFoundError(f"{self.run_dir}: feature store {path} is missing (re-extract it with "
                                         f"`python -m medcap features --dataset {self.cfg.dataset}`)")

@@ -148,6 +148,38 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return zip_bytes(members)
 
 
+def halve_weights(path: Path) -> None:
+    """Rewrite a Keras `.weights.h5` in place with every float32 array stored as float16 (half the bytes).
+
+    Groups, attributes and the order of entries are kept; other arrays (ints, strings) are copied as they
+    are. Keras loads the file into its float32 variables unchanged (each array is cast on assignment):
+    weights come back as float32, rounded to float16 precision (relative error <= 2**-11).
+    """
+    import h5py
+
+    from medcap.base.io import atomic_path
+
+    src_path = Path(path)
+
+    def copy(src: Any, dst: Any) -> None:
+        dst.attrs.update(dict(src.attrs))
+        for key in src:
+            item = src[key]
+            if isinstance(item, h5py.Group):
+                copy(item, dst.create_group(key))
+                continue
+            data = item[()]
+            if isinstance(data, np.ndarray) and data.dtype == np.float32:
+                data = data.astype(np.float16)
+            elif isinstance(data, np.float32):
+                data = np.float16(data)
+            out = dst.create_dataset(key, data=data)
+            out.attrs.update(dict(item.attrs))
+
+    with h5py.File(src_path, "r") as src, atomic_path(src_path) as tmp, h5py.File(tmp, "w") as dst:
+        copy(src, dst)
+
+
 def normalise_npz(path: Path) -> bytes:
     """An existing .npz rewritten with fixed member dates (array bytes unchanged)."""
     with np.load(path, allow_pickle=False) as npz:

@@ -8,8 +8,10 @@ interpolated with a distribution read from that memory (kNN-LM style; `processor
 
 p_memory looks, in each neighbour caption, for the last `order` generated words (backing off to fewer
 words) and takes the word that follows there (`<end>` after the caption's last word); neighbours vote
-with softmax(similarity / temperature) weights. The model still writes the caption word by word (the
-result is new text, not a copied caption) and its attention maps are the model's own. Each row of the
+with softmax(similarity / temperature) weights. The model still writes the caption word by word, but a run that
+mixes the memory in is retrieval-augmented: spans of its neighbours' captions are copied (with one matching
+neighbour it gets the whole memory weight), so its captions are reported beside its neural-only variant
+(`medcap.eval.hybrid`). The attention maps are the model's own. Each row of the
 memory belongs to one image id: a decoder is told which image each caption is for, so features may be
 decoded in any order (the image-reliance check decodes them permuted). Pure NumPy.
 """

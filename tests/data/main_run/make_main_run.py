@@ -13,7 +13,7 @@ off, with every constraint off, with a 2-gram ban and a length penalty, the imag
 (features and caption memory permuted together, as the old evaluation did with `memory.subset(perm)`)
 and the caption memory itself; and what the old `evaluate_run` wrote for the run's test split (its own
 settings, image-reliance decode included): predictions, `decode_options` and image-reliance metrics. It
-uses the old API (`medcap.inference.load_run`, `LoadedRun.decode(beam=..., **overrides)`); the tests
+uses the old API (`medcap.inference.opened.load_run`, `LoadedRun.decode(beam=..., **overrides)`); the tests
 import only the data helpers and constants from it.
 """
 
@@ -33,7 +33,7 @@ from PIL import Image
 try:
     from medcap.base.io import write_json, write_text
 except ImportError:  # the code of 72793d2, before medcap/base existed
-    from medcap.io import write_json, write_text  # type: ignore[no-redef]
+    from medcap.base.io import write_json, write_text  # type: ignore[no-redef]
 
 CAPTIONS = (("small nodule in the right upper lobe", "small round nodule in the right lung"),
             ("large mass in the left lower lobe", "large mass with effusion in the left lung"),
@@ -123,7 +123,7 @@ def evaluation_record(run: Path) -> dict:
 
 def main(out: Path) -> None:
     from medcap.config import RunConfig
-    from medcap.inference import load_run  # the old module (medcap/inference.py at 72793d2)
+    from medcap.inference.opened import load_run  # the old module (medcap/inference.py at 72793d2)
     from medcap.train import train_run
 
     with tempfile.TemporaryDirectory() as tmp:
