@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap.app import datasets, viz
+from medcap.app import attention, datasets
 from medcap.data import confined
 from medcap.eval import artifacts
 from ui import common
@@ -64,12 +64,13 @@ def body() -> None:
     labels = [f"{i + 1}. {w}" for i, w in enumerate(words[:n])]
     pick = st.select_slider("Word", labels, key="att_word")
     k = labels.index(pick)
-    fig = viz.attention_figure(image, att[k], title=f"Attention for “{words[k]}” (word {k + 1} of {n})", boxes=boxes)
+    title = f"Attention for “{words[k]}” (word {k + 1} of {n})"
+    fig = attention.attention_figure(image, att[k], title=title, boxes=boxes)
     left, _ = st.columns([3, 2])
     left.plotly_chart(fig, width="stretch", theme=None)
     if boxes:
         st.caption("Dashed boxes: the true findings of this synthetic image.")
-    st.plotly_chart(viz.attention_strip(image, att[:n], words[:n]), width="stretch", theme=None)
+    st.plotly_chart(attention.attention_strip(image, att[:n], words[:n]), width="stretch", theme=None)
 
 
 def similar_section() -> None:

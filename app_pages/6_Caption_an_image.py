@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from medcap.app import tables, viz
+from medcap.app import attention, tables, viz
 from medcap.data import confined
 from medcap.data.images import MAX_UPLOAD_BYTES, display_copy
 from ui import common, safety
@@ -67,7 +67,7 @@ def dataset_image(info: Any, beam: int) -> None:
                 st.plotly_chart(viz.word_probabilities(caption.words, caption.probs), width="stretch")
             if caption.attention is not None and caption.words:
                 n = min(len(caption.words), len(caption.attention))
-                st.plotly_chart(viz.attention_strip(image, caption.attention[:n], caption.words[:n]),
+                st.plotly_chart(attention.attention_strip(image, caption.attention[:n], caption.words[:n]),
                                 width="stretch", theme=None)
     common.similar_cases_panel(info, image_id=str(image_id), key="cap_sim")
 
@@ -127,11 +127,12 @@ def body() -> None:
     pick = st.select_slider("Word", labels, key="cap_word")
     k = labels.index(pick)
     st.plotly_chart(
-        viz.attention_figure(shown, caption.attention[k], title=f"Attention for “{caption.words[k]}”"),
+        attention.attention_figure(shown, caption.attention[k], title=f"Attention for “{caption.words[k]}”"),
         width="stretch",
         theme=None,
     )
-    st.plotly_chart(viz.attention_strip(shown, caption.attention[:n], caption.words[:n]), width="stretch", theme=None)
+    strip = attention.attention_strip(shown, caption.attention[:n], caption.words[:n])
+    st.plotly_chart(strip, width="stretch", theme=None)
 
 
 common.guard(body, "the Caption page")
