@@ -1,4 +1,4 @@
-"""The one typed configuration of a training run, saved as `config.json` in the run folder.
+"""`RunConfig`: the one typed configuration of a training run, saved as `config.json` in the run folder.
 
 Every choice a run offers is a `Literal` here; the `*_CHOICES` tuples are derived from those
 Literals and are what the CLI, the dashboard pages and the model builder offer and check. A
@@ -13,13 +13,14 @@ import functools
 import logging
 import math
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from medcap.config.presets import PRESETS
+
 log = logging.getLogger(__name__)
 
-Preset = Literal["model-80", "model-70", "medcap-best"]
+Preset = Literal["model-80", "model-70", "medcap-best", "medcap-facts"]
 SplitProtocol = Literal["model-80", "model-70", "official", "kfold"]
 SelectBy = Literal["val_loss", "val_cider"]
 SplitBy = Literal["group", "image"]
@@ -40,23 +41,6 @@ ATTENTION_SCORE_CHOICES: tuple[str, ...] = get_args(AttentionScore)
 DECODER_STATE_CHOICES: tuple[str, ...] = get_args(DecoderState)
 STRATEGY_CHOICES: tuple[str, ...] = get_args(Strategy)
 SELECT_BY_CHOICES: tuple[str, ...] = get_args(SelectBy)
-
-# The paper's Table 2 presets (split protocol and batch size); everything else is shared. medcap-best: Model-80's
-# split and batch, long captions truncated for training, retrieval-augmented decoding (caption memory k 4), min
-# length 6, no back-to-back repeats; NOT fixed before the MedPix study that reports it (PRESET_CHOSEN).
-PRESETS: dict[str, dict[str, Any]] = {
-    "model-80": {"preset": "model-80", "protocol": "model-80", "batch_size": 64},
-    "model-70": {"preset": "model-70", "protocol": "model-70", "batch_size": 128},
-    "medcap-best": {"preset": "medcap-best", "protocol": "model-80", "batch_size": 64, "long_captions": "truncate",
-                    "block_repeats": True, "min_words": 6, "memory_k": 4, "memory_lambda": 0.3,
-                    "memory_temperature": 0.1},
-}
-# When each preset was fixed and the data (folder name) it was chosen on; `medcap.experiments.frozen` reads it.
-PRESET_CHOSEN: dict[str, dict[str, str | None]] = {
-    "model-80": {"fixed": "the paper (Table 2)", "data": None},
-    "model-70": {"fixed": "the paper (Table 2)", "data": None},
-    "medcap-best": {"fixed": "2026-11-28 (commit a76174a)", "data": "medpix-dev"},
-}
 
 # Fields that decide the model's architecture and weights layout (`build_model` reads only these).
 MODEL_FIELDS = ("attention", "attention_score", "region_positions", "embed_dim", "lstm_units", "layers",
@@ -322,36 +306,3 @@ def _range_problem(name: str, value: Any) -> str | None:
 
 
 # `train` flags whose name is not the field name with dashes.
-FLAG_NAMES = {"learning_rate": "--lr"}
-
-
-def flag_for(name: str) -> str:
-    """The `train` flag of a RunConfig field (`learning_rate` -> `--lr`, `split_by` -> `--split-by`)."""
-    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
-
-
-def train_cli_args(settings: RunConfig | Mapping[str, Any]) -> list[str]:
-    """The `python -m medcap train ...` argument list (starting with "train") that trains `settings`.
-
-    `settings` is a RunConfig or a mapping of RunConfig field names to values (None = the preset's;
-    "preset" defaults to model-80); a mapping is validated like any RunConfig. Only settings that differ
-    from the preset's are given as flags, besides --preset and --dataset. Parsing the list with the
-    `train` parser and `config_from_args` gives the same RunConfig back (feature_store as an absolute path).
-    """
-    if isinstance(settings, RunConfig):
-        cfg = settings
-    else:
-        values = {k: v for k, v in settings.items() if k != "preset"}
-        cfg = RunConfig.from_preset(settings.get("preset") or default("preset"), **values)
-    base = RunConfig.from_preset(cfg.preset)
-    args = ["train", flag_for("preset"), cfg.preset, flag_for("dataset"), cfg.dataset]
-    for name in field_names():
-        value = getattr(cfg, name)
-        if name in ("preset", "dataset") or value == getattr(base, name) or value is None:
-            continue
-        flag = flag_for(name)
-        if isinstance(value, bool):
-            args.append(flag if value else "--no-" + flag[2:])
-        else:
-            args += [flag, repr(value) if isinstance(value, float) else str(value)]
-    return args
