@@ -70,7 +70,7 @@ def test_dashboard_facing_eval_modules_do_not_import_tensorflow() -> None:
 
 
 def test_the_f1_note_says_the_stored_f1_is_not_the_harmonic_mean() -> None:
-    from medcap.eval.evaluate import NEXT_WORD_DEFINITIONS
+    from medcap.eval.report import NEXT_WORD_DEFINITIONS
 
     row = paper.TABLE2[0]
     harmonic = 2 * row["precision"] * row["recall"] / (row["precision"] + row["recall"])

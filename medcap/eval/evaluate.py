@@ -5,7 +5,6 @@ Imports TensorFlow (through `medcap.train`) only when a run is evaluated.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -25,36 +24,13 @@ from medcap.eval.baselines import most_frequent_caption, nearest_neighbour_capti
 from medcap.eval.clock import Clock as _Clock
 from medcap.eval.evalset import EvalSet, build_eval_set, prepared_table, resolve_split, same_dataset
 from medcap.eval.facts_score import clinical_facts
-from medcap.eval.metrics import BLEU_WEIGHTS, DEFINITIONS, provenance, sentence_bleu_scores
+from medcap.eval.metrics import BLEU_WEIGHTS, sentence_bleu_scores
 from medcap.eval.nextword import next_word_metrics
+from medcap.eval.report import BASELINE_DEFINITIONS, EvalReport, metrics_json
 from medcap.eval.scoring import paired_table, score_systems
-from medcap.model.facts_head import facts_line, sure_facts
 from medcap.runs.folder import SPLITS, RunDir
 
 log = logging.getLogger(__name__)
-
-NEXT_WORD_DEFINITIONS = {
-    "next_word.accuracy": "share of (prefix, next word) pairs whose arg-max, among the words decoding may emit "
-    "(not <pad>, <start>, <unk>), is the true next word",
-    "next_word.accuracy_excl_unk": "the same over pairs whose true next word is in the vocabulary",
-    "next_word.majority_baseline": "always answering the most frequent next word of the training pairs",
-    "next_word.paper_definition": "the paper's precision/recall/F1, inferred from its figures (recall < accuracy "
-    "< precision): Keras Precision()/Recall() on one-hot targets at threshold 0.5. P = pairs whose true word has "
-    "p > 0.5 / pairs with any word above 0.5; R = pairs whose true word has p > 0.5 / all pairs; F1 = 2PR/(P+R). "
-    "The paper's stored F1 is not exactly that harmonic mean: 0.4244 where its P and R (0.7095, 0.3031) give "
-    "0.4247, 0.2862 where 0.6336 and 0.1849 give 0.2863 (rounding or per-batch averaging in the paper)",
-    "next_word.precision_macro": "scikit-learn macro average over words (not the paper's definition)",
-    "image_reliance": "metric of the real captions minus that of captions decoded with each image's features "
-    "swapped for another case's (paired case-level bootstrap CI); ~0 means the captions ignore the image",
-}
-
-BASELINE_DEFINITIONS = {
-    "most_frequent": "Every image gets the most frequent caption of the run's training split, each caption "
-    "counted once per case that uses it.",
-    "nearest_neighbour": "Each image gets the caption of the run's training image whose global CNN feature is "
-    "closest by cosine similarity (1-NN retrieval).",
-}
-
 
 def parse_decode(decode: str) -> int:
     """'greedy' -> 1, 'beam:K' -> K (K >= 1); ValueError otherwise."""
@@ -248,18 +224,15 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
 
     name = name or eval_name(ev.name, ev.split, decode)
     out = RunDir(Path(loaded.run_dir)).eval_dir(name)
-    metrics = _metrics_json(name, loaded, ev, decode, scores, next_word, skipped, mf, n_boot, seed, refs)
-    metrics.update(split_description(loaded, ev, prep.own_dataset, prep.dataset_has_test))
-    _, n_groups = bs.group_codes(len(ev), groups)
-    metrics["bootstrap"] = {"unit": "group", "n_groups": n_groups, "n_images": len(ev), "n_resamples": n_boot,
-                            "seed": seed}
-    metrics["image_reliance"] = reliance or None
-    metrics["caption_health"] = health
-    metrics["clinical_facts"] = facts
-    metrics["decode_options"] = options.describe(memory)
-    metrics["attention_maps"], metrics["weights"] = "last_position", weights
-    metrics["dataset_check"] = prep.dataset_check
-    metrics.update(hybrid.metrics_fields(loaded, effective, scores))
+    metrics = metrics_json(EvalReport(
+        name=name, loaded=loaded, ev=ev, decode=decode, refs=refs, scores=scores, skipped=skipped,
+        most_frequent=mf, next_word=next_word, split=split_description(loaded, ev, prep.own_dataset,
+                                                                         prep.dataset_has_test),
+        groups=groups, n_boot=n_boot, seed=seed, reliance=reliance, health=health, facts=facts,
+        decode_options=options.describe(memory), weights=weights, dataset_check=prep.dataset_check,
+        retrieval=hybrid.metrics_fields(loaded, effective, scores)))
+    from medcap.model.facts_head import facts_line  # TensorFlow is loaded by now (the run's model)
+
     with out.staging() as tmp:
         lines = {"facts_line": [facts_line(c.facts) for c in caps]} if caps and caps[0].facts is not None else {}
         _write_predictions(tmp.predictions, replace(ev, table=ev.table.assign(**fact_marks, **lines)), refs, hyps,
@@ -276,57 +249,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
 def _fact_systems(systems: dict[str, list], caps: list[Any]) -> tuple[dict[str, list], dict[str, list] | None]:
     """The systems whose clinical facts are scored, and the facts stated outside their captions: with a findings
     line the model is scored on line + caption ("model") and on its caption alone ("model_caption_only")."""
+    from medcap.model.facts_head import sure_facts
+
     scored = {k: systems[k] for k in ("model", *BASELINE_DEFINITIONS)}
     if not caps or caps[0].facts is None:
         return scored, None
     return {**scored, "model_caption_only": systems["model"]}, {"model": [sure_facts(c.facts) for c in caps]}
-
-
-def _metrics_json(name: str, loaded: Any, ev: EvalSet, decode: str, scores: dict, next_word: dict,
-                  skipped: dict[str, str], mf: list[str], n_boot: int, seed: int, refs: list) -> dict[str, Any]:
-    prov = provenance()
-    in_vocab = sum(1 for r in refs for w in r[0] if w in loaded.vocab)
-    n_words = sum(len(r[0]) for r in refs)
-    return {
-        "name": name,
-        "run_id": Path(loaded.run_dir).name,
-        "dataset": ev.spec,
-        "dataset_name": ev.name,
-        "split": ev.split,
-        "images": ev.basis,
-        "decode": decode,
-        "n_images": len(ev),
-        "left_out": ev.left_out,
-        "model": scores["model"].summary,
-        "baselines": {"most_frequent": scores["most_frequent"].summary,
-                      "nearest_neighbour": scores["nearest_neighbour"].summary},
-        "most_frequent_caption": " ".join(mf),
-        "next_word": next_word,
-        "definitions": {**DEFINITIONS, **BASELINE_DEFINITIONS, **NEXT_WORD_DEFINITIONS, **hybrid.DEFINITIONS},
-        "provenance": {
-            "metrics": prov,
-            "tokenization": "medcap.data.tokenize (lowercase, punctuation stripped, numbers and abbreviations "
-            "kept)",
-            "references_per_image": 1,
-            "references": f"the paper's rule: images whose caption has at most {loaded.cfg.max_words} words, each "
-            "scored against its own full caption (images sharing a group are not pooled); words outside the run's "
-            "vocabulary stay as they are",
-            "reference_oov_rate": (1 - in_vocab / n_words) if n_words else 0.0,
-            "next_word_pairs": "caption of n words -> n + 1 (prefix, next word) pairs incl. <end>; "
-            "out-of-vocabulary reference words are <unk> targets",
-            "smoothing": {"corpus_bleu": prov["bleu1"]["smoothing"],
-                          "sentence_bleu": prov["sentence_bleu"]["smoothing"]},
-            "bootstrap": {"resamples": n_boot, "seed": seed, "unit": "group (case)", "ci": "percentile 2.5-97.5",
-                          "bleu": "recomputed from per-image n-gram statistics of the resampled cases",
-                          "rouge_l/cider/meteor": "mean of per-image scores, value and interval alike (CIDEr "
-                          "keeps the document frequencies of the full reference set; METEOR's pooled corpus "
-                          "score is kept as corpus_value)"},
-            "decode": decode,
-            "n_images": len(ev),
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        },
-        "skipped": skipped,
-    }
 
 
 def _write_predictions(path: Path, ev: EvalSet, refs: list, hyps: list[list[str]], per_image: dict[str, np.ndarray],
