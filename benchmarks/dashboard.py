@@ -4,7 +4,7 @@
 
 Builds the fixture under a temporary MEDCAP_ARTIFACTS, runs each page once (cold: caches filled),
 then times interactions that re-run the page script (warm caches, as a user clicking). Goal < 2 s.
-Run it as a module from the project root: it reuses the test fixtures (`tests.dashboard_fixtures`).
+Run it as a module from the project root: it reuses the test fixtures (`tests.support.dashboard_fixtures`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def build(artifacts: Path, n_runs: int, n_preds: int) -> list[str]:
     """n_runs finished, evaluated runs (alternating presets) with n_preds predictions each."""
-    from tests.dashboard_fixtures import make_run
+    from tests.support.dashboard_fixtures import make_run
 
     images = artifacts / "fixture-images"
     ids = []

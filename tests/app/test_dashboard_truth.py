@@ -1,0 +1,49 @@
+"""The dashboard says what is true at once: finding boxes without a restart, why the examples have no similar cases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medcap.inference import similar
+from tests.conftest import PROJECT_ROOT
+from tests.support.dashboard_fixtures import small_state, write_image
+
+
+def run_page(script: str) -> AppTest:
+    return AppTest.from_file(str(PROJECT_ROOT / "app_pages" / script), default_timeout=60).run()
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "warning") for e in getattr(at, kind))
+
+
+def test_true_boxes_appear_once_the_synthetic_set_exists_without_a_restart(artifacts: Path) -> None:
+    small_state(artifacts)  # its run trained on synthetic:40, not generated yet
+    at = run_page("5_Attention.py")
+    assert not at.exception and "Dashed boxes" not in texts(at)
+    folder = artifacts / "datasets" / "synthetic-40-seed0"
+    lines = []
+    for i in range(6):  # the fixture run's test images
+        write_image(folder / "images" / f"img{i:05d}.png", seed=i)
+        box = {"finding": "nodule", "location": "left upper zone", "size": "small", "box": [0.1, 0.1, 0.4, 0.4]}
+        lines.append(json.dumps({"image_id": f"img{i:05d}", "file": f"images/img{i:05d}.png", "caption": "a nodule",
+                                 "group": f"g{i}", "boxes": [box]}))
+    (folder / "records.jsonl").write_text("\n".join(lines) + "\n")
+    at = run_page("5_Attention.py")  # same process, same caches: what a running server sees
+    assert not at.exception
+    assert "Dashed boxes: the true findings of this synthetic image." in texts(at)
+
+
+def test_similar_cases_of_an_example_run_say_why_without_a_machine_path() -> None:
+    run = PROJECT_ROOT / "examples" / "demo" / "runs" / "example-model-80"
+    if not run.is_dir():
+        pytest.skip("examples/demo not present")
+    with pytest.raises(ValueError) as exc:
+        similar.case_memory(run)
+    message = str(exc.value)
+    assert message.startswith("example-model-80/config.json: this run ships without its feature store")
+    assert "Build the demo" in message and str(PROJECT_ROOT) not in message and "older or hand-written" not in message

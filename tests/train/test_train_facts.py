@@ -1,0 +1,53 @@
+"""A run trained with --facts: fact predictors in facts.json, a findings line with every caption, facts scored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.support.tiny import make_tiny, tiny_config
+
+
+@pytest.fixture(scope="module")
+def facts_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from medcap.train import train_run
+
+    root = tmp_path_factory.mktemp("factsrun")
+    spec, store = make_tiny(root / "data", n=36, seed=0, pooled_signal=True)  # MR for class 0, CT otherwise
+    cfg = tiny_config(spec, store, epochs=1, facts=True, facts_constrain=True)
+    return train_run(cfg, run_dir=root / "runs" / "facts")
+
+
+@pytest.mark.slow
+def test_facts_json_holds_a_modality_head_fitted_on_the_training_labels(facts_run: Path) -> None:
+    from medcap.inference.opened import load_run
+
+    data = json.loads((facts_run / "facts.json").read_text())
+    assert data["format"] == "medcap.facts/1"
+    heads = {h["fact"]: h for h in data["heads"]}
+    assert set(heads) == {"modality"}  # the CSV labels only the modality
+    assert heads["modality"]["classes"] == ["ct", "mr"]
+    loaded = load_run(facts_run)
+    caps = loaded.caption_ids(json.loads((facts_run / "split.json").read_text())["test"])
+    table = pd.read_csv(Path(loaded.cfg.dataset.split(":", 1)[1])).set_index("image_id")
+    ids = json.loads((facts_run / "split.json").read_text())["test"]
+    for image_id, cap in zip(ids, caps, strict=True):  # class-encoding features: every modality right
+        value, prob, _ = cap.facts["modality"]
+        assert value == table.loc[image_id, "modality"].lower() and 0.5 < prob <= 1.0
+
+
+@pytest.mark.slow
+def test_evaluation_scores_findings_line_and_caption_and_writes_the_line(facts_run: Path) -> None:
+    from medcap.eval.evaluate import evaluate_run
+
+    out = evaluate_run(facts_run, with_meteor=False, with_reliance=False)
+    facts = json.loads((out / "metrics.json").read_text())["clinical_facts"]
+    assert {"model", "model_caption_only", "nearest_neighbour"} <= set(facts["systems"])
+    assert facts["model"]["modality"]["correct"] == pytest.approx(1.0)  # the line states it, and right
+    assert facts["model_caption_only"]["modality"]["correct"] == pytest.approx(0.0)  # captions never say it
+    pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert set(pred["facts_line"]) <= {"ct", "mr"} and len(pred)
+    assert set(pred["fact_modality"]) == {"right"}
