@@ -14,7 +14,7 @@ import pytest
 
 from medcap.base.locks import LOCK_NAME, FolderLock, LockedError, RunLock, lock_holder
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 _HOLDER = """
 import sys, time

@@ -28,7 +28,7 @@ from tests.support.dashboard_fixtures import (
 )
 from tests.support.pages import frames, run_page, texts
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_spec(at, spec: str):

@@ -25,7 +25,7 @@ from medcap.data.images import (
 )
 from medcap.features.imageload import load_array
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -17,7 +17,7 @@ from medcap.data.roots import REFUSED_TEXT
 from tests.support.dashboard_fixtures import FINISHED_ID, small_state, with_similar_cases, write_image
 from tests.support.pages import frames, run_page, texts
 
-BUNDLE = Path(__file__).resolve().parents[1] / "examples" / "demo"
+BUNDLE = Path(__file__).resolve().parents[2] / "examples" / "demo"
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from PIL import Image
 from medcap.data.bounded import DecodeGate, decode_cost, open_bounded, target_size
 from medcap.data.images import open_image_rgb
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 MAKE_JPEG = """
 import sys

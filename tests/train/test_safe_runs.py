@@ -23,7 +23,7 @@ from medcap.features.backbones import Backbone
 from medcap.runs.index import read_history, read_status
 from tests.support.tiny import make_tiny, tiny_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from medcap.config import flag_for
 from medcap.runs.index import read_history, read_status
 from tests.support.tiny import make_tiny, tiny_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HISTORY = ["loss", "accuracy", "val_loss", "val_accuracy", "lr"]
 
 

@@ -16,7 +16,7 @@ import pytest
 from medcap.runs.index import read_history, read_status
 from tests.support.tiny import make_tiny, tiny_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Trains the tiny run whose RunConfig JSON is argv[1] into the folder argv[2] (optionally on 2 logical CPUs).
 TRAIN_SCRIPT = """
