@@ -9,7 +9,7 @@ from medcap.base import procs
 from medcap.eval import paper
 from medcap.experiments import demo
 from medcap.runs.folder import ACTIVE_STATES
-from ui import common
+from ui import caches, widgets
 
 
 def _demo_progress(status: dict) -> None:
@@ -95,12 +95,12 @@ def demo_section(n_runs: int, n_examples: int = 0) -> None:
 
 def runs_section() -> None:
     """The runs at a glance."""
-    table = common.runs_table()
+    table = caches.runs_table()
     st.subheader("Runs")
     if table.empty:
         st.info("No runs yet.")
         return
-    shown = table.assign(state=table["state"].map(common.badge))
+    shown = table.assign(state=table["state"].map(widgets.badge))
     st.dataframe(
         shown.drop(columns=["updated"]),
         hide_index=True,
@@ -112,7 +112,7 @@ def runs_section() -> None:
         },
     )
     counts = table["state"].value_counts().to_dict()
-    st.caption(" · ".join(f"{common.badge(k)}: {v}" for k, v in counts.items()))
+    st.caption(" · ".join(f"{widgets.badge(k)}: {v}" for k, v in counts.items()))
 
 
 def paper_section() -> None:
@@ -129,7 +129,7 @@ def paper_section() -> None:
         st.markdown("**Table 3** · corpus BLEU of generated captions")
         st.dataframe(paper_tables["table3"], hide_index=True, width="stretch")
         st.caption(notes.get("table3", ""))
-    infos = common.list_runs()
+    infos = caches.list_runs()
     chosen = [i for i in infos if i.run_id in tables.default_compare(infos)]
     if chosen:
         labels = tables.run_labels(chosen)
@@ -141,7 +141,7 @@ def paper_section() -> None:
                 continue
             label = labels[info.run_id]
             try:
-                found = common.metrics(info, name)
+                found = caches.metrics(info, name)
                 paper.comparison({label: found}, presets)  # its shape is usable
             except Exception as exc:
                 problems.append(f"`{info.run_id}`: {exc}")
@@ -169,13 +169,13 @@ def body() -> None:
     )
     infos = []
     try:
-        infos = common.list_runs()
+        infos = caches.list_runs()
     except Exception as exc:
         st.warning(f"Could not list the runs: {exc}")
     own = [i for i in infos if not i.example]
-    common.guard(lambda: demo_section(len(own), len(infos) - len(own)), "the demo")
-    common.guard(runs_section, "the runs")
-    common.guard(paper_section, "the paper's figures")
+    widgets.guard(lambda: demo_section(len(own), len(infos) - len(own)), "the demo")
+    widgets.guard(runs_section, "the runs")
+    widgets.guard(paper_section, "the paper's figures")
 
 
 body()

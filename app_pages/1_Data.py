@@ -13,7 +13,7 @@ from medcap.base import procs
 from medcap.data import confined, load_records, summarize
 from medcap.data.roots import DatasetRefusedError, check_spec
 from medcap.runs.folder import ACTIVE_STATES
-from ui import common
+from ui import caches, widgets
 
 
 @st.cache_data(show_spinner="Loading the dataset…", max_entries=8)
@@ -63,7 +63,7 @@ def gallery_section(spec: str, root: str, settings: dict[str, Any]) -> None:
     st.subheader("Gallery")
     gallery = _gallery(spec, root, int(settings.get("max_words", 20)), str(settings.get("protocol", "model-80")),
                        str(settings.get("split_by", "group")), int(settings.get("seed", 42)))
-    chosen = common.metadata_filters(gallery, key_prefix="gal_f_")
+    chosen = widgets.metadata_filters(gallery, key_prefix="gal_f_")
     c1, c2, c3 = st.columns(3)
     lo, hi = int(gallery["caption_words"].min()), int(gallery["caption_words"].max())
     length = c1.slider("Caption length (words)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="gal_len")
@@ -107,7 +107,7 @@ def counts_section(shown: pd.DataFrame) -> None:
 def body() -> None:
     st.title("Data")
     st.caption("Pick a dataset spec (`KIND[:PATH]`): record counts, drops by reason, caption lengths, splits, leakage.")
-    specs = common.dataset_choices(common.list_runs())
+    specs = caches.dataset_choices(caches.list_runs())
     with st.form("data_form"):
         left, right = st.columns([2, 1])
         with left:
@@ -133,7 +133,7 @@ def body() -> None:
         st.info("Pick a dataset and press **Load dataset** (a synthetic set is first generated in the background).")
         return
     spec, max_words, protocol, split_by, seed = chosen
-    root = common.artifacts_key()
+    root = caches.artifacts_key()
     if st.session_state.get("data_spec_note"):
         st.info(st.session_state["data_spec_note"])
     if not readable(spec):
@@ -264,11 +264,11 @@ def show(spec: str, root: str, table: pd.DataFrame, summary: dict[str, Any]) -> 
             if img is None:
                 st.caption(f"{row['image_id']}: unreadable image")
             else:
-                common.show_image(img, caption=f"{row['image_id']}: {str(row['caption'])[:160]}")
+                widgets.show_image(img, caption=f"{row['image_id']}: {str(row['caption'])[:160]}")
 
     settings = summary.get("settings") or {}
-    common.guard(lambda: leakage_section(spec, root, settings), "the leakage figure")
-    common.guard(lambda: gallery_section(spec, root, settings), "the gallery")
+    widgets.guard(lambda: leakage_section(spec, root, settings), "the leakage figure")
+    widgets.guard(lambda: gallery_section(spec, root, settings), "the gallery")
 
 
-common.guard(body, "the Data page")
+widgets.guard(body, "the Data page")

@@ -11,7 +11,7 @@ from medcap.data.confined import usable_records
 from medcap.data.roots import check_spec
 from medcap.runs import index as runs
 from medcap.runs.folder import ACTIVE_STATES, RESUMABLE_STATES
-from ui import common
+from ui import caches, widgets
 
 
 @st.cache_data(show_spinner="Checking the datasets…", max_entries=64)
@@ -22,7 +22,7 @@ def _usable(spec: str, root: str, mtime: float) -> int | None:
 def default_dataset(specs: list[str]) -> int:
     """Index of the first offered dataset with usable records (a generated synthetic set counts: training
     generates it); 0 when none has any. Datasets are loaded (cached) only until one is found."""
-    root = common.artifacts_key()
+    root = caches.artifacts_key()
     for i, spec in enumerate(specs):
         path = spec.partition(":")[2]
         if _usable(spec, root, tables.file_signature(path) if path else 0.0) != 0:
@@ -32,7 +32,7 @@ def default_dataset(specs: list[str]) -> int:
 
 def launch_form() -> None:
     """The launch form: preset, dataset, epochs, seed and the main hyper-parameters (choices from RunConfig)."""
-    specs = common.dataset_choices(common.list_runs())
+    specs = caches.dataset_choices(caches.list_runs())
     first = default_dataset(specs)  # never a dataset with 0 usable records when another has some
     with st.form("launch"):
         st.markdown("**Launch a run** (it keeps running when this page reloads or the browser closes)")
@@ -67,20 +67,20 @@ def launch_form() -> None:
 def run_detail(info: runs.RunInfo) -> None:
     """Status, curves, actions and error of one run."""
     status = info.status
-    st.markdown(f"**{info.run_id}** · {common.badge(info.state)} · preset `{info.preset}` · dataset `{info.dataset}`")
+    st.markdown(f"**{info.run_id}** · {widgets.badge(info.state)} · preset `{info.preset}` · dataset `{info.dataset}`")
     if info.state == "unknown":
         st.markdown(f":orange[This folder is incomplete]: {status.get('problem', 'no status')}")
     if info.state == "failed":
         st.markdown(f":red[**Failed:**] `{status.get('error') or 'no error message recorded'}`")
     if info.state == "interrupted":
         st.markdown(":orange[**Interrupted:**] the process stopped without finishing (killed?). Resume it below.")
-    problem = common.config_problem(info)
+    problem = caches.config_problem(info)
     if problem:
         st.markdown(f":red[**Unusable config.json:**] `{problem}` (fix the value, or train a new run)")
-    missing = common.weights_missing(info)
+    missing = caches.weights_missing(info)
     if missing:
         st.markdown(f":orange[**Weights missing:**] {missing}")
-    holder = common.trained_by(info)
+    holder = caches.trained_by(info)
     if holder is not None and info.state not in ACTIVE_STATES:
         st.markdown(f":orange[**Locked:**] `{info.run_id}` is being trained by pid {holder or '?'}; "
                     "Resume is offered once that process ends.")
@@ -93,7 +93,7 @@ def run_detail(info: runs.RunInfo) -> None:
     st.progress(
         fraction, text=f"epoch {status.get('epoch', '?')}/{status.get('epochs', '?')} · {status.get('message') or ''}"
     )
-    hist = common.history(info)
+    hist = caches.history(info)
     if not hist.empty:
         left, right = st.columns(2)
         left.plotly_chart(viz.history_figure({info.run_id: hist}, "loss"), width="stretch", key=f"loss-{info.run_id}")
@@ -130,9 +130,9 @@ def actions(info: runs.RunInfo) -> None:
             st.toast("Asked the run to stop; it will show as cancelled.")
         except (ValueError, OSError) as exc:
             st.warning(str(exc))
-    usable = common.config_problem(info) is None
-    missing = common.weights_missing(info) is not None
-    free = common.trained_by(info) is None  # no live process holds the run's lock
+    usable = caches.config_problem(info) is None
+    missing = caches.weights_missing(info) is not None
+    free = caches.trained_by(info) is None  # no live process holds the run's lock
     resumable = info.state in RESUMABLE_STATES or missing
     if usable and free and resumable and cols[1].button("Resume run", key="resume"):
         try:
@@ -151,7 +151,7 @@ def actions(info: runs.RunInfo) -> None:
 
 def body() -> None:
     st.title("Train")
-    common.guard(launch_form, "the launch form")
+    widgets.guard(launch_form, "the launch form")
     last = st.session_state.get("last_launch")
     if last:
         with st.expander("Output of the last launch"):
@@ -159,12 +159,12 @@ def body() -> None:
                 procs.tail(jobs.launch_log(last)) or "(starting…)", language="text"
             )
     st.subheader("Runs")
-    table = common.runs_table()
+    table = caches.runs_table()
     if table.empty:
         st.info("No runs yet: launch one above, or build the demo on Home.")
         return
     st.dataframe(
-        table.assign(state=table["state"].map(common.badge)).drop(columns=["updated"]),
+        table.assign(state=table["state"].map(widgets.badge)).drop(columns=["updated"]),
         hide_index=True,
         width="stretch",
         column_config={
@@ -172,7 +172,7 @@ def body() -> None:
             "BLEU-1": st.column_config.NumberColumn("BLEU-1", format="%.3f"),
         },
     )
-    info = common.pick_run(common.list_runs(), "Run details", key="train_run")
+    info = widgets.pick_run(caches.list_runs(), "Run details", key="train_run")
     if info is None:
         return
     actions(info)
@@ -182,4 +182,4 @@ def body() -> None:
         run_detail(info)
 
 
-common.guard(body, "the Train page")
+widgets.guard(body, "the Train page")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from medcap.app import seeds, tables, viz
 from medcap.eval import artifacts, paper
-from ui import common
+from ui import caches, widgets
 
 
 @st.cache_data(show_spinner="Paired bootstrap over the shared images…", max_entries=16)
@@ -34,9 +34,9 @@ def paired_section(chosen: list) -> None:
         st.session_state[key] = True
     if not st.session_state.get(key):
         return
-    sig = [common.metrics_signature(i, tables.latest_eval(i)) for i in chosen]
+    sig = [caches.metrics_signature(i, tables.latest_eval(i)) for i in chosen]
     try:
-        result = _paired(a.run_id, b.run_id, sig[0], sig[1], common.artifacts_key())
+        result = _paired(a.run_id, b.run_id, sig[0], sig[1], caches.artifacts_key())
     except ValueError as exc:
         st.warning(str(exc))
         return
@@ -84,7 +84,7 @@ def seed_section(infos: list) -> None:
             name = tables.latest_eval(info)
             try:
                 if name:
-                    by_run[info.run_id] = common.metrics(info, name)
+                    by_run[info.run_id] = caches.metrics(info, name)
             except ValueError as exc:
                 st.markdown(f":orange[Left out of the seed noise] `{info.run_id}`: {exc}")
         if by_run:
@@ -95,9 +95,9 @@ def seed_section(infos: list) -> None:
 
 def body() -> None:
     st.title("Compare")
-    infos = [i for i in common.list_runs() if i.evals]
+    infos = [i for i in caches.list_runs() if i.evals]
     if not infos:
-        common.no_runs_hint()
+        widgets.no_runs_hint()
         return
     ids = [i.run_id for i in infos]
     labels = tables.run_labels(infos)
@@ -115,7 +115,7 @@ def body() -> None:
     for info in chosen:
         name = tables.latest_eval(info)
         try:
-            metrics[labels[info.run_id]] = common.metrics(info, name)
+            metrics[labels[info.run_id]] = caches.metrics(info, name)
             presets[labels[info.run_id]] = info.preset
         except ValueError as exc:
             st.warning(f"{info.run_id}: {exc}")
@@ -147,12 +147,12 @@ def body() -> None:
             st.dataframe(paper_tables[key], hide_index=True, width="stretch")
             st.caption(notes.get(key, ""))
 
-    common.guard(lambda: paired_section(chosen), "the paired difference")
-    common.guard(lambda: grounding_section(metrics), "image reliance and caption health")
-    common.guard(lambda: seed_section(infos), "seed noise")
+    widgets.guard(lambda: paired_section(chosen), "the paired difference")
+    widgets.guard(lambda: grounding_section(metrics), "image reliance and caption health")
+    widgets.guard(lambda: seed_section(infos), "seed noise")
 
     st.subheader("Training curves")
-    hists = {labels[i.run_id]: common.history(i) for i in chosen}
+    hists = {labels[i.run_id]: caches.history(i) for i in chosen}
     left, right = st.columns(2)
     left.plotly_chart(viz.history_figure(hists, "loss"), width="stretch")
     right.plotly_chart(viz.history_figure(hists, "accuracy"), width="stretch")
@@ -161,4 +161,4 @@ def body() -> None:
     st.download_button("Download the metrics as CSV", csv, file_name="medcap-compare.csv", mime="text/csv")
 
 
-common.guard(body, "the Compare page")
+widgets.guard(body, "the Compare page")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from medcap.app import tables, viz
 from medcap.data import confined
-from ui import common
+from ui import caches, widgets
 
 SORT_COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "rouge_l", "cider", "nn_bleu1", "ref_len"]
 
@@ -19,7 +19,7 @@ def detail(row: dict, info_run_id: str) -> None:
         if img is None:
             st.caption("The image file cannot be read.")
         else:
-            common.show_image(img, caption=str(row["image_id"]))
+            widgets.show_image(img, caption=str(row["image_id"]))
     with right:
         st.markdown(f"**Reference:** {row['reference']}")
         st.markdown(f"**Prediction:** {row['prediction'] or '(empty)'}")
@@ -34,14 +34,14 @@ def detail(row: dict, info_run_id: str) -> None:
 
 def body() -> None:
     st.title("Per-image BLEU")
-    infos = [i for i in common.list_runs() if i.evals]
+    infos = [i for i in caches.list_runs() if i.evals]
     if not infos:
-        common.no_runs_hint()
+        widgets.no_runs_hint()
         return
-    info = common.pick_run(infos, key="pi_run")
-    name = common.pick_eval(info, key="pi_eval")
+    info = widgets.pick_run(infos, key="pi_run")
+    name = widgets.pick_eval(info, key="pi_eval")
     try:
-        df = common.predictions(info, name)
+        df = caches.predictions(info, name)
     except ValueError as exc:  # this run's file alone; the picker above still offers the others
         if str(exc) not in info.problems:
             st.warning(f"`{info.run_id}`: {exc}")
@@ -67,7 +67,7 @@ def body() -> None:
     )
     n = st.slider("Rows to show", 5, 200, 25, key="pi_rows")
     top = shown.head(n).copy()
-    top.insert(0, "thumbnail", [common.thumb_uri(p) for p in top["image_path"]])
+    top.insert(0, "thumbnail", [caches.thumb_uri(p) for p in top["image_path"]])
     cols = ["thumbnail", "image_id", "reference", "prediction", "bleu1", "bleu2", "bleu4", "nn_caption", "nn_bleu1"]
     if "cider" in top.columns:
         cols.insert(cols.index("bleu4") + 1, "cider")
@@ -110,7 +110,7 @@ PAIR_SORTS = {
 
 def pair_section() -> None:
     """Two runs evaluated on the same images: both captions and scores per image, A − B, filters, CSV."""
-    infos = [i for i in common.list_runs() if i.evals]
+    infos = [i for i in caches.list_runs() if i.evals]
     if not infos:
         return
     st.divider()
@@ -121,13 +121,13 @@ def pair_section() -> None:
     defaults = tables.default_compare(infos)
     c1, c2 = st.columns(2)
     with c1:
-        a = common.pick_run(infos, "Run A", key="pair_a", default=defaults[0] if defaults else None)
-        eval_a = common.pick_eval(a, key="pair_a_eval")
+        a = widgets.pick_run(infos, "Run A", key="pair_a", default=defaults[0] if defaults else None)
+        eval_a = widgets.pick_eval(a, key="pair_a_eval")
     others = [i for i in infos if i.run_id != a.run_id]
     with c2:
-        b = common.pick_run(others, "Run B", key="pair_b", default=defaults[1] if len(defaults) > 1 else None)
-        eval_b = common.pick_eval(b, key="pair_b_eval")
-    df_a, df_b = common.predictions(a, eval_a), common.predictions(b, eval_b)
+        b = widgets.pick_run(others, "Run B", key="pair_b", default=defaults[1] if len(defaults) > 1 else None)
+        eval_b = widgets.pick_eval(b, key="pair_b_eval")
+    df_a, df_b = caches.predictions(a, eval_a), caches.predictions(b, eval_b)
     for note in [*tables.missing_notes(df_a, a.run_id), *tables.missing_notes(df_b, b.run_id)]:
         st.info(note)
     try:
@@ -144,7 +144,7 @@ def pair_section() -> None:
     length = c2.slider("Reference length (words)", lo, max(hi, lo + 1), (lo, max(hi, lo + 1)), key="pair_len")
     words = c3.text_input("Words in the reference or a prediction", key="pair_words",
                           placeholder="e.g. liver lesion")
-    chosen = common.metadata_filters(pairs, key_prefix="pair_f_")
+    chosen = widgets.metadata_filters(pairs, key_prefix="pair_f_")
     shown = tables.filter_rows(pairs, chosen, length, "ref_len", words,
                                   ("reference", "prediction_a", "prediction_b"))
     shown = shown.sort_values(sort_by, ascending=False, kind="stable")
@@ -172,5 +172,5 @@ def pair_section() -> None:
     )
 
 
-common.guard(body, "the Per-image BLEU page")
-common.guard(pair_section, "the run-vs-run table")
+widgets.guard(body, "the Per-image BLEU page")
+widgets.guard(pair_section, "the run-vs-run table")

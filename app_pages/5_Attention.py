@@ -7,7 +7,7 @@ import streamlit as st
 from medcap.app import attention, datasets
 from medcap.data import confined
 from medcap.eval import artifacts
-from ui import common
+from ui import caches, widgets
 
 
 @st.cache_data(show_spinner="Reading the finding boxes…", max_entries=4)
@@ -17,12 +17,12 @@ def _boxes(spec: str, root: str, signature: float) -> dict[str, list]:
 
 def body() -> None:
     st.title("Attention")
-    infos = [i for i in common.list_runs() if i.evals]
+    infos = [i for i in caches.list_runs() if i.evals]
     if not infos:
-        common.no_runs_hint()
+        widgets.no_runs_hint()
         return
-    info = common.pick_run(infos, key="att_run", default=st.session_state.get("attention_run"))
-    name = common.pick_eval(info, key="att_eval")
+    info = widgets.pick_run(infos, key="att_run", default=st.session_state.get("attention_run"))
+    name = widgets.pick_eval(info, key="att_eval")
     ids = artifacts.attention_ids(info.path, name)
     if not ids:
         st.info("This evaluation saved no attention maps (self-attention model, or an older medcap).")
@@ -30,7 +30,7 @@ def body() -> None:
     wanted = st.session_state.get("attention_image")
     image_id = st.selectbox("Test image", ids, index=ids.index(wanted) if wanted in ids else 0, key="att_image")
     try:
-        preds = common.predictions(info, name)
+        preds = caches.predictions(info, name)
     except ValueError as exc:  # this run's file alone; the picker above still offers the others
         if str(exc) not in info.problems:
             st.warning(f"`{info.run_id}`: {exc}")
@@ -40,7 +40,7 @@ def body() -> None:
         st.warning(f"{image_id} is not in the predictions of this evaluation.")
         return
     row = match.iloc[0]
-    att = common.attention(info, name, image_id)
+    att = caches.attention(info, name, image_id)
     words = str(row["prediction"]).split()
     n = min(len(words), 0 if att is None else len(att))
     try:
@@ -52,12 +52,12 @@ def body() -> None:
     st.markdown(f"**Reference:** {row['reference']}")
     if n == 0:
         st.info("No generated words with attention for this image.")
-        common.show_image(image)
+        widgets.show_image(image)
         return
     boxes: list = []
     if info.dataset.startswith("synthetic"):
         try:
-            boxes = _boxes(info.dataset, common.artifacts_key(), datasets.synthetic_signature(info.dataset)).get(
+            boxes = _boxes(info.dataset, caches.artifacts_key(), datasets.synthetic_signature(info.dataset)).get(
                 image_id, [])
         except (ValueError, OSError) as exc:
             st.caption(f"True finding boxes unavailable: {exc}")
@@ -76,11 +76,11 @@ def body() -> None:
 def similar_section() -> None:
     """The training images closest to the chosen test image (by the run's global features)."""
     run_id, image_id = st.session_state.get("att_run"), st.session_state.get("att_image")
-    info = next((i for i in common.list_runs() if i.run_id == run_id), None)
+    info = next((i for i in caches.list_runs() if i.run_id == run_id), None)
     if info is None or not image_id:
         return
-    common.similar_cases_panel(info, image_id=str(image_id), key="att_sim")
+    widgets.similar_cases_panel(info, image_id=str(image_id), key="att_sim")
 
 
-common.guard(body, "the Attention page")
-common.guard(similar_section, "the similar cases")
+widgets.guard(body, "the Attention page")
+widgets.guard(similar_section, "the similar cases")

@@ -10,7 +10,7 @@ import streamlit as st
 from medcap.app import attention, tables, viz
 from medcap.data import confined
 from medcap.data.images import MAX_UPLOAD_BYTES, display_copy
-from ui import common, safety
+from ui import caches, safety, widgets
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…", max_entries=2)
@@ -25,13 +25,13 @@ SOURCES = ("Upload an image", "An image of the run's dataset")
 
 def similar_for_upload(info: Any, query: Any) -> None:
     """Similar cases of an uploaded image, by its global features (D,) from the run's own featurizer."""
-    common.similar_cases_panel(info, query=query, key="cap_sim")
+    widgets.similar_cases_panel(info, query=query, key="cap_sim")
 
 
 def dataset_image(info: Any, beam: int) -> None:
     """Pick an image of the run's dataset (test images first): reference, generated caption, similar cases."""
     try:
-        images = common.run_images(info)
+        images = caches.run_images(info)
     except (ValueError, FileNotFoundError, OSError) as exc:
         st.info(f"The dataset of `{info.run_id}` cannot be loaded here: {exc}")
         return
@@ -69,27 +69,27 @@ def dataset_image(info: Any, beam: int) -> None:
                 n = min(len(caption.words), len(caption.attention))
                 st.plotly_chart(attention.attention_strip(image, caption.attention[:n], caption.words[:n]),
                                 width="stretch", theme=None)
-    common.similar_cases_panel(info, image_id=str(image_id), key="cap_sim")
+    widgets.similar_cases_panel(info, image_id=str(image_id), key="cap_sim")
 
 
 def body() -> None:
     st.title("Caption an image")
     safety.research_notice()
-    infos = [i for i in common.list_runs() if i.state == "finished"]
+    infos = [i for i in caches.list_runs() if i.state == "finished"]
     if not infos:
         st.info("No finished run yet. Build the demo on **Home** or train a run on **Train**.")
         return
     c1, c2 = st.columns([3, 1])
     with c1:
-        info = common.pick_run(infos, key="cap_run")
+        info = widgets.pick_run(infos, key="cap_run")
     beam = c2.slider("Beam size", 1, 5, 1, key="cap_beam")
-    missing = common.weights_missing(info)
+    missing = caches.weights_missing(info)
     if missing:
         st.warning(missing)
         return
     source = st.radio("Image", SOURCES, horizontal=True, key="cap_source")
     if source == SOURCES[1]:
-        common.guard(lambda: dataset_image(info, beam), "the dataset image")
+        widgets.guard(lambda: dataset_image(info, beam), "the dataset image")
         return
     label = f"PNG or JPEG image ({MAX_UPLOAD_BYTES // 2**20} MB at most)"
     uploaded = st.file_uploader(label, type=["png", "jpg", "jpeg"], key="cap_file")
@@ -117,8 +117,8 @@ def body() -> None:
         st.caption(f"run `{info.run_id}` · beam {beam} · log-probability {caption.score:.2f}")
         if caption.words:
             st.plotly_chart(viz.word_probabilities(caption.words, caption.probs), width="stretch")
-        common.guard(lambda: safety.ood_note(info, query), "the out-of-distribution check")
-    common.guard(lambda: similar_for_upload(info, query), "the similar cases")
+        widgets.guard(lambda: safety.ood_note(info, query), "the out-of-distribution check")
+    widgets.guard(lambda: similar_for_upload(info, query), "the similar cases")
     if caption.attention is None or not caption.words:
         st.caption("This model has no spatial attention to show.")
         return
@@ -135,4 +135,4 @@ def body() -> None:
     st.plotly_chart(strip, width="stretch", theme=None)
 
 
-common.guard(body, "the Caption page")
+widgets.guard(body, "the Caption page")

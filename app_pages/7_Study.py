@@ -6,7 +6,7 @@ import streamlit as st
 
 from medcap.app import viz
 from medcap.experiments import study
-from ui import common
+from ui import widgets
 
 
 def body() -> None:
@@ -25,7 +25,7 @@ def body() -> None:
     if settings:
         systems = ", ".join(settings.get("systems", {}))
         st.markdown(f"`{settings.get('dataset')}` · {settings.get('folds')} folds · systems: {systems} · "
-                    f"{common.badge(str(status.get('state', 'unknown')))}")
+                    f"{widgets.badge(str(status.get('state', 'unknown')))}")
     if results is None:
         try:
             fraction = min(max(float(status.get("progress") or 0.0), 0.0), 1.0)
@@ -56,4 +56,4 @@ def body() -> None:
     st.caption(" ".join(f"{k}: {v}." for k, v in (results.get("definitions") or {}).items()))
 
 
-common.guard(body, "the Study page")
+widgets.guard(body, "the Study page")

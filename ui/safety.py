@@ -10,7 +10,7 @@ from medcap.app import tables
 from medcap.data.bounded import DecodeGate
 from medcap.inference import ood, similar
 from medcap.runs import index as runs
-from ui import common
+from ui import caches
 
 RESEARCH_NOTICE = ("**Research use only, not for diagnosis.** medcap is a research reproduction: its captions are "
                    "generated from patterns in its training images, are often wrong, and must never guide the care "
@@ -36,8 +36,8 @@ def _familiarity(run_path: str, signature: tuple, _memory: similar.CaseMemory) -
 def ood_note(info: runs.RunInfo, query: np.ndarray) -> None:
     """A warning when the image's closest training image is less similar than the run's calibrated threshold."""
     try:
-        memory = common.case_memory(info)
-        signature = (common.artifacts_key(), tables.file_signature(info.dir.config),
+        memory = caches.case_memory(info)
+        signature = (caches.artifacts_key(), tables.file_signature(info.dir.config),
                      tables.file_signature(info.dir.split))
         calib = _familiarity(str(info.path), signature, memory)
     except (ValueError, FileNotFoundError, KeyError, OSError) as exc:
