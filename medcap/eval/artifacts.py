@@ -47,9 +47,12 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "nn_caption",
     "nn_bleu1",
 )
-OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality", "facts_line", "fact_modality", "fact_mr_sequence",
-                                                 "fact_contrast", "fact_plane", "fact_region", "fact_finding",
-                                                 "fact_location")
+_FACT_COLUMNS = tuple(f"fact_{f}" for f in ("modality", "mr_sequence", "contrast", "plane", "region", "finding",
+                                            "location"))
+# Clinical-fact marks per image: the model (findings line + caption), its caption alone, the same-pool 1-NN.
+OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality", "facts_line", *_FACT_COLUMNS,
+                                                *(f"caption_{c}" for c in _FACT_COLUMNS),
+                                                *(f"nn_{c}" for c in _FACT_COLUMNS))
 # Written since the case-level evaluation (older files lack them; readers treat them as optional).
 CASE_PREDICTION_COLUMNS: tuple[str, ...] = ("cider", "nn_cider", "group")
 REQUIRED_PREDICTION_COLUMNS: tuple[str, ...] = PREDICTION_REQUIRED  # PREDICTION_COLUMNS[:5]

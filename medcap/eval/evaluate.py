@@ -202,8 +202,8 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     systems.update(extra)
     scores, skipped = score_systems(refs, systems, n_boot=n_boot, seed=seed, with_meteor=with_meteor, groups=groups)
     fact_systems, stated = _fact_systems(systems, caps)
-    facts, fact_marks = clinical_facts(ev.table, refs, fact_systems, groups, stated, n_boot=n_boot,
-                                       seed=seed)  # (the model's marks, findings line + caption, go to predictions)
+    facts, fact_marks = clinical_facts(ev.table, refs, fact_systems, groups, stated, n_boot=n_boot, seed=seed,
+                                       marks_of=FACT_MARK_PREFIXES)  # per-image marks go to predictions.csv
     if "swapped_images" in scores:
         table = paired_table(scores["swapped_images"], scores["model"], n_boot=n_boot, seed=seed, groups=groups)
         reliance["metrics"] = {k: {"value": v["diff"], "ci95": v["ci95"], "swapped": v["a"]} for k, v in table.items()}
@@ -244,6 +244,10 @@ def evaluate_run(run_dir: str | os.PathLike[str], dataset: str | None = None, sp
     log.info("wrote %s", out.path)
     log.info("evaluate timings (s): %s", clock.describe())  # not in metrics.json: evaluations stay reproducible
     return out.path
+
+
+# Per-image fact marks written to predictions.csv (the study pools them): system -> column prefix.
+FACT_MARK_PREFIXES = {"model": "", "model_caption_only": "caption_", "nearest_neighbour": "nn_"}
 
 
 def _fact_systems(systems: dict[str, list], caps: list[Any]) -> tuple[dict[str, list], dict[str, list] | None]:

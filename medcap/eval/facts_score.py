@@ -89,8 +89,9 @@ def table_truth(table: pd.DataFrame, refs: Sequence[Sequence[Text]] | None = Non
 def clinical_facts(table: pd.DataFrame, refs: Sequence[Sequence[Text]] | None, systems: Mapping[str, Sequence[Text]],
                    groups: Sequence[Any] | None = None, stated: Mapping[str, Sequence[Facts | None]] | None = None,
                    n_boot: int = bs.N_RESAMPLES, seed: int = bs.SEED,
-                   marks_of: str = "model") -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """The evaluation's `clinical_facts` block and the per-image marks of system `marks_of`.
+                   marks_of: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The evaluation's `clinical_facts` block and per-image marks: of system `s` as columns `<prefix>fact_<fact>`
+    for each `s: prefix` of `marks_of` (default: the model's as `fact_<fact>`).
 
     Block: {system: {fact: score_fact}, "truth_source": {fact: {label, reference, none}}, "lexicon",
     "facts", "systems", "definition"}. Marks: {"fact_<fact>": [mark per image]}. `stated` gives a
@@ -104,8 +105,9 @@ def clinical_facts(table: pd.DataFrame, refs: Sequence[Sequence[Text]] | None, s
     for name, texts in systems.items():
         pred = predicted_facts(texts, (stated or {}).get(name))
         block[name] = score_facts(pred, truth, groups, facts, n_boot, seed)
-        if name == marks_of:
-            marks = {f"fact_{f}": fact_marks(truth, pred, f) for f in facts}
+        prefix = (marks_of if marks_of is not None else {"model": ""}).get(name)
+        if prefix is not None:
+            marks.update({f"{prefix}fact_{f}": fact_marks(truth, pred, f) for f in facts})
     block["truth_source"] = {f: {k or "none": n for k, n in sorted(Counter(s[f] or "" for s in sources).items())}
                              for f in facts}
     return block, marks

@@ -44,6 +44,28 @@ class Collected:
     pools: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # system -> per fold pool record
     decoding: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> retrieval / enforced
     selection: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # system -> choices
+    # clinical-fact marks per image: label -> fact -> marks, and the case of each mark (label -> groups)
+    facts: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    fact_groups: dict[str, list[str]] = field(default_factory=dict)
+
+
+FACTS = ("modality", "plane", "region")
+# predictions.csv column prefix -> how the study labels that system's fact marks (see medcap.eval.evaluate)
+FACT_PREFIXES = {"": "{label}", "caption_": "{label} (caption only)", "nn_": "nn:{system}"}
+
+
+def _add_facts(out: Collected, pred: pd.DataFrame, label: str, system: str, first_seed: bool) -> None:
+    """Append one evaluation's per-image fact marks (the model's, its caption's, its 1-NN's) to `out`."""
+    groups = pred["group"].astype(str).tolist() if "group" in pred else pred["image_id"].astype(str).tolist()
+    for prefix, pattern in FACT_PREFIXES.items():
+        if prefix == "nn_" and not first_seed:
+            continue  # the 1-NN does not depend on the init seed
+        if not all(f"{prefix}fact_{f}" in pred for f in FACTS):
+            continue
+        key = pattern.format(label=label, system=system)
+        for f in FACTS:
+            out.facts.setdefault(key, {}).setdefault(f, []).extend(pred[f"{prefix}fact_{f}"].astype(str))
+        out.fact_groups.setdefault(key, []).extend(groups)
 
 
 def _predictions(run: RunDir, name: str) -> pd.DataFrame | None:
@@ -106,6 +128,8 @@ def _read_run(out: Collected, run: RunDir, system: str, fold: int, k: int, n_see
             raise ValueError(f"{run.path}: {name} scored other images than the other runs of fold {fold}")
         label = system + name[len(levers.TEST_NAME):].replace("-", ":", 1)
         _add(out.hyps, label, k, n_seeds, fold, [p.split() for p in pred["prediction"]])
+        if name == levers.TEST_NAME:
+            _add_facts(out, pred, label, system, k == 0)
         metrics = read_json(run.eval_dir(name).metrics)
         out.decoding.setdefault(label, _decoding(metrics))
         if name == levers.TEST_NAME and k == 0:  # the pool does not depend on the init seed
@@ -201,6 +225,7 @@ def pool_results(folder: Path, settings: Any, run_name: Any, configs: Any) -> di
             "paired_vs_own_pool_1nn": own, "paired_vs_other_pool_1nn": beside, "pools": pools,
             "system_pool": pool_of, "decoding": {k: got.decoding.get(k, {}) for k in systems if k in got.decoding},
             "selection": got.selection or None, "caption_health": health, "skipped": skipped,
+            "clinical_facts": _pooled_facts(got, pool_of, settings.n_boot),
             "ci_method": seeded.METHOD, "cider_rule": seeded.CIDER_RULE}
 
 
@@ -216,4 +241,16 @@ def _per_fold(scores: dict[str, Any], blocks: list[int], n_seeds: int, folds: in
             v.update({k: float(np.mean(x[rows > 0])) for k, x in sc.per_image.items()})
             values[label] = v
         out.append({"fold": fold, "n_images": int(np.sum(np.asarray(blocks) == fold)), "systems": values})
+    return out
+
+
+def _pooled_facts(got: Collected, pool_of: dict[str, str], n_boot: int) -> dict[str, Any]:
+    """Per system and fact: shares of all test images (every fold, every seed) stated right / wrong / not stated,
+    95% CIs resampling cases (`medcap.eval.facts_score.score_fact`); the 1-NN under its pool's name."""
+    from medcap.eval.facts_score import score_fact
+
+    out: dict[str, Any] = {}
+    for key, facts in sorted(got.facts.items()):
+        name = f"{NN} · {pool_of[key[3:]]}" if key.startswith("nn:") and key[3:] in pool_of else key
+        out[name] = {f: score_fact(marks, got.fact_groups[key], n_boot) for f, marks in facts.items()}
     return out

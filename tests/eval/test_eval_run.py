@@ -57,8 +57,9 @@ def test_evaluate_run_writes_metrics_predictions_attention(tiny_run: dict) -> No
     assert list(pred.columns[:4]) == ["image_id", "image_path", "references", "prediction"]
     assert {"bleu1", "bleu4", "rouge_l", "ref_len", "pred_len", "nn_caption", "nn_bleu1", "modality"} <= set(pred)
     # the writer's order is the reader's contract
+    facts = ("modality", "mr_sequence", "contrast", "plane", "region")
     assert list(pred.columns) == [*PREDICTION_COLUMNS, *CASE_PREDICTION_COLUMNS, "modality",
-                                  *(f"fact_{f}" for f in ("modality", "mr_sequence", "contrast", "plane", "region"))]
+                                  *(f"fact_{f}" for f in facts), *(f"nn_fact_{f}" for f in facts)]
     back = read_predictions(tiny_run["run"], out.name)
     assert list(back["image_id"]) == list(pred["image_id"].astype(str))
     assert list(back["reference"]) == [" | ".join(json.loads(x)) for x in pred["references"]]

@@ -166,3 +166,26 @@ def test_presets_record_when_and_on_what_data_they_were_chosen() -> None:
     assert frozen.provenance("model-80", "medpix:../shared/data/medpix-dev")["chosen_on_this_data"] is False
     notes = study.study_notes({"provenance": {"medcap-best": best}})
     assert any("chosen on this data" in line and "not a held-out test" in line for line in notes)
+
+
+def test_clinical_facts_are_pooled_over_folds_and_seeds_with_the_1nn_under_its_pool(tmp_path: Path) -> None:
+    settings = _fake_study(tmp_path, ["model-80"], seeds=[1, 2])
+    marks = {"model": ["right", "wrong", "not stated", "no label"], "caption": ["not stated"] * 4,
+             "nn": ["right", "right", "wrong", "not stated"]}
+    for fold in range(2):
+        for seed in (1, 2):
+            path = RunDir(tmp_path / study.RUNS / study.run_name(fold, "model-80", seed)).eval_dir(
+                study.EVAL_NAME).predictions
+            table = pd.read_csv(path, keep_default_na=False)
+            for fact in ("modality", "plane", "region"):
+                table[f"fact_{fact}"] = marks["model"]
+                table[f"caption_fact_{fact}"] = marks["caption"]
+                table[f"nn_fact_{fact}"] = marks["nn"]
+            write_text(path, table.to_csv(index=False))
+    facts = study.pool_results(tmp_path, settings)["clinical_facts"]
+    model = facts["model-80"]["modality"]  # 2 folds x 2 seeds x 4 images, the "no label" ones left out
+    assert (model["n_images"], model["n_scored"]) == (16, 12)
+    assert model["correct"] == pytest.approx(4 / 12) and model["wrong_of_stated"] == pytest.approx(0.5)
+    assert facts["model-80 (caption only)"]["plane"]["not_stated"] == pytest.approx(1.0)
+    nn = next(v for k, v in facts.items() if k.startswith("1-NN"))["region"]  # one seed's worth: 2 folds x 4
+    assert nn["n_images"] == 8 and nn["correct"] == pytest.approx(0.5)
