@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from medcap.app import seeds, tables, viz
+from medcap.app import facts, seeds, tables, viz
 from medcap.eval import artifacts, paper
 from ui import caches, widgets
 
@@ -64,6 +64,18 @@ def grounding_section(metrics: dict[str, dict[str, Any]]) -> None:
     st.caption("Caption health of the model's captions. A share marked *enforced by decoding* is a rule of the "
                "search (e.g. block_repeats forbids back-to-back repeats), not a measured quality.")
     st.dataframe(artifacts.health_table(metrics), hide_index=True, width="stretch")
+
+
+def facts_section(metrics: dict[str, dict[str, Any]]) -> None:
+    """Clinical facts of each run's evaluation: modality, plane, region stated right / wrong / not stated."""
+    table = facts.facts_table(metrics)
+    if table.empty:
+        return
+    st.subheader("Clinical facts")
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption("Facts a caption (with a run's findings line, when it has one) states, scored against the dataset's "
+               "labels: right = share of all images where the fact is stated and right; wrong = share of the stated "
+               "facts that are wrong; 95% CIs resample cases. `model caption only` leaves the findings line out.")
 
 
 def seed_section(infos: list) -> None:
@@ -149,6 +161,7 @@ def body() -> None:
 
     widgets.guard(lambda: paired_section(chosen), "the paired difference")
     widgets.guard(lambda: grounding_section(metrics), "image reliance and caption health")
+    widgets.guard(lambda: facts_section(metrics), "clinical facts")
     widgets.guard(lambda: seed_section(infos), "seed noise")
 
     st.subheader("Training curves")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap.app import tables, viz
+from medcap.app import facts, tables, viz
 from medcap.data import confined
 from ui import caches, widgets
 
@@ -23,6 +23,10 @@ def detail(row: dict, info_run_id: str) -> None:
     with right:
         st.markdown(f"**Reference:** {row['reference']}")
         st.markdown(f"**Prediction:** {row['prediction'] or '(empty)'}")
+        if row.get("facts_line") is not None:
+            st.markdown(f"**Findings line:** {row['facts_line'] or 'not sure of any fact'}")
+        if facts.fact_marks_text(row):
+            st.markdown(f"**Clinical facts** (findings line + caption vs the labels): {facts.fact_marks_text(row)}")
         st.markdown(f"**1-NN baseline:** {row.get('nn_caption', '')}")
         scores = {k: row[k] for k in SORT_COLUMNS if k in row}
         st.dataframe([scores], hide_index=True)
@@ -68,7 +72,9 @@ def body() -> None:
     n = st.slider("Rows to show", 5, 200, 25, key="pi_rows")
     top = shown.head(n).copy()
     top.insert(0, "thumbnail", [caches.thumb_uri(p) for p in top["image_path"]])
-    cols = ["thumbnail", "image_id", "reference", "prediction", "bleu1", "bleu2", "bleu4", "nn_caption", "nn_bleu1"]
+    top["facts"] = [facts.fact_marks_text(r) for r in top.to_dict("records")]
+    cols = ["thumbnail", "image_id", "reference", "prediction", "facts_line", "facts", "bleu1", "bleu2", "bleu4",
+            "nn_caption", "nn_bleu1"]
     if "cider" in top.columns:
         cols.insert(cols.index("bleu4") + 1, "cider")
     if "modality" in top.columns:
@@ -83,6 +89,8 @@ def body() -> None:
             "bleu2": st.column_config.NumberColumn("BLEU-2", format="%.3f"),
             "bleu4": st.column_config.NumberColumn("BLEU-4", format="%.3f"),
             "nn_caption": st.column_config.TextColumn("1-NN caption"),
+            "facts_line": st.column_config.TextColumn("findings line"),
+            "facts": st.column_config.TextColumn("facts (✓ right, ✗ wrong, – not stated)"),
             "nn_bleu1": st.column_config.NumberColumn("1-NN BLEU-1", format="%.3f"),
         },
     )

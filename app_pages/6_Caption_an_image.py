@@ -9,11 +9,19 @@ import streamlit as st
 
 from medcap.app import attention, tables, viz
 from medcap.data import confined
+from medcap.data.facts import facts_line
 from medcap.data.images import MAX_UPLOAD_BYTES, display_copy
 from ui import caches, safety, widgets
 
 
 @st.cache_resource(show_spinner="Loading the model (first time only)…", max_entries=2)
+
+def findings_line(caption: object) -> None:
+    """The caption's findings line with each fact's probability ("not sure" under the run's threshold)."""
+    facts = getattr(caption, "facts", None)
+    if facts:
+        st.markdown(f"**Findings line:** {facts_line(facts, with_probabilities=True)}")
+
 def _model(run_path: str, weights_mtime: float) -> Any:
     from medcap.inference.opened import load_run  # imports TensorFlow lazily, in medcap
 
@@ -62,6 +70,7 @@ def dataset_image(info: Any, beam: int) -> None:
             st.warning(f"Could not caption with `{info.run_id}`: {exc}")
         else:
             st.markdown(f"### {caption.text or '(empty caption)'}")
+            findings_line(caption)
             st.caption(f"run `{info.run_id}` · beam {beam} · log-probability {caption.score:.2f}")
             if caption.words:
                 st.plotly_chart(viz.word_probabilities(caption.words, caption.probs), width="stretch")
@@ -114,6 +123,7 @@ def body() -> None:
     left.image(shown, caption="uploaded image")
     with right:
         st.markdown(f"### {caption.text or '(empty caption)'}")
+        findings_line(caption)
         st.caption(f"run `{info.run_id}` · beam {beam} · log-probability {caption.score:.2f}")
         if caption.words:
             st.plotly_chart(viz.word_probabilities(caption.words, caption.probs), width="stretch")

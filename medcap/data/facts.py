@@ -40,6 +40,8 @@ from medcap.data.text import tokenize
 Facts = dict[str, str | None]
 Text = str | Sequence[str]
 GENERAL_FACTS: tuple[str, ...] = ("modality", "mr_sequence", "contrast", "plane", "region")
+# The facts a findings line states (`medcap.model.facts_head` predicts them), in its order.
+LINE_FACTS: tuple[str, ...] = ("modality", "plane", "region", "finding", "location")
 MARKS: tuple[str, ...] = ("right", "wrong", "not stated", "no label")
 _T2_STAR = re.compile(r"\bt2\s*\*", re.IGNORECASE)
 
@@ -244,3 +246,18 @@ def fact_marks(truth: Sequence[Mapping[str, str | None]], predicted: Sequence[Ma
         else:
             marks.append("right" if p[fact] == t[fact] else "wrong")
     return marks
+
+
+def sure_facts(predicted: Mapping[str, tuple[str, float, bool]]) -> dict[str, str]:
+    """The facts a findings line states: the sure ones."""
+    return {fact: value for fact, (value, _, sure) in predicted.items() if sure}
+
+
+def facts_line(predicted: Mapping[str, tuple[str, float, bool]], with_probabilities: bool = False) -> str:
+    """The findings line in plain words, in `LINE_FACTS` order: "ct axial head"; with probabilities
+    "ct (0.98) · axial (0.91) · not sure: region"."""
+    facts = [f for f in LINE_FACTS if f in predicted]
+    if not with_probabilities:
+        return " ".join(predicted[f][0] for f in facts if predicted[f][2] and predicted[f][0] != "none")
+    parts = [f"{predicted[f][0]} ({predicted[f][1]:.2f})" if predicted[f][2] else f"not sure: {f}" for f in facts]
+    return " · ".join(parts)

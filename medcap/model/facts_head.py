@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from medcap.data.facts import LINE_FACTS, facts_line, sure_facts
+
 log = logging.getLogger(__name__)
 
-# The facts the findings line states, in its order, and the largest stated-but-wrong share allowed for each.
-LINE_FACTS: tuple[str, ...] = ("modality", "plane", "region", "finding", "location")
+# The largest stated-but-wrong share allowed for each fact of the findings line (`medcap.data.facts.LINE_FACTS`).
 WRONG_TARGETS: dict[str, float] = {"modality": 0.05, "plane": 0.10, "region": 0.10, "finding": 0.10,
                                    "location": 0.10}
 FEATURE_KINDS = ("global", "mean+max", "global+mean+max")
@@ -196,16 +197,14 @@ class FactPredictor:
         return cls(inputs=str(data.get("inputs", "mean+max")), heads={h.fact: h for h in heads})
 
 
-def sure_facts(predicted: Mapping[str, tuple[str, float, bool]]) -> dict[str, str]:
-    """The facts a findings line states: the sure ones."""
-    return {fact: value for fact, (value, _, sure) in predicted.items() if sure}
-
-
-def facts_line(predicted: Mapping[str, tuple[str, float, bool]], with_probabilities: bool = False) -> str:
-    """The findings line in plain words, in `LINE_FACTS` order: "ct axial head"; with probabilities
-    "ct (0.98) · axial (0.91) · not sure: region"."""
-    facts = [f for f in LINE_FACTS if f in predicted]
-    if not with_probabilities:
-        return " ".join(predicted[f][0] for f in facts if predicted[f][2] and predicted[f][0] != "none")
-    parts = [f"{predicted[f][0]} ({predicted[f][1]:.2f})" if predicted[f][2] else f"not sure: {f}" for f in facts]
-    return " · ".join(parts)
+__all__ = [
+    "LINE_FACTS",
+    "FactHead",
+    "FactPredictor",
+    "calibrate",
+    "calibrate_probs",
+    "fact_inputs",
+    "facts_line",
+    "fit_head",
+    "sure_facts",
+]
