@@ -23,10 +23,7 @@ def detail(row: dict, info_run_id: str) -> None:
     with right:
         st.markdown(f"**Reference:** {row['reference']}")
         st.markdown(f"**Prediction:** {row['prediction'] or '(empty)'}")
-        if row.get("facts_line") is not None:
-            st.markdown(f"**Findings line:** {row['facts_line'] or 'not sure of any fact'}")
-        if facts.fact_marks_text(row):
-            st.markdown(f"**Clinical facts** (findings line + caption vs the labels): {facts.fact_marks_text(row)}")
+        widgets.findings(row)
         st.markdown(f"**1-NN baseline:** {row.get('nn_caption', '')}")
         scores = {k: row[k] for k in SORT_COLUMNS if k in row}
         st.dataframe([scores], hide_index=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from medcap.app import attention, datasets, facts
+from medcap.app import attention, datasets
 from medcap.data import confined
 from medcap.eval import artifacts
 from ui import caches, widgets
@@ -49,10 +49,7 @@ def body() -> None:
         st.warning(str(exc))
         return
     st.markdown(f"**Generated:** {row['prediction'] or '(empty)'}")
-    if row.get("facts_line") is not None:
-        st.markdown(f"**Findings line:** {row['facts_line'] or 'not sure of any fact'}")
-    if facts.fact_marks_text(row):
-        st.markdown(f"**Clinical facts** (findings line + caption vs the labels): {facts.fact_marks_text(row)}")
+    widgets.findings(row)
     st.markdown(f"**Reference:** {row['reference']}")
     if n == 0:
         st.info("No generated words with attention for this image.")

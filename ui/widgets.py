@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from medcap.app import tables
+from medcap.app import facts, tables
 from medcap.data import confined
 from medcap.data.images import display_copy
 from medcap.inference import similar
@@ -150,3 +150,12 @@ def metadata_filters(frame: pd.DataFrame, key_prefix: str) -> dict[str, list[str
             chosen[col] = cols[i % len(cols)].multiselect(col.replace("_", " ").capitalize(), options,
                                                           key=f"{key_prefix}{col}")
     return chosen
+
+
+def findings(row: dict[str, Any]) -> None:
+    """An evaluated image's findings line and its clinical-fact marks (nothing for evaluations without them)."""
+    if row.get("facts_line") is not None:
+        st.markdown(f"**Findings line:** {row['facts_line'] or 'not sure of any fact'}")
+    marks = facts.fact_marks_text(row)
+    if marks:
+        st.markdown(f"**Clinical facts** (findings line + caption vs the labels): {marks}")

@@ -42,7 +42,7 @@ from medcap.data.images import (
     _bomb_text,
     _size_text,
     _to_8bit,
-    _too_many_pixels,
+    check_opened,
     to_rgb,
 )
 
@@ -126,11 +126,7 @@ def decode_bounded(source: str | os.PathLike[str] | io.BytesIO, label: str, max_
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits decide
             with Image.open(source) as img:
-                if formats is not None and img.format not in formats:
-                    allowed = " and ".join(formats)
-                    raise ValueError(f"{label}: is {img.format or 'not an image'}; only {allowed} are accepted")
-                if _too_many_pixels(img):
-                    raise ValueError(f"{label}: {_bomb_text(img.width, img.height)}")
+                check_opened(img, label, formats)
                 if max(img.size) <= max_side:  # small: exactly the pixels `open_image_rgb` gives
                     img.load()
                     return to_rgb(ImageOps.exif_transpose(img) or img)

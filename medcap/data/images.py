@@ -175,6 +175,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
+def check_opened(img: Image.Image, label: str, formats: Sequence[str] | None = None) -> None:
+    """ValueError naming `label` when an opened (not yet decoded) image is not one of `formats` (None: any) or is
+    over `MAX_PIXELS`: the checks every reader makes before decoding."""
+    if formats is not None and img.format not in formats:
+        allowed = " and ".join(formats)
+        raise ValueError(f"{label}: is {img.format or 'not an image'}; only {allowed} are accepted")
+    if _too_many_pixels(img):
+        raise ValueError(f"{label}: {_bomb_text(img.width, img.height)}")
+
+
 def _decode_rgb(source: str | os.PathLike[str] | io.BytesIO, label: str,
                 formats: Sequence[str] | None = None) -> Image.Image:
     """Open, check the pixel limit (before decoding), decode, apply EXIF orientation, convert to RGB."""
@@ -182,11 +192,7 @@ def _decode_rgb(source: str | os.PathLike[str] | io.BytesIO, label: str,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
             with Image.open(source) as img:
-                if formats is not None and img.format not in formats:
-                    allowed = " and ".join(formats)
-                    raise ValueError(f"{label}: is {img.format or 'not an image'}; only {allowed} are accepted")
-                if _too_many_pixels(img):
-                    raise ValueError(f"{label}: {_bomb_text(img.width, img.height)}")
+                check_opened(img, label, formats)
                 img.load()
                 img = ImageOps.exif_transpose(img) or img
                 return to_rgb(img)
