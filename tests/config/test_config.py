@@ -18,7 +18,7 @@ from medcap.config import RunConfig
 # One wrong value per field and the words its error must contain (besides the field name).
 BAD_VALUES = {
     "name": (3, "must be a string"),
-    "preset": ("model-90", "must be one of model-80, model-70, medcap-best"),
+    "preset": ("model-90", "must be one of model-80, model-70, medcap-best, medcap-facts"),
     "dataset": (None, "must be a string"),
     "protocol": ("model-60", "must be one of model-80, model-70, official, kfold"),
     "split_by": ("patient", "must be one of group, image"),

@@ -300,7 +300,7 @@ def test_a_fresh_clone_shows_the_example_runs_on_every_page(artifacts: Path, tmp
                 body = page.inner_text("body")
                 assert "Traceback" not in body and "No evaluated runs yet" not in body, name
                 if name == "compare":
-                    assert "model-80 [example]" in body and "model-70 [example]" in body
+                    assert "model-80 (example)" in body and "model-70 (example)" in body
                 if name == "caption_an_image":
                     _caption_an_image(page, shots)  # the example run's model on a new image, end to end
         finally:

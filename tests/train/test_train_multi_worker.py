@@ -101,9 +101,11 @@ def test_train_run_dir_refuses_a_folder_holding_other_settings(tmp_path: Path, c
 
     run = tmp_path / "run"
     run.mkdir()
-    saved = tiny_config("csv:/x.csv", tmp_path, epochs=3)
+    data = tmp_path / "x.csv"  # arguments are checked first: the dataset must exist
+    data.write_text("image_path,caption\n")
+    saved = tiny_config(f"csv:{data}", tmp_path, epochs=3)
     write_json(run / "config.json", {"run": saved.to_dict()})
-    args = ["train", *_cli_flags(tiny_config("csv:/x.csv", tmp_path, epochs=5)), "--run-dir", str(run)]
+    args = ["train", *_cli_flags(tiny_config(f"csv:{data}", tmp_path, epochs=5)), "--run-dir", str(run)]
     assert main(args) == 2  # nothing trained, nothing written
     assert "holds a run with other settings (epochs: 3 there, 5 given)" in caplog.text
     assert sorted(p.name for p in run.iterdir()) == ["config.json"]
