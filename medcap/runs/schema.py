@@ -124,8 +124,13 @@ def _metric_block(block: Any, where: str) -> str | None:
     return None
 
 
+# Keys of a numbers block that hold a list of names instead (caption health: what decoding enforces).
+_NAME_LISTS = ("enforced_by_decoding",)
+
+
 def _numbers(block: Any, where: str, depth: int = 1) -> str | None:
-    """An object whose values are numbers or null (or, `depth` levels down, such objects)."""
+    """An object whose values are numbers or null (or, `depth` levels down, such objects; `_NAME_LISTS` keys: a
+    list of strings)."""
     if block is None:
         return None
     problem = _object(block, where)
@@ -136,6 +141,9 @@ def _numbers(block: Any, where: str, depth: int = 1) -> str | None:
             problem = _numbers(value, f"{where}.{key}", depth - 1)
             if problem:
                 return problem
+        elif key in _NAME_LISTS:
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                return _bad(f"{where}.{key}", value, "a list of names")
         elif not (value is None or is_number(value)):
             return _bad(f"{where}.{key}", value, "a number")
     return None

@@ -286,6 +286,9 @@ def test_retrieval_augmented_decoding_is_labelled_with_its_neural_only_variant_b
     for key in ("bleu1", "bleu4", "cider"):
         assert metrics["model_neural_only"][key]["value"] == pytest.approx(off["model"][key]["value"])
     assert "model_neural_only" not in off
+    from medcap.eval.artifacts import read_metrics
+
+    assert read_metrics(tiny_run["run"], out.name)["retrieval_augmented"] is True  # passes the run-file schema
     rel = metrics["image_reliance"]
     assert set(rel["neural_part"]) >= {"bleu1", "cider"} and set(rel["metrics"]) >= {"bleu1", "cider"}
     assert "neural_part" not in off["image_reliance"]

@@ -148,3 +148,11 @@ def test_a_non_number_score_in_predictions_is_named_on_per_image(artifacts: Path
     assert any(f"`{FINISHED_ID}`: unreadable eval/test/predictions.csv: bleu1 is not a number in row 3 ('abc')"
                == w.value for w in at.warning), [w.value for w in at.warning]
     assert "Per-image BLEU-1" not in texts(at)  # nothing drawn from the bad file
+
+
+def test_caption_health_may_name_what_decoding_enforces() -> None:
+    health = {"adjacent_repeat_share": 0.0, "enforced_by_decoding": ["adjacent_repeat_share"]}
+    ok = {"model": {"bleu1": {"value": 0.3}}, "caption_health": {"model": health}}
+    assert schema.metrics_problem(ok) is None
+    bad = {**ok, "caption_health": {"model": {"enforced_by_decoding": "adjacent_repeat_share"}}}
+    assert "caption_health.model.enforced_by_decoding" in schema.metrics_problem(bad)
