@@ -44,7 +44,10 @@ def test_evaluation_scores_findings_line_and_caption_and_writes_the_line(facts_r
     from medcap.eval.evaluate import evaluate_run
 
     out = evaluate_run(facts_run, with_meteor=False, with_reliance=False)
-    facts = json.loads((out / "metrics.json").read_text())["clinical_facts"]
+    from medcap.eval.artifacts import read_metrics, read_predictions
+
+    facts = read_metrics(facts_run, out.name)["clinical_facts"]  # through the run-file schema, as pages read it
+    assert "facts_line" in read_predictions(facts_run, out.name).columns
     assert {"model", "model_caption_only", "nearest_neighbour"} <= set(facts["systems"])
     assert facts["model"]["modality"]["correct"] == pytest.approx(1.0)  # the line states it, and right
     assert facts["model_caption_only"]["modality"]["correct"] == pytest.approx(0.0)  # captions never say it
