@@ -31,9 +31,9 @@ sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
 
 import probe as bench  # noqa: E402
 
+from medcap.base.io import atomic_path, write_json  # noqa: E402
 from medcap.eval.probe import pool_grid, probe_fact  # noqa: E402
 from medcap.features.store import FeatureStore, open_store  # noqa: E402
-from medcap.io import atomic_path, write_json  # noqa: E402
 
 log = logging.getLogger("benchmarks.finetune_block5")
 FACTS = bench.FACTS

@@ -10,10 +10,12 @@ it on the fold's test images. Facts from MedPix `Descriptions.json`: modality = 
 `Location Category`, modality_detail = `Description.Modality`.
 Prints accuracy on the labelled test images per fact x config (mean over folds, min..max), the share of
 all test images answered correctly (unlabelled = not correct: the issue's "of all test images"), the
-majority-class baseline, and seconds per fold. Configs: the pooled features (global | mean | max |
-mean+max) with a linear probe; `mlp` (mean+max, one hidden layer); `c=<C>` (mean+max, L2 strength 1/C);
-`aug-train` / `aug-tta` / `aug-both` (needs a store extracted with `--augment K`: augmented views as extra
-training rows / test-time average of the class probabilities over the original and its K views).
+majority-class baseline, and seconds per fold. Configs `<kind>[:mlp][:c=<C>]`: the pooled features
+(global | mean | max | mean+max, default mean+max), a linear probe (L2 strength 1/C, default C = 1) or
+`mlp` (one hidden layer); e.g. `mean:c=0.01`, `mlp`, `c=0.1`;
+`aug-train` / `aug-tta` / `aug-both` (mean+max, C = 0.01; needs a store extracted with `--augment K`):
+augmented views as extra training rows / test-time average of the class probabilities over the
+original and its K views / both.
 """
 
 from __future__ import annotations
@@ -31,19 +33,19 @@ import numpy as np
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from medcap.base.io import write_json  # noqa: E402
 from medcap.data.loaders import load_records  # noqa: E402
 from medcap.data.splits import kfold_splits  # noqa: E402
 from medcap.data.text import prepare_captions  # noqa: E402
-from medcap.eval.probe import make_head, pool_grid, pooled_features, probe_fact  # noqa: E402
+from medcap.eval.probe import POOL_KINDS, make_head, pool_grid, pooled_features, probe_fact  # noqa: E402
 from medcap.features.store import FeatureStore, is_complete, open_store  # noqa: E402
-from medcap.io import write_json  # noqa: E402
 
 log = logging.getLogger("benchmarks.probe")
 
 FACTS = ("modality", "plane", "region", "modality_detail")
 TARGETS = {"modality": 0.95, "plane": 0.85, "region": 0.75}  # of all test images (issue 21)
 PLANES = {"axial": "axial", "transverse": "axial", "coronal": "coronal", "sagittal": "sagittal"}
-DEFAULT_CONFIGS = "global,mean,max,mean+max,c=0.1,c=0.01,mlp"
+DEFAULT_CONFIGS = "global:c=0.01,mean:c=0.01,max:c=0.01,mean+max:c=0.01,mean+max,mlp"
 
 
 def medpix_facts(root: Path) -> dict[str, dict[str, str | None]]:
@@ -107,7 +109,7 @@ def run_aug(store: FeatureStore, tr_rows: np.ndarray, te_rows: np.ndarray, ytr: 
         K = atr.shape[1]
         X = np.concatenate([X, atr[tr].reshape(len(tr) * K, -1)])
         y = y + [lab for lab in y for _ in range(K)]
-    model = make_head("linear", c=0.1)
+    model = make_head("linear", c=0.01)
     model.fit(X, y)
     proba = model.predict_proba(Xte[te])  # (n, classes)
     if ate is not None:
@@ -117,6 +119,21 @@ def run_aug(store: FeatureStore, tr_rows: np.ndarray, te_rows: np.ndarray, ytr: 
     pred = model.classes_[proba.argmax(axis=1)]
     acc = float(np.mean([p == yte[i] for p, i in zip(pred, te, strict=True)]))
     return {"accuracy": acc, "n_test": len(te)}
+
+
+def parse_config(name: str) -> tuple[str, str, float]:
+    """"<kind>[:mlp][:c=<C>]" -> (feature kind, head, C); a bare "mlp" or "c=<C>" means mean+max."""
+    kind, head, c = "mean+max", "linear", 1.0
+    for part in name.split(":"):
+        if part == "mlp":
+            head = "mlp"
+        elif part.startswith("c="):
+            c = float(part[2:])
+        elif part in POOL_KINDS:
+            kind = part
+        else:
+            raise SystemExit(f"unknown config part {part!r} in {name!r}")
+    return kind, head, c
 
 
 def run_config(name: str, store: FeatureStore, aug: FeatureStore | None, tr_rows: np.ndarray, te_rows: np.ndarray,
@@ -139,11 +156,7 @@ def run_config(name: str, store: FeatureStore, aug: FeatureStore | None, tr_rows
             base = {"train": pooled_features(aug, aug_tr, "mean+max"), "test": pooled_features(aug, aug_te, "mean+max")}
             out[fact] = run_aug(aug, aug_tr, aug_te, ytr, yte, name[4:], base)
             continue
-        head, c, kind = "linear", 1.0, name
-        if name == "mlp":
-            head, kind = "mlp", "mean+max"
-        elif name.startswith("c="):
-            c, kind = float(name[2:]), "mean+max"
+        kind, head, c = parse_config(name)
         X = feats(kind)
         out[fact] = probe_fact(X["train"], ytr, X["test"], yte, head=head, c=c)
     return out
