@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from medcap.eval.probe import pool_grid, pooled_features, probe_fact, probe_facts
-from medcap.features.store import open_store, write_store
+from medcap.features.store import open_store
+from medcap.features.writer import write_store
 
 
 def _toy_store(tmp_path, n: int = 6):
