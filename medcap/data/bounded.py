@@ -27,22 +27,21 @@ import gc
 import io
 import logging
 import os
-import struct
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from medcap.base.io import safe_name
 from medcap.data.images import (
     _SCALE_ROWS,
     MAX_UPLOAD_BYTES,
-    _bomb_text,
     _size_text,
     _to_8bit,
     check_opened,
+    decode_errors,
     to_rgb,
 )
 
@@ -122,34 +121,27 @@ def decode_bounded(source: str | os.PathLike[str] | io.BytesIO, label: str, max_
     ValueError naming `label` when the image is not one of `formats` (None: any), not an image, corrupt,
     over `MAX_PIXELS`, or would need more than `budget` bytes to decode (checked before decoding).
     """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits decide
-            with Image.open(source) as img:
-                check_opened(img, label, formats)
-                if max(img.size) <= max_side:  # small: exactly the pixels `open_image_rgb` gives
-                    img.load()
-                    return to_rgb(ImageOps.exif_transpose(img) or img)
-                full = img.size
-                if img.format == "JPEG":  # DCT scaling: decodes at 1/2, 1/4 or 1/8, never below the target
-                    img.draft(img.mode, target_size(full, max_side))
-                progressive = bool(img.info.get("progressive") or img.info.get("progression"))
-                cost = decode_cost(img.mode, img.size, max_side, full, progressive and img.format == "JPEG",
-                                   len(img.getbands()))
-                if cost > budget:
-                    raise ValueError(
-                        f"{label}: decoding this {full[0]} x {full[1]} {img.format or ''} image needs about "
-                        f"{_mb(cost)}, over the {_mb(budget)} one image may use here; send it as a (baseline) "
-                        f"JPEG or at most {max_side} px per side")
+    with decode_errors(label), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits decide
+        with Image.open(source) as img:
+            check_opened(img, label, formats)
+            if max(img.size) <= max_side:  # small: exactly the pixels `open_image_rgb` gives
                 img.load()
-                small = _reduce(img, max_side)
-                return to_rgb(ImageOps.exif_transpose(small) or small)
-    except Image.DecompressionBombError as exc:
-        raise ValueError(f"{label}: {_bomb_text()}") from exc
-    except UnidentifiedImageError as exc:
-        raise ValueError(f"{label}: not an image file PIL can read") from exc
-    except (OSError, SyntaxError, EOFError, IndexError, TypeError, struct.error) as exc:
-        raise ValueError(f"{label}: corrupt image ({exc})") from exc
+                return to_rgb(ImageOps.exif_transpose(img) or img)
+            full = img.size
+            if img.format == "JPEG":  # DCT scaling: decodes at 1/2, 1/4 or 1/8, never below the target
+                img.draft(img.mode, target_size(full, max_side))
+            progressive = bool(img.info.get("progressive") or img.info.get("progression"))
+            cost = decode_cost(img.mode, img.size, max_side, full, progressive and img.format == "JPEG",
+                               len(img.getbands()))
+            if cost > budget:
+                raise ValueError(
+                    f"{label}: decoding this {full[0]} x {full[1]} {img.format or ''} image needs about "
+                    f"{_mb(cost)}, over the {_mb(budget)} one image may use here; send it as a (baseline) "
+                    f"JPEG or at most {max_side} px per side")
+            img.load()
+            small = _reduce(img, max_side)
+            return to_rgb(ImageOps.exif_transpose(small) or small)
 
 
 @functools.cache

@@ -6,13 +6,14 @@ dashboard uploads (`open_upload_bytes`) all decode here and share one pixel limi
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import logging
 import os
 import struct
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -188,14 +189,20 @@ def check_opened(img: Image.Image, label: str, formats: Sequence[str] | None = N
 def _decode_rgb(source: str | os.PathLike[str] | io.BytesIO, label: str,
                 formats: Sequence[str] | None = None) -> Image.Image:
     """Open, check the pixel limit (before decoding), decode, apply EXIF orientation, convert to RGB."""
+    with decode_errors(label), warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
+        with Image.open(source) as img:
+            check_opened(img, label, formats)
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return to_rgb(img)
+
+
+@contextlib.contextmanager
+def decode_errors(label: str) -> Iterator[None]:
+    """Turn what PIL raises on a bad file into a ValueError naming `label` and the problem (every reader)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
-            with Image.open(source) as img:
-                check_opened(img, label, formats)
-                img.load()
-                img = ImageOps.exif_transpose(img) or img
-                return to_rgb(img)
+        yield
     except Image.DecompressionBombError as exc:
         raise ValueError(f"{label}: {_bomb_text()}") from exc
     except UnidentifiedImageError as exc:
