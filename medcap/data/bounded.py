@@ -34,15 +34,14 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from medcap.base.io import safe_name
 from medcap.data.images import (
     _SCALE_ROWS,
     MAX_UPLOAD_BYTES,
-    _size_text,
     _to_8bit,
     check_opened,
     decode_errors,
     to_rgb,
+    upload_label,
 )
 
 log = logging.getLogger(__name__)
@@ -204,12 +203,7 @@ class DecodeGate:
                formats: Sequence[str] | None = ("PNG", "JPEG")) -> Image.Image:
         """Decode an upload held in memory (never written to disk), bounded; ValueError naming it otherwise
         (empty, over `max_bytes`, not one of `formats`, corrupt, over MAX_PIXELS or over the budget)."""
-        label = safe_name(name or "upload", max_len=80)
-        if not data:
-            raise ValueError(f"{label}: the uploaded file is empty")
-        if len(data) > max_bytes:
-            raise ValueError(f"{label}: the uploaded file is {_size_text(len(data))}; the limit is "
-                             f"{_size_text(max_bytes)}")
+        label = upload_label(data, name, max_bytes)
         with self.slot(label):
             return decode_bounded(io.BytesIO(data), label, self.max_side, self.budget, formats)
 

@@ -249,13 +249,19 @@ def open_upload_bytes(
     ValueError naming the upload when it is empty, over `max_bytes`, not one of `formats` (None: any
     format PIL reads), corrupt, or over `MAX_PIXELS` (checked from the header, before decoding).
     """
+    label = upload_label(data, name, max_bytes)
+    return _decode_rgb(io.BytesIO(data), label, formats=formats)
+
+
+def upload_label(data: bytes, name: str, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
+    """An upload's safe display name; ValueError naming it when it is empty or over `max_bytes`."""
     label = safe_name(name or "upload", max_len=80)
     if not data:
         raise ValueError(f"{label}: the uploaded file is empty")
     if len(data) > max_bytes:
         raise ValueError(f"{label}: the uploaded file is {_size_text(len(data))}; the limit is "
                          f"{_size_text(max_bytes)}")
-    return _decode_rgb(io.BytesIO(data), label, formats=formats)
+    return label
 
 
 def display_copy(image: Image.Image, max_side: int = DISPLAY_MAX_SIDE) -> Image.Image:
