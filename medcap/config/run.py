@@ -50,7 +50,7 @@ PLUMBING_FIELDS = ("feature_store",)
 # How captions are searched at evaluation/captioning time (`medcap.model.decoding.DecodeOptions` has these
 # fields, and max_words).
 DECODE_FIELDS = ("beam_size", "length_penalty", "min_words", "block_repeats", "no_repeat_ngram", "memory_k",
-                 "memory_lambda", "memory_temperature", "facts_constrain")
+                 "memory_lambda", "memory_temperature", "facts_constrain", "facts_silent")
 # Keys older medcap versions kept in `extra`, now typed fields.
 _LEGACY_EXTRA = ("attention_score", "region_positions", "feature_store")
 # Fields older versions saved that no longer mean anything (dropped quietly).
@@ -146,6 +146,9 @@ class RunConfig:
         "softmax temperature of the neighbours' cosine similarities"))
     facts_constrain: bool = field(default=False, metadata=_help(
         "never write a word that contradicts a sure fact of the image's findings line (needs --facts)"))
+    facts_silent: bool = field(default=False, metadata=_help(
+        "with --facts-constrain: the caption never states a fact the findings line is not sure of "
+        "(every word of that fact banned), so it states only what the line states"))
     # clinical facts: image-level fact predictors beside the captioner
     facts: bool = field(default=False, metadata=_help(
         "fit fact predictors (modality, plane, body region) on the training labels after training: a findings "

@@ -2,7 +2,8 @@
 
 Every variant re-decodes the same trained weights (no retraining). A retrieval-augmented system (one
 whose decoding reads the caption memory) always gets its neural-only variant (`neural_only`: memory off)
-beside it; the ablations switch one lever off at a time.
+beside it; the ablations switch one lever off at a time, the additions one lever on (`facts_silent`, for a
+system that constrains its captions by its findings line).
 
 Selection (`study --select`): a lever setting may only be chosen on data that is not reported. Each fold's
 validation split is carved, whole cases, from that fold's training cases (`medcap.data.splits.kfold_splits`):
@@ -31,6 +32,11 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no_min_length": {"min_words": 0},
     "no_repeat_block": {"block_repeats": False},
     "plain_greedy": {"memory_k": 0, "min_words": 0, "block_repeats": False, "no_repeat_ngram": 0, "beam_size": 1},
+    "no_facts_constrain": {"facts_constrain": False, "facts_silent": False},
+}
+# Decoding levers switched on, one at a time, on a system that can use them (decode-only as well).
+ADDITIONS: dict[str, dict[str, Any]] = {
+    "facts_silent": {"facts_silent": True},  # needs facts_constrain: the caption states only the line's facts
 }
 TEST_NAME = "study-test"
 VAL_NAME = "study-val"
@@ -44,12 +50,14 @@ def _changes(cfg: RunConfig, overrides: dict[str, Any]) -> bool:
 
 def candidates(cfg: RunConfig, ablations: bool = True) -> dict[str, dict[str, Any]]:
     """Variant suffix -> decoding overrides: "" (the system as set), `neural_only` for a retrieval-augmented
-    system, then (with `ablations`) every ablation that changes something."""
+    system, then (with `ablations`) every ablation that changes something and every addition it can use."""
     out: dict[str, dict[str, Any]] = {"": {}}
     if is_retrieval_augmented(cfg.decode_settings()):
         out[NEURAL_ONLY] = dict(NEURAL_ONLY_OVERRIDES)
     if ablations:
         out.update({k: v for k, v in ABLATIONS.items() if _changes(cfg, v)})
+        if cfg.facts_constrain:
+            out.update({k: v for k, v in ADDITIONS.items() if _changes(cfg, v)})
     return out
 
 

@@ -230,7 +230,8 @@ class LoadedRun(OpenedRun):
         images (default: their row numbers); with memory_k > 0 each image decodes with the caption memory
         of its id: `memory` when given (e.g. built once for the images of an evaluation and reused for a
         permutation of them), else one built here for these images. A run with fact predictors gives each
-        caption its findings line (`Caption.facts`); with facts_constrain no word contradicts a sure fact.
+        caption its findings line (`Caption.facts`); with facts_constrain no word contradicts a sure fact
+        (and with facts_silent none states a fact the line is not sure of).
         """
         from medcap.model import decode
         from medcap.model.decoding.facts import fact_bans
@@ -241,7 +242,10 @@ class LoadedRun(OpenedRun):
         if memory is None:
             memory = self.caption_memory(opts, global_feats, ids)
         facts = self.predict_facts(global_feats, grid_feats)
-        bans = fact_bans(self.vocab, [sure_facts(f) for f in facts]) if facts and opts.facts_constrain else None
+        bans = None
+        if facts and opts.facts_constrain:
+            unsure = [[f for f, (_, _, ok) in fs.items() if not ok] for fs in facts] if opts.facts_silent else None
+            bans = fact_bans(self.vocab, [sure_facts(f) for f in facts], unsure)
         caps = decode(self.model, global_feats, grid_feats, self.vocab, opts, memory=memory, image_ids=ids,
                       fact_bans=bans)
         for cap, fact in zip(caps, facts or [None] * len(caps), strict=True):

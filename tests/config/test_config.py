@@ -62,6 +62,7 @@ BAD_VALUES = {
     "memory_lambda": (1.5, "must be <= 1"),
     "memory_temperature": (0.0, "must be > 0"),
     "facts_constrain": ("yes", "must be true or false"),
+    "facts_silent": ("no", "must be true or false"),
     "facts": (0, "must be true or false"),
 }
 
@@ -188,7 +189,7 @@ def test_train_cli_args_round_trip(tmp_path: Path) -> None:
                       mixed_precision=True, strategy="mirrored", feature_store=str(store), split_seed=3,
                       fold=1, n_folds=4, select_by="val_cider", beam_size=3, length_penalty=0.6, min_words=4,
                       block_repeats=True, no_repeat_ngram=3, memory_k=8, memory_lambda=0.5,
-                      memory_temperature=0.05, facts=True, facts_constrain=True)
+                      memory_temperature=0.05, facts=True, facts_constrain=True, facts_silent=True)
     assert all(getattr(every, n) != config.default(n) for n in config.field_names())  # every field moved
     for cfg in (every, RunConfig.from_preset("model-80", dataset="synthetic"), RunConfig(preset="model-70")):
         args = train_cli_args(cfg)
@@ -254,4 +255,5 @@ def test_fold_must_be_below_n_folds_and_split_seed_defaults_to_seed() -> None:
     assert best.long_captions == "truncate" and best.memory_k > 0 and best.block_repeats
     assert RunConfig.from_preset("model-80").decode_settings() == {
         "beam_size": 1, "length_penalty": 0.0, "min_words": 0, "block_repeats": False, "no_repeat_ngram": 0,
-        "memory_k": 0, "memory_lambda": 0.3, "memory_temperature": 0.1, "facts_constrain": False}
+        "memory_k": 0, "memory_lambda": 0.3, "memory_temperature": 0.1, "facts_constrain": False,
+        "facts_silent": False}

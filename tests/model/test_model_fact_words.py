@@ -6,7 +6,7 @@ import numpy as np
 
 from medcap.data.vocab import Vocabulary
 from medcap.model.decoding import BANNED, DecodeOptions, Hypotheses, build_processors
-from medcap.model.decoding.facts import contradicting_words, fact_bans
+from medcap.model.decoding.facts import contradicting_words, fact_bans, fact_words
 
 
 def test_a_sure_fact_bans_the_words_of_its_other_values() -> None:
@@ -35,3 +35,14 @@ def test_fact_words_processor_bans_per_image_and_only_when_asked() -> None:
     assert on[2, mri] == 0.1  # the second image is sure of nothing
     off = build_processors(DecodeOptions(), vocab, fact_bans=bans)(probs, hyps)
     assert off[0, mri] == 0.1
+
+
+def test_facts_silent_bans_every_word_of_an_unsure_fact_but_keeps_the_sure_values_own_words() -> None:
+    vocab = Vocabulary.build([["axial", "ct", "mri", "coronal", "brain", "lung", "mass"]], min_count=1)
+    sure_ct = {"modality": "ct"}
+    plain = fact_bans(vocab, [sure_ct])
+    silent = fact_bans(vocab, [sure_ct, {}], unsure=[["plane", "region"], ["modality"]])
+    assert sorted(vocab.words[i] for i in plain[0]) == ["mri"]
+    assert sorted(vocab.words[i] for i in silent[0]) == ["axial", "brain", "coronal", "lung", "mri"]
+    assert sorted(vocab.words[i] for i in silent[1]) == ["ct", "mri"]  # nothing sure: no modality word at all
+    assert fact_words("finding") == frozenset() and {"axial", "coronal", "sagittal"} <= fact_words("plane")

@@ -54,3 +54,23 @@ def test_evaluation_scores_findings_line_and_caption_and_writes_the_line(facts_r
     pred = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert set(pred["facts_line"]) <= {"ct", "mr"} and len(pred)
     assert set(pred["fact_modality"]) == {"right"}
+
+
+@pytest.mark.slow
+def test_facts_silent_decoding_bans_the_facts_the_line_is_not_sure_of(facts_run: Path, monkeypatch) -> None:
+    import medcap.model.decoding.facts as decoding_facts
+    from medcap.inference.opened import load_run
+
+    loaded = load_run(facts_run)
+    seen: list = []
+    real = decoding_facts.fact_bans
+    monkeypatch.setattr(decoding_facts, "fact_bans", lambda vocab, sure, unsure=None: seen.append(unsure)
+                        or real(vocab, sure, unsure))
+    monkeypatch.setattr(type(loaded), "predict_facts",
+                        lambda self, g, r: [{"modality": ("ct", 0.55, False)} for _ in range(len(g))])
+    ids = json.loads((facts_run / "split.json").read_text())["test"][:3]
+    opts = loaded.decode_options()
+    loaded.caption_ids(ids, opts)
+    loaded.caption_ids(ids, opts.replace(facts_silent=True))
+    loaded.caption_ids(ids, opts.replace(facts_constrain=False, facts_silent=True))  # silent needs constrain
+    assert seen == [None, [["modality"]] * 3]

@@ -5,12 +5,13 @@ modality, plane, body region) ban every one-word phrase of the facts lexicon (`m
 that states a different value of the same fact: a sure "ct" bans "mri", "t2", "flair", "gadolinium"...
 (words implying MR), a sure "axial" bans "coronal" and "sagittal", a sure "head" bans "lung", "liver"...
 The finding and location facts of the synthetic set ban nothing (an image may hold several findings).
+With `facts_silent` a fact the line is not sure of is banned whole (every word of every value of it).
 Pure NumPy; applied by `FactWords` like every other decoding processor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -43,11 +44,27 @@ def contradicting_words(fact: str, value: str) -> frozenset[str]:
     return frozenset(w for v, ws in words.items() if v != value for w in ws if w not in own)
 
 
-def fact_bans(vocab: Any, sure: Sequence[Mapping[str, str]]) -> list[np.ndarray]:
-    """Per image: the vocabulary ids its sure facts ban (sorted int64 array, maybe empty)."""
+def fact_words(fact: str) -> frozenset[str]:
+    """Every one-word phrase that states some value of `fact` (none for facts that ban nothing)."""
+    if fact not in BANNING_FACTS:
+        return frozenset()
+    return frozenset().union(*_word_values()[fact].values())
+
+
+def fact_bans(vocab: Any, sure: Sequence[Mapping[str, str]],
+              unsure: Sequence[Iterable[str]] | None = None) -> list[np.ndarray]:
+    """Per image: the vocabulary ids its sure facts ban (sorted int64 array, maybe empty).
+
+    `unsure` (per image, the facts its findings line is not sure of; decoding option `facts_silent`) also
+    bans every word of those facts, except words that state a sure fact's own value: the caption then
+    states no fact the line does not state."""
     out = []
-    for facts in sure:
+    for row, facts in enumerate(sure):
         words = set().union(*(contradicting_words(f, v) for f, v in facts.items())) if facts else set()
+        if unsure is not None:
+            keep = set().union(*(_word_values()[f].get(v, frozenset()) for f, v in facts.items()
+                                 if f in BANNING_FACTS)) if facts else set()
+            words |= set().union(*(fact_words(f) for f in unsure[row])) - keep
         ids = sorted({vocab.index[w] for w in words if w in vocab.index})
         out.append(np.asarray(ids, dtype=np.int64))
     return out

@@ -32,6 +32,7 @@ class DecodeOptions:
         captions (0: off); p = (1 - lambda) p_model + lambda p_memory (`medcap.model.decoding.memory`).
     facts_constrain: no word that contradicts a sure fact of the image's findings line
         (`medcap.model.decoding.facts`; needs the run's fact predictors).
+    facts_silent: with facts_constrain, no word of a fact the findings line is not sure of either.
     """
 
     beam_size: int = 1
@@ -44,6 +45,7 @@ class DecodeOptions:
     memory_lambda: float = 0.3
     memory_temperature: float = 0.1
     facts_constrain: bool = False
+    facts_silent: bool = False
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # settings from JSON or flags: 3 for 3.0, numpy scalars
