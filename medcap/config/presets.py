@@ -23,7 +23,5 @@ PRESET_CHOSEN: dict[str, dict[str, str | None]] = {
     "model-80": {"fixed": "the paper (Table 2)", "data": None},
     "model-70": {"fixed": "the paper (Table 2)", "data": None},
     "medcap-best": {"fixed": "2026-11-28 (commit a76174a)", "data": "medpix-dev"},
-    "medcap-facts": {"fixed": "2026-12-05, before any study of it: Model-80's architecture, split and batch with "
-                     "levers chosen on no data (long captions truncated, no back-to-back repeats, fact predictors "
-                     "and fact-consistent decoding)", "data": None},
+    "medcap-facts": {"fixed": "2026-12-05 (commit d987729), before any study of it", "data": "medpix-dev"},
 }

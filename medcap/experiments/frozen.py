@@ -19,6 +19,12 @@ CHOSEN_ON: dict[str, str] = {
     "of it, then its levers kept or dropped from the case-disjoint 5-fold study's own ablations on the same "
     "images. Not frozen before that study: its headline there is not a held-out test of the choice; "
     "`study --select` chooses the levers on inner validation folds instead",
+    "medcap-facts": "fixed before its study, not tuned on its folds, but not on unseen data either: its two "
+    "caption levers (long captions truncated, no back-to-back repeats) come from medcap-best, whose ablations "
+    "measured them on these same MedPix dev images, and the fact predictors' pooling (mean+max, as in the "
+    "issue's own probe) had been compared with the global vector by a linear probe on this study's folds "
+    "(mean+max 0.932 / 0.879 / 0.714 vs global 0.930 / 0.870 / 0.710 for modality / plane / region). Their C (0.1) and thresholds (wrong share 5% / 10% / 10%, the issue's goals, on case-grouped "
+    "out-of-fold predictions of each training pool) were set without a test fold",
 }
 
 
