@@ -23,7 +23,8 @@ CHOSEN_ON: dict[str, str] = {
     "caption levers (long captions truncated, no back-to-back repeats) come from medcap-best, whose ablations "
     "measured them on these same MedPix dev images, and the fact predictors' pooling (mean+max, as in the "
     "issue's own probe) had been compared with the global vector by a linear probe on this study's folds "
-    "(mean+max 0.932 / 0.879 / 0.714 vs global 0.930 / 0.870 / 0.710 for modality / plane / region). Their C (0.1) and thresholds (wrong share 5% / 10% / 10%, the issue's goals, on case-grouped "
+    "(mean+max 0.932 / 0.879 / 0.714 vs global 0.930 / 0.870 / 0.710 for modality / plane / region). Their "
+    "C (0.1) and thresholds (wrong share 5% / 10% / 10%, the issue's goals, on case-grouped "
     "out-of-fold predictions of each training pool) were set without a test fold",
 }
 

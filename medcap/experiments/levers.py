@@ -2,8 +2,8 @@
 
 Every variant re-decodes the same trained weights (no retraining). A retrieval-augmented system (one
 whose decoding reads the caption memory) always gets its neural-only variant (`neural_only`: memory off)
-beside it; the ablations switch one lever off at a time, the additions one lever on (`facts_silent`, for a
-system that constrains its captions by its findings line).
+beside it; the ablations switch one lever off at a time, the additions one lever on (`no_repeat_2gram`;
+`facts_silent` for a system that constrains its captions by its findings line).
 
 Selection (`study --select`): a lever setting may only be chosen on data that is not reported. Each fold's
 validation split is carved, whole cases, from that fold's training cases (`medcap.data.splits.kfold_splits`):
@@ -36,8 +36,11 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 # Decoding levers switched on, one at a time, on a system that can use them (decode-only as well).
 ADDITIONS: dict[str, dict[str, Any]] = {
-    "facts_silent": {"facts_silent": True},  # needs facts_constrain: the caption states only the line's facts
+    "facts_silent": {"facts_silent": True},  # the caption states only the findings line's facts
+    "no_repeat_2gram": {"no_repeat_ngram": 2},  # no 2-gram twice ("of the left ... of the left")
 }
+# An addition that only means something beside another setting of the system.
+ADDITION_NEEDS: dict[str, str] = {"facts_silent": "facts_constrain"}
 TEST_NAME = "study-test"
 VAL_NAME = "study-val"
 SELECTED = "selected"
@@ -56,8 +59,8 @@ def candidates(cfg: RunConfig, ablations: bool = True) -> dict[str, dict[str, An
         out[NEURAL_ONLY] = dict(NEURAL_ONLY_OVERRIDES)
     if ablations:
         out.update({k: v for k, v in ABLATIONS.items() if _changes(cfg, v)})
-        if cfg.facts_constrain:
-            out.update({k: v for k, v in ADDITIONS.items() if _changes(cfg, v)})
+        out.update({k: v for k, v in ADDITIONS.items()
+                    if _changes(cfg, v) and getattr(cfg, ADDITION_NEEDS.get(k, "preset"))})
     return out
 
 

@@ -102,7 +102,7 @@ def test_study_trains_every_fold_per_seed_and_selects_levers_on_inner_validation
     choices = res["selection"]["medcap-best"]
     assert [(c["fold"], c["seed"]) for c in choices] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     for c in choices:
-        assert set(c["validation"]) == {"", "neural_only", "plain_greedy"}
+        assert set(c["validation"]) == {"", "neural_only", "plain_greedy", "no_repeat_2gram"}
         best = max(c["validation"].values())
         assert c["validation"]["" if c["chosen"] == "as set" else c["chosen"]] == best
     runs = Path(res["folder"]) / "runs"
