@@ -54,12 +54,12 @@ FACTS = ("modality", "plane", "region")
 FACT_PREFIXES = {"": "{label}", "caption_": "{label} (caption only)", "nn_": "nn:{system}"}
 
 
-def _add_facts(out: Collected, pred: pd.DataFrame, label: str, system: str, first_seed: bool) -> None:
-    """Append one evaluation's per-image fact marks (the model's, its caption's, its 1-NN's) to `out`."""
+def _add_facts(out: Collected, pred: pd.DataFrame, label: str, system: str, with_nn: bool) -> None:
+    """Append one evaluation's per-image fact marks (the model's, its caption's and, `with_nn`, its 1-NN's)."""
     groups = pred["group"].astype(str).tolist() if "group" in pred else pred["image_id"].astype(str).tolist()
     for prefix, pattern in FACT_PREFIXES.items():
-        if prefix == "nn_" and not first_seed:
-            continue  # the 1-NN does not depend on the init seed
+        if prefix == "nn_" and not with_nn:
+            continue  # the 1-NN depends neither on the init seed nor on a decoding variant
         if not all(f"{prefix}fact_{f}" in pred for f in FACTS):
             continue
         key = pattern.format(label=label, system=system)
@@ -128,8 +128,7 @@ def _read_run(out: Collected, run: RunDir, system: str, fold: int, k: int, n_see
             raise ValueError(f"{run.path}: {name} scored other images than the other runs of fold {fold}")
         label = system + name[len(levers.TEST_NAME):].replace("-", ":", 1)
         _add(out.hyps, label, k, n_seeds, fold, [p.split() for p in pred["prediction"]])
-        if name == levers.TEST_NAME:
-            _add_facts(out, pred, label, system, k == 0)
+        _add_facts(out, pred, label, system, name == levers.TEST_NAME and k == 0)  # every variant's facts
         metrics = read_json(run.eval_dir(name).metrics)
         out.decoding.setdefault(label, _decoding(metrics))
         if name == levers.TEST_NAME and k == 0:  # the pool does not depend on the init seed

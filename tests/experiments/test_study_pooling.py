@@ -6,6 +6,7 @@ The study folder is written by hand (run folders with finished evaluations), so 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -182,7 +183,15 @@ def test_clinical_facts_are_pooled_over_folds_and_seeds_with_the_1nn_under_its_p
                 table[f"caption_fact_{fact}"] = marks["caption"]
                 table[f"nn_fact_{fact}"] = marks["nn"]
             write_text(path, table.to_csv(index=False))
+            variant = path.parent.parent / f"{study.EVAL_NAME}-facts_silent"  # a decoding variant of the same run
+            shutil.copytree(path.parent, variant)
+            for fact in ("modality", "plane", "region"):
+                table[f"fact_{fact}"] = ["right", "not stated", "not stated", "no label"]
+            write_text(variant / path.name, table.to_csv(index=False))
     facts = study.pool_results(tmp_path, settings)["clinical_facts"]
+    silent = facts["model-80:facts_silent"]["modality"]  # every variant's facts pooled under its own row
+    assert silent["correct"] == pytest.approx(4 / 12) and silent["wrong_of_stated"] == pytest.approx(0.0)
+    assert sum(k.startswith("1-NN") for k in facts) == 1  # the 1-NN once: it is the same for every variant
     model = facts["model-80"]["modality"]  # 2 folds x 2 seeds x 4 images, the "no label" ones left out
     assert (model["n_images"], model["n_scored"]) == (16, 12)
     assert model["correct"] == pytest.approx(4 / 12) and model["wrong_of_stated"] == pytest.approx(0.5)
