@@ -55,8 +55,8 @@ def body() -> None:
         st.info("No generated words with attention for this image.")
         widgets.show_image(image)
         return
-    boxes: list = []
-    if info.dataset.startswith("synthetic"):
+    boxes: list = datasets.true_boxes(row)  # written with the evaluation (synthetic set): shown at once
+    if not boxes and info.dataset.startswith("synthetic"):  # older evaluations: the generated set, if on disk
         try:
             boxes = _boxes(info.dataset, caches.artifacts_key(), datasets.synthetic_signature(info.dataset)).get(
                 image_id, [])

@@ -50,7 +50,7 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 _FACT_COLUMNS = tuple(f"fact_{f}" for f in ("modality", "mr_sequence", "contrast", "plane", "region", "finding",
                                             "location"))
 # Clinical-fact marks per image: the model (findings line + caption), its caption alone, the same-pool 1-NN.
-OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality", "facts_line", *_FACT_COLUMNS,
+OPTIONAL_PREDICTION_COLUMNS: tuple[str, ...] = ("modality", "boxes", "facts_line", *_FACT_COLUMNS,
                                                 *(f"caption_{c}" for c in _FACT_COLUMNS),
                                                 *(f"nn_{c}" for c in _FACT_COLUMNS))
 # Written since the case-level evaluation (older files lack them; readers treat them as optional).

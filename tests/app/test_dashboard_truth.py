@@ -47,3 +47,36 @@ def test_similar_cases_of_an_example_run_say_why_without_a_machine_path() -> Non
     message = str(exc.value)
     assert message.startswith("example-model-80/config.json: this run ships without its feature store")
     assert "Build the demo" in message and str(PROJECT_ROOT) not in message and "older or hand-written" not in message
+
+
+def test_example_runs_show_their_true_finding_boxes_at_once_on_a_fresh_clone(
+        artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = PROJECT_ROOT / "examples" / "demo"
+    if not bundle.is_dir():
+        pytest.skip("examples/demo not present")
+    monkeypatch.setenv("MEDCAP_EXAMPLES", str(bundle))  # nothing generated: no synthetic set on disk
+    assert not (artifacts / "datasets").exists()
+    at = run_page("5_Attention.py")
+    assert not at.exception
+    assert "Dashed boxes: the true findings of this synthetic image." in texts(at)
+
+
+def test_an_evaluation_writes_each_images_true_boxes_beside_its_caption(tmp_path: Path) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from medcap.app.datasets import true_boxes
+    from medcap.eval.evalset import EvalSet
+    from medcap.eval.evaluate import _write_predictions
+
+    box = [{"finding": "nodule", "location": "left upper zone", "size": "small", "box": [0.1, 0.1, 0.4, 0.4]}]
+    table = pd.DataFrame({"image_id": ["a", "b"], "image_path": ["a.png", "b.png"], "group": ["g1", "g2"],
+                          "boxes": [json.dumps(box), "[]"]})
+    ev = EvalSet(spec="synthetic:2", name="synthetic-2", split="test", basis="test", table=table,
+                 global_feats=np.zeros((2, 4), np.float32), grid_feats=np.zeros((2, 7, 7, 512), np.float32))
+    refs = [[["a", "nodule"]], [["no", "finding"]]]
+    per_image = {"rouge_l": np.zeros(2), "cider": np.zeros(2)}
+    _write_predictions(tmp_path / "predictions.csv", ev, refs, [["a", "nodule"], ["clear"]], per_image,
+                       [["clear"], ["clear"]], per_image)
+    written = pd.read_csv(tmp_path / "predictions.csv", keep_default_na=False)
+    assert true_boxes(written.iloc[0]) == box and true_boxes(written.iloc[1]) == []
