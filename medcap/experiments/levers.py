@@ -51,6 +51,12 @@ def _changes(cfg: RunConfig, overrides: dict[str, Any]) -> bool:
     return any(used.get(field) != value for field, value in overrides.items())
 
 
+def _usable(cfg: RunConfig, addition: str) -> bool:
+    """Whether `cfg` has the setting an addition needs (`ADDITION_NEEDS`; most need none)."""
+    need = ADDITION_NEEDS.get(addition)
+    return need is None or bool(getattr(cfg, need))
+
+
 def candidates(cfg: RunConfig, ablations: bool = True) -> dict[str, dict[str, Any]]:
     """Variant suffix -> decoding overrides: "" (the system as set), `neural_only` for a retrieval-augmented
     system, then (with `ablations`) every ablation that changes something and every addition it can use."""
@@ -59,8 +65,7 @@ def candidates(cfg: RunConfig, ablations: bool = True) -> dict[str, dict[str, An
         out[NEURAL_ONLY] = dict(NEURAL_ONLY_OVERRIDES)
     if ablations:
         out.update({k: v for k, v in ABLATIONS.items() if _changes(cfg, v)})
-        out.update({k: v for k, v in ADDITIONS.items()
-                    if _changes(cfg, v) and getattr(cfg, ADDITION_NEEDS.get(k, "preset"))})
+        out.update({k: v for k, v in ADDITIONS.items() if _changes(cfg, v) and _usable(cfg, k)})
     return out
 
 
