@@ -152,7 +152,7 @@ def paper_section() -> None:
             st.markdown(f":orange[Left out of the comparison] {problem}")
         if not beside.empty:
             st.markdown("**medcap beside the paper** (latest evaluated Model-80 / Model-70 runs)")
-            st.dataframe(beside, hide_index=True, width="stretch")
+            widgets.paper_beside(beside)
             st.caption("Like with like only: the paper's figures come from MedICaT (an image-level split), so a run "
                        f"on any other data reads *{paper.NOT_COMPARABLE}* and gets no signed difference. "
                        "*medcap 95% CI*: the evaluation's interval over cases, where it has one.")

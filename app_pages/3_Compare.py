@@ -150,7 +150,7 @@ def body() -> None:
     if beside.empty:
         st.caption("The paper reports figures for the model-80 and model-70 presets only.")
     else:
-        st.dataframe(beside, hide_index=True, width="stretch")
+        widgets.paper_beside(beside)
         st.caption("A signed difference only for evaluations on the paper's kind of data (MedICaT); others read "
                    f"*{paper.NOT_COMPARABLE}*.")
     paper_tables, notes = paper.table_frames(), paper.NOTES

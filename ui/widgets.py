@@ -159,3 +159,10 @@ def findings(row: dict[str, Any]) -> None:
     marks = facts.fact_marks_text(row)
     if marks:
         st.markdown(f"**Clinical facts** (findings line + caption vs the labels): {marks}")
+
+
+def paper_beside(beside: pd.DataFrame) -> None:
+    """medcap beside the paper (`medcap.eval.paper.comparison`): the difference signed to 4 places, and left
+    blank, not "None", where the data are not comparable."""
+    shown = beside.assign(difference=["" if pd.isna(v) else f"{v:+.4f}" for v in beside["difference"]])
+    st.dataframe(shown, hide_index=True, width="stretch")
