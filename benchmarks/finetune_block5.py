@@ -210,8 +210,7 @@ def time_epoch(store: FeatureStore, images: int, batch: int) -> float:
 def train(store: FeatureStore, args: argparse.Namespace) -> dict:
     folder = cache_dir(store)
     block4 = np.load(folder / "block4.npy", mmap_mode="r")  # (N, 14, 14, 512) float16
-    root = Path(args.dataset.split(":", 1)[1])
-    facts = bench.medpix_facts(root)
+    facts = bench.medpix_facts(args.dataset)
     folds = bench.study_folds(args.dataset, args.folds, args.seed)
     results = []
     in_store = set(store.ids)

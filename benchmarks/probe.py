@@ -5,9 +5,9 @@ Run: `MEDCAP_ARTIFACTS=/work/art-probe .venv/bin/python benchmarks/probe.py [--s
 For each of the k folds of the study (`medcap.data.splits.kfold_splits` over the images with a usable
 caption, long ones truncated, split seed 0: the folds `medcap study` trains on), fits a probe per fact
 on the fold's training images (`--fit-on train`, as the captioner's fact heads; or `train+val`) and scores
-it on the fold's test images. Facts from MedPix `Descriptions.json`: modality = `Type` (CT/MR), plane =
-`Description.Plane` (Axial/Transverse -> axial, coronal, sagittal; any other plane = no label), region =
-`Location Category`, modality_detail = `Description.Modality`.
+it on the fold's test images. Facts from the MedPix loader's fields, read as the fact heads read them
+(`medcap.data.facts.label_facts`): modality = `Type` (ct/mr), plane (Axial/Transverse -> axial, coronal,
+sagittal; any other plane = no label), region = `Location Category`; modality_detail = `Description.Modality`.
 Prints accuracy on the labelled test images per fact x config (mean over folds, min..max), the share of
 all test images answered correctly (unlabelled = not correct: the issue's "of all test images"), the
 majority-class baseline, and seconds per fold. Configs `<kind>[:mlp][:c=<C>]`: the pooled features
@@ -34,6 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
 from medcap.base.io import write_json  # noqa: E402
+from medcap.data.facts import label_facts  # noqa: E402
 from medcap.data.loaders import load_records  # noqa: E402
 from medcap.data.splits import kfold_splits  # noqa: E402
 from medcap.data.text import prepare_captions  # noqa: E402
@@ -44,29 +45,16 @@ log = logging.getLogger("benchmarks.probe")
 
 FACTS = ("modality", "plane", "region", "modality_detail")
 TARGETS = {"modality": 0.95, "plane": 0.85, "region": 0.75}  # of all test images (issue 21)
-PLANES = {"axial": "axial", "transverse": "axial", "coronal": "coronal", "sagittal": "sagittal"}
 DEFAULT_CONFIGS = "global:c=0.01,mean:c=0.01,max:c=0.01,mean+max:c=0.01,mean+max,mlp"
 
 
-def medpix_facts(root: Path) -> dict[str, dict[str, str | None]]:
-    """image id -> {fact: label or None} from a MedPix folder's Descriptions.json."""
-    index = root / "Descriptions.json"
-    try:
-        records = json.loads(index.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{index}: cannot read the MedPix index ({exc})") from exc
-    out: dict[str, dict[str, str | None]] = {}
-    for rec in records:
-        desc = rec.get("Description") or {}
-        plane = str(desc.get("Plane") or "").strip().lower()
-        detail = str(desc.get("Modality") or "").strip()
-        out[str(rec.get("image", "")).strip()] = {
-            "modality": str(rec.get("Type") or "").strip() or None,
-            "plane": PLANES.get(plane),
-            "region": str(rec.get("Location Category") or "").strip() or None,
-            "modality_detail": detail or None,
-        }
-    return out
+def medpix_facts(spec: str) -> dict[str, dict[str, str | None]]:
+    """image id -> {fact: label or None}: the loader's MedPix fields read as the fact heads read them
+    (`medcap.data.facts.label_facts`), plus the detailed modality as it is written."""
+    table = load_records(spec).table
+    return {str(row["image_id"]): {**label_facts(row),
+                                   "modality_detail": str(row.get("modality_detail") or "").strip() or None}
+            for row in table.to_dict("records")}
 
 
 def study_folds(spec: str, k: int, seed: int) -> list[dict[str, list[str]]]:
@@ -201,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     aug_path = args.aug_store or (find_store(features, prefix, augmented=True)
                                   if any(c.startswith("aug-") for c in configs) else None)
     aug = open_store(aug_path) if aug_path else None
-    facts = medpix_facts(root)
+    facts = medpix_facts(args.dataset)
     folds = study_folds(args.dataset, args.folds, args.seed)
     print(f"store {store_path} ({len(store)} images){f'; augmented {aug_path} (K={aug.augment_k})' if aug else ''}")
     per_fold, n_test_all = [], []
