@@ -114,6 +114,24 @@ class OpenedRun:
             self._store = open_store(Path(path))
         return self._store
 
+    def attach_store(self, path: str | Path) -> None:
+        """Use the feature store at `path` for a run that ships without one (the example bundle's runs).
+
+        ValueError naming the store when its backbone, weights, feature size or image count differ from
+        what the run's config.json records of the store it was trained on.
+        """
+        from medcap.features import open_store
+
+        store = open_store(Path(path))
+        info = self.config.get("feature_store") or {}
+        seen = {"backbone": store.meta.get("backbone"), "weights_sha256": store.meta.get("weights_sha256"),
+                "global_dim": store.global_dim, "n_images": len(store.ids)}
+        wrong = {k: (v, info[k]) for k, v in seen.items() if info.get(k) is not None and info[k] != v}
+        if wrong:
+            raise ValueError(f"{path}: not the store {self.files.run_id} was trained on "
+                             f"({', '.join(f'{k} {a} != {b}' for k, (a, b) in wrong.items())})")
+        self._store = store
+
     def featurizer(self) -> Any:
         """The image featurizer matching the run's feature store (built once)."""
         if self._featurizer is None:

@@ -4,8 +4,9 @@ What a clinician sees beside a generated caption: the k training images the mode
 most alike (cosine similarity of the run's global CNN features, `medcap.base.neighbours.top_k`, the search
 the 1-NN baseline and the caption memory use) and the captions the model learnt from them. Everything
 comes from the run's own files, opened by `medcap.inference.opened.open_run`: its feature store, its
-`split.json` train ids and its dataset with the run's caption rules (the run's training set). No TensorFlow
-and no Streamlit here.
+`split.json` train ids and its dataset with the run's caption rules (the run's training set). An example
+run of the pre-built bundle ships without its store and dataset: its cases come from the bundle's own
+index (`medcap.runs.cases`), the same features stored as float16. No TensorFlow and no Streamlit here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import pandas as pd
 
 from medcap.base.neighbours import top_k
 from medcap.data.confined import check_run_dataset
-from medcap.inference.opened import open_run
+from medcap.inference.opened import OpenedRun, open_run
+from medcap.runs.cases import BundleCases, bundle_of, read_cases
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,29 @@ class CaseMemory:
         return len(self.ids)
 
 
+def _bundled_cases(run: OpenedRun) -> BundleCases | None:
+    """The example bundle's cases index for a run that ships without its feature store, else None."""
+    info = run.config.get("feature_store")
+    if not isinstance(info, dict) or info.get("path"):
+        return None
+    root = bundle_of(run.run_dir)
+    return read_cases(root) if root is not None else None
+
+
+def _bundle_memory(run: OpenedRun, cases: BundleCases) -> CaseMemory:
+    """An example run's training images from its bundle's cases index, in split.json's order."""
+    known = {i for i, p in zip(cases.ids, cases.paths, strict=True) if p}
+    train = list(dict.fromkeys(str(i) for i in run.split.get("train", [])))
+    keep = [i for i in train if i in known]
+    if not keep:
+        raise ValueError(f"{run.files.run_id}: none of its {len(train)} training images is in the example "
+                         "bundle's cases index")
+    rows = cases.rows(keep)
+    log.info("%s: %d training images for similar cases (example bundle)", run.run_dir.name, len(keep))
+    return CaseMemory(run_id=run.run_dir.name, dataset=run.cfg.dataset, ids=keep, feats=cases.feats[rows],
+                      captions=[cases.captions[r] for r in rows], paths=[cases.paths[r] for r in rows])
+
+
 def case_memory(run_path: str | Path) -> CaseMemory:
     """The run's training images (`OpenedRun.training_set`: split.json train ids found in its store and its
     dataset) with captions and image paths, in split.json's order.
@@ -50,6 +75,9 @@ def case_memory(run_path: str | Path) -> CaseMemory:
     FileNotFoundError when its feature store is gone.
     """
     run = open_run(Path(run_path))
+    cases = _bundled_cases(run)
+    if cases is not None:
+        return _bundle_memory(run, cases)
     _ = run.store  # a missing feature store is reported before the dataset check
     check_run_dataset(run.cfg.dataset)  # inside the data folders, and never generated here
     train = run.training_set()
@@ -87,8 +115,13 @@ def run_images(run_path: str | Path) -> pd.DataFrame:
 
 
 def stored_features(run_path: str | Path, image_ids: list[str]) -> np.ndarray:
-    """Global features (Q, D) float32 of images in the run's feature store; KeyError naming a missing id."""
-    store = open_run(Path(run_path)).store
+    """Global features (Q, D) float32 of images in the run's feature store (an example run: its bundle's cases
+    index); KeyError naming a missing id."""
+    run = open_run(Path(run_path))
+    cases = _bundled_cases(run)
+    if cases is not None:
+        return cases.feats[cases.rows(list(image_ids))]  # (Q, D)
+    store = run.store
     rows = [store.index_of(i) for i in image_ids]
     if not rows:
         return np.zeros((0, store.global_dim), dtype=np.float32)

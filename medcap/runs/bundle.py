@@ -9,7 +9,9 @@ one machine and TensorFlow build (training and feature extraction are seeded and
   constant), the git commit and feature-store path are dropped, per-epoch `seconds` are zeroed;
 - zip members (`attention.npz`, check features) carry a fixed date and are written in a fixed order;
 - weights are re-saved without optimizer state (smaller, and no optimizer bookkeeping);
-- image paths are relative to the run folder (`../../images/<file>`), never absolute;
+- image paths are relative to the run folder (`../../images/<file>`), never absolute; test images are
+  re-encoded as grayscale JPEG (`IMAGE_QUALITY`) to keep the bundle small: they are shown, never featurised;
+- similar cases ship as `cases/` (`medcap.runs.cases`): thumbnails, captions and float16 global features;
 - logs, resume state, last weights and TensorBoard events (all time-stamped) are left out.
 
 No TensorFlow in this module; the weights are re-saved by the caller's `resave_weights` function.
@@ -23,7 +25,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from medcap.base.io import read_json, write_bytes, write_json, write_text
+from medcap.runs.cases import CASES, FEATURES, INDEX, INDEX_COLUMNS, THUMB_QUALITY, THUMB_SIDE, THUMBS, jpeg_bytes
 from medcap.runs.folder import EvalDir, RunDir
 
 DEFAULT_EPOCH = 1767225600  # 2026-01-01T00:00:00Z: the stamp used when SOURCE_DATE_EPOCH is unset
@@ -41,6 +43,8 @@ CHECK = "check"
 MANIFEST = "manifest.json"
 N_CHECK_IMAGES = 3  # test images per run whose raw features ship in check/<run>.npz
 MAX_BUNDLE_BYTES = 20 * 2**20
+IMAGE_SIDE = 256  # test images: the attention page's view, re-encoded as JPEG (display only; the model saw the PNG)
+IMAGE_QUALITY = 85
 
 
 def fixed_epoch() -> int:
@@ -225,10 +229,10 @@ def export_run(
         names = {}
         for path in paths["image_path"]:
             source = Path(path)
-            names[path] = source.name
-            target = images / source.name
+            names[path] = f"{source.stem}.jpg"
+            target = images / names[path]
             if not target.exists():
-                shutil.copyfile(source, target)
+                write_bytes(target, jpeg_bytes(source, IMAGE_SIDE, IMAGE_QUALITY))
         write_text(dst.predictions, normalise_predictions(text, names))
         write_bytes(dst.attention, normalise_npz(ev.attention))
         write_json(dst.metrics, normalise_metrics(read_json(ev.metrics), run_id))
@@ -237,6 +241,31 @@ def export_run(
         write_bytes(bundle / CHECK / f"{run_id}.npz",
                     npz_bytes({"image_ids": np.array(ids), "global": g, "grid": r}))
     return out.path
+
+
+def export_cases(bundle: Path, ids: list[str], captions: list[str], thumb_sources: dict[str, Path],
+                 feats: np.ndarray) -> None:
+    """Write the bundle's similar-cases index (`medcap.runs.cases`): one row per id, in the given order.
+
+    `captions[i]` is image `ids[i]`'s reference caption and `feats[i]` its raw global features (N, D), stored
+    as float16; `thumb_sources` maps the ids that get a thumbnail (the training images) to their image file.
+    """
+    if len(set(ids)) != len(ids) or not len(ids) == len(captions) == len(feats):
+        raise ValueError(f"cases: {len(ids)} ids (unique: {len(set(ids))}), {len(captions)} captions, "
+                         f"{len(feats)} feature rows")
+    root = bundle / CASES
+    (root / THUMBS).mkdir(parents=True, exist_ok=True)
+    thumbs = []
+    for image_id in ids:
+        source = thumb_sources.get(image_id)
+        name = f"{image_id}.jpg" if source is not None else ""
+        if source is not None:
+            write_bytes(root / THUMBS / name, jpeg_bytes(Path(source), THUMB_SIDE, THUMB_QUALITY))
+        thumbs.append(name)
+    table = pd.DataFrame({"image_id": ids, "caption": captions, "thumb": thumbs}, columns=INDEX_COLUMNS)
+    write_text(root / INDEX, table.to_csv(index=False))
+    write_bytes(root / FEATURES, npz_bytes({"image_ids": np.asarray(ids),
+                                            "global": np.asarray(feats, dtype=np.float16)}))  # (N, D)
 
 
 def sha256(path: Path) -> str:
