@@ -78,12 +78,37 @@ def score_captions(captions: list[Any], boxes: list[list[dict]]) -> dict[str, An
     }
 
 
-def check_run(run_dir: str | Path, split: str = "test", beam: int = 1) -> dict[str, Any]:
-    """Caption a run's `split` images (greedy when beam=1) and score them against the true boxes."""
+def content_key(modality: str, boxes: list[dict]) -> tuple:
+    """What a synthetic caption has to say: the study kind and each finding's (finding, location, size)."""
+    return (str(modality), tuple(sorted((b["finding"], b["location"], b.get("size", "")) for b in boxes)))
+
+
+def distinct_figures(captions: list[str], references: list[str], contents: list[tuple]) -> dict[str, float]:
+    """Distinct share (distinct / images) of the generated captions, of the references and of the images'
+    contents (`content_key`): the last is the most a captioner can reach that states every finding,
+    location and size in one wording per content, the references' share adds their random wording."""
+    n = len(captions)
+    if not n == len(references) == len(contents):
+        raise ValueError(f"{n} captions, {len(references)} references, {len(contents)} contents")
+    if n == 0:
+        return {"distinct_captions": float("nan"), "distinct_references": float("nan"),
+                "distinct_contents": float("nan")}
+    return {"distinct_captions": len(set(captions)) / n, "distinct_references": len(set(references)) / n,
+            "distinct_contents": len(set(contents)) / n}
+
+
+def check_run(run_dir: str | Path, split: str = "test", beam: int = 1, store: str | Path | None = None
+              ) -> dict[str, Any]:
+    """Caption a run's `split` images (greedy when beam=1) and score them against the true boxes.
+
+    `store`: the feature store to use for a run that ships without one (the example bundle's runs).
+    """
     from medcap.data import load_records
     from medcap.inference.opened import load_run
 
     loaded = load_run(run_dir)
+    if store is not None:
+        loaded.attach_store(store)
     table = load_records(loaded.cfg.dataset).table
     if "boxes" not in table.columns:
         raise ValueError(f"{loaded.cfg.dataset}: not a synthetic dataset (no boxes column)")
@@ -95,6 +120,9 @@ def check_run(run_dir: str | Path, split: str = "test", beam: int = 1) -> dict[s
         raise ValueError(f"{loaded.run_dir}: no {split} images with boxes and features")
     captions = loaded.caption_ids(ids, loaded.decode_options(beam_size=beam))
     result = score_captions(captions, [boxes_of[i] for i in ids])
+    rows = table.set_index(table["image_id"].astype(str))
+    result.update(distinct_figures([c.text for c in captions], [str(rows.at[i, "caption"]) for i in ids],
+                                   [content_key(rows.at[i, "modality"], boxes_of[i]) for i in ids]))
     result.update(run=str(loaded.run_dir), split=split, beam=beam,
                   examples=[{"image_id": i, "caption": c.text} for i, c in zip(ids[:5], captions[:5], strict=True)])
     return result
