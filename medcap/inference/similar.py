@@ -68,7 +68,8 @@ def _bundle_memory(run: OpenedRun, cases: BundleCases) -> CaseMemory:
 
 def case_memory(run_path: str | Path) -> CaseMemory:
     """The run's training images (`OpenedRun.training_set`: split.json train ids found in its store and its
-    dataset) with captions and image paths, in split.json's order.
+    dataset) with captions and image paths, in split.json's order. An example run shipped without its store
+    reads them from its bundle's cases index (thumbnails as image paths).
 
     ValueError naming the file when the run has no settings, no feature store, no train split or no usable
     training image, or when its dataset may not be read here (`medcap.data.confined.check_run_dataset`);
