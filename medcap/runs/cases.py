@@ -25,8 +25,8 @@ CASES = "cases"
 INDEX = "index.csv"
 FEATURES = "features.npz"
 THUMBS = "thumbs"
-THUMB_SIDE = 96
-THUMB_QUALITY = 80
+THUMB_SIDE = 80
+THUMB_QUALITY = 75
 INDEX_COLUMNS = ["image_id", "caption", "thumb"]
 
 
