@@ -48,8 +48,9 @@ def examples_note(n_examples: int) -> None:
     """Say what the example runs are, when they are all there is."""
     st.info(
         f"**Explore now:** the {n_examples} runs marked *example* are pre-built (a Model-80 and a Model-70 trained "
-        "on the demo's synthetic set, `examples/demo/`): **Compare**, **Per-image BLEU** and **Attention** show "
-        "them at once. They are read-only; your own runs go to `artifacts/`."
+        "on a 3,000-image synthetic set, fifteen times the demo's, `examples/demo/`): **Compare**, **Per-image BLEU**, "
+        "**Attention** (with similar cases) and **Caption an image** show them at once. They are read-only; your "
+        "own runs go to `artifacts/`."
     )
 
 

@@ -53,6 +53,14 @@ class DemoOptions:
     parallel: bool = True  # the two runs (train, then evaluate) side by side
 
 
+# The shipped example runs' own recipe (`scripts/build_example_bundle.py`), not the Home demo's: a set fifteen
+# times larger, the paper's learning rate and more epochs, so that both runs pass the synthetic acceptance
+# (`scripts/check_synthetic.py`). Chosen on the validation split: the same recipe on 2,000 images named
+# finding + location for 0.790 (Model-80) and 0.733 (Model-70) of the validation images, on 3,000 for 0.887 and
+# 0.911. About 45 minutes on 2 cores; the Home demo must stay quick.
+EXAMPLE_OPTIONS = DemoOptions(n_images=3000, epochs=20, seed=0, patience=4, learning_rate=1e-3)
+
+
 # (stage name, share of the whole demo's progress)
 def stage_plan() -> list[tuple[str, float]]:
     """The demo's stages with their share of the overall progress bar (sums to 1)."""

@@ -1,4 +1,4 @@
-"""The dashboard says what is true at once: finding boxes without a restart, why the examples have no similar cases."""
+"""The dashboard says what is true at once: finding boxes without a restart, similar cases of the examples."""
 
 from __future__ import annotations
 
@@ -38,15 +38,33 @@ def test_true_boxes_appear_once_the_synthetic_set_exists_without_a_restart(artif
     assert "Dashed boxes: the true findings of this synthetic image." in texts(at)
 
 
-def test_similar_cases_of_an_example_run_say_why_without_a_machine_path() -> None:
-    run = PROJECT_ROOT / "examples" / "demo" / "runs" / "example-model-80"
-    if not run.is_dir():
+def test_similar_cases_of_a_run_shipped_without_store_or_cases_say_why_without_a_machine_path(
+        tmp_path: Path) -> None:
+    shipped = PROJECT_ROOT / "examples" / "demo" / "runs" / "example-model-80"
+    if not shipped.is_dir():
         pytest.skip("examples/demo not present")
+    run = tmp_path / "demo" / "runs" / "example-model-80"  # a bundle without its cases/ index
+    run.mkdir(parents=True)
+    for name in ("config.json", "split.json"):
+        (run / name).write_bytes((shipped / name).read_bytes())
     with pytest.raises(ValueError) as exc:
         similar.case_memory(run)
     message = str(exc.value)
     assert message.startswith("example-model-80/config.json: this run ships without its feature store")
-    assert "Build the demo" in message and str(PROJECT_ROOT) not in message and "older or hand-written" not in message
+    assert "Build the demo" in message and str(tmp_path) not in message and "older or hand-written" not in message
+
+
+def test_example_runs_show_similar_cases_on_a_fresh_clone(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = PROJECT_ROOT / "examples" / "demo"
+    if not bundle.is_dir():
+        pytest.skip("examples/demo not present")
+    monkeypatch.setenv("MEDCAP_EXAMPLES", str(bundle))  # no feature store, no dataset on disk
+    at = run_page("5_Attention.py")
+    assert not at.exception
+    shown = texts(at)
+    assert "Similar cases are unavailable" not in shown
+    assert "closest to this image in the run's global image features" in shown
+    assert len(at.dataframe) >= 1 and len(at.dataframe[-1].value) == 5  # the k = 5 closest training images
 
 
 def test_example_runs_show_their_true_finding_boxes_at_once_on_a_fresh_clone(

@@ -291,6 +291,8 @@ def test_a_fresh_clone_shows_the_example_runs_on_every_page(artifacts: Path, tmp
             for path, name, text in BUNDLE_PAGES:
                 page.goto(url + path, wait_until="domcontentloaded")
                 page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=60_000)
+                if name == "attention":  # similar cases from the bundle's own index, without a feature store
+                    page.get_by_text("#1 · similarity", exact=False).first.wait_for(state="visible", timeout=60_000)
                 page.get_by_role("button", name="Stop").wait_for(state="hidden", timeout=60_000)
                 page.wait_for_load_state("networkidle")
                 page.wait_for_timeout(800)
@@ -299,6 +301,7 @@ def test_a_fresh_clone_shows_the_example_runs_on_every_page(artifacts: Path, tmp
                 assert errors.count() == 0, f"{name}: {errors.first.inner_text()}"
                 body = page.inner_text("body")
                 assert "Traceback" not in body and "No evaluated runs yet" not in body, name
+                assert "Similar cases are unavailable" not in body, name
                 if name == "compare":
                     assert "model-80 (example)" in body and "model-70 (example)" in body
                 if name == "caption_an_image":

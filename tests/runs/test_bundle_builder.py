@@ -112,6 +112,9 @@ def test_weights_are_stored_as_float16_and_load_back_as_float32(tmp_path: Path) 
         pytest.skip("examples/demo not present")
     run = RunDir(tmp_path / "run")
     shutil.copytree(source, run.path)
+    from medcap.base.io import save_weights
+
+    save_weights(load_run(run.path).model, run.best_weights)  # float32 again, as training writes them
     full = [np.asarray(w) for w in load_run(run.path).model.get_weights()]
     size = run.best_weights.stat().st_size
     bundle.halve_weights(run.best_weights)

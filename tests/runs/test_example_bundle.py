@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -27,16 +28,24 @@ def with_bundle(monkeypatch: pytest.MonkeyPatch) -> Path:
     return BUNDLE
 
 
+def _float_dtypes(weights: Path) -> set[np.dtype]:
+    """The dtypes of every floating-point array in a .weights.h5."""
+    found: set[np.dtype] = set()
+    with h5py.File(weights, "r") as h5:
+        h5.visititems(lambda _, o: found.add(o.dtype) if isinstance(o, h5py.Dataset) and o.dtype.kind == "f" else None)
+    return found
+
+
 def test_bundle_matches_its_manifest_and_stays_small() -> None:
     assert bundle.verify_manifest(BUNDLE) == []
     manifest = json.loads((BUNDLE / bundle.MANIFEST).read_text())
     assert manifest["total_bytes"] == sum(p.stat().st_size for p in bundle.bundle_files(BUNDLE))
     total = sum(p.stat().st_size for p in BUNDLE.rglob("*") if p.is_file())
     assert total < 20 * 2**20
-    from medcap.experiments.demo import DemoOptions
+    from medcap.experiments.demo import EXAMPLE_OPTIONS
 
-    wanted = {k: v for k, v in vars(DemoOptions()).items() if k != "parallel"}
-    assert manifest["settings"] == wanted  # built with the demo's current settings
+    wanted = {k: v for k, v in vars(EXAMPLE_OPTIONS).items() if k != "parallel"}
+    assert manifest["settings"] == wanted  # built with the examples' own recipe, not the Home demo's
 
 
 def test_bundle_holds_no_machine_paths_nor_optimizer_state() -> None:
@@ -51,7 +60,10 @@ def test_bundle_holds_no_machine_paths_nor_optimizer_state() -> None:
         assert run.read_config()["feature_store"]["global_dim"] == 512
         assert not run.resume_state.exists() and not run.last_weights.exists() and not run.log.exists()
         assert not run.tensorboard.exists()
-        assert run.best_weights.stat().st_size < 8 * 2**20  # model weights only
+        assert run.best_weights.stat().st_size < 4 * 2**20  # model weights only, float16
+        assert _float_dtypes(run.best_weights) == {np.dtype(np.float16)}
+    for image in (BUNDLE / bundle.IMAGES).iterdir():
+        assert image.suffix == ".jpg" and image.stat().st_size < 40_000  # display copies, not the PNGs
 
 
 def test_bundle_runs_are_listed_after_the_users_as_read_only_examples(with_bundle: Path, artifacts: Path) -> None:
@@ -122,3 +134,22 @@ def test_bundle_runs_decode_their_stored_captions_with_the_current_code(with_bun
         assert [c.text for c in caps] == [stored[i] for i in ids]
         stored_att = artifacts.read_attention(loaded.run_dir, ev.name, ids[0])
         np.testing.assert_allclose(np.asarray(caps[0].attention, np.float16), stored_att, atol=2e-3)
+
+
+def test_bundle_runs_find_similar_cases_among_their_own_training_images(with_bundle: Path) -> None:
+    from medcap.inference import similar
+    from medcap.runs import cases
+
+    index = cases.read_cases(BUNDLE)
+    for run_id in EXAMPLE_IDS:
+        run = RunDir(BUNDLE / "runs" / run_id)
+        split = json.loads(run.split.read_text())
+        memory = similar.case_memory(run.path)
+        assert memory.ids == split["train"]  # every training image, in split.json's order
+        assert all(Path(p).is_file() for p in memory.paths)
+        query_id = split["test"][0]
+        found = similar.similar_cases(memory, similar.stored_features(run.path, [query_id])[0], k=5)
+        assert len(found) == 5 and set(found["image_id"]) <= set(split["train"])
+        assert found["similarity"].is_monotonic_decreasing and found["similarity"].iloc[0] < 1.0
+        row = index.ids.index(found["image_id"].iloc[0])
+        assert found["caption"].iloc[0] == index.captions[row]
