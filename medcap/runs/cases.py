@@ -61,9 +61,10 @@ def jpeg_bytes(source: Path, max_side: int, quality: int) -> bytes:
 
 
 def bundle_of(run_dir: Path) -> Path | None:
-    """The bundle folder holding an example run (`<bundle>/runs/<id>`) when it has a cases index, else None."""
+    """The bundle folder holding an example run (`<bundle>/runs/<id>`) when it has a manifest and a cases
+    index, else None."""
     root = Path(run_dir).parent.parent
-    return root if (root / CASES / INDEX).is_file() else None
+    return root if (root / "manifest.json").is_file() and (root / CASES / INDEX).is_file() else None
 
 
 def read_cases(bundle: Path) -> BundleCases:

@@ -38,6 +38,7 @@ def _fake_bundle(tmp_path: Path, train: list[str], test: list[str]) -> Path:
         feats[n, n % 4] = 1.0 + n  # (N, 4): image n points along axis n % 4
     sources = {i: _image(tmp_path / "src" / f"{i}.png", 40 * n) for n, i in enumerate(train)}
     bundle.export_cases(root, ids, [f"caption of {i}" for i in ids], sources, feats)
+    (root / bundle.MANIFEST).write_text("{}")
     return root
 
 
@@ -57,6 +58,8 @@ def test_cases_round_trip_with_float16_features_and_small_thumbnails(tmp_path: P
         got.rows(["zz"])
     assert cases.bundle_of(root / "runs" / "example-model-80") == root
     assert cases.bundle_of(tmp_path / "elsewhere" / "runs" / "r") is None
+    (root / bundle.MANIFEST).unlink()
+    assert cases.bundle_of(root / "runs" / "example-model-80") is None  # a cases/ folder alone is no bundle
 
 
 def test_a_malformed_index_is_refused_naming_the_file(tmp_path: Path) -> None:
