@@ -106,7 +106,8 @@ def _export_cases(run_dirs: list[Path], staging: Path) -> int:
 
     runs = [open_run(r) for r in run_dirs]
     train = list(dict.fromkeys(str(i) for r in runs for i in r.split.get("train", [])))
-    queries = [str(i) for r in runs for i in r.split.get("test", []) if str(i) not in set(train)]
+    in_train = set(train)
+    queries = [str(i) for r in runs for i in r.split.get("test", []) if str(i) not in in_train]
     ids = list(dict.fromkeys(train + queries))
     _, table = runs[0].captioned()
     caption_of = dict(zip(table["image_id"].astype(str), table["caption"].astype(str), strict=True))
