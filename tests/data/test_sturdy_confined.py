@@ -84,11 +84,13 @@ def test_the_caption_pages_dataset_picker_never_generates_a_synthetic_set(artifa
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     if not (BUNDLE / "manifest.json").is_file():
         pytest.skip("examples/demo not present")
-    monkeypatch.setenv("MEDCAP_EXAMPLES", str(BUNDLE))  # only the example runs (their dataset: synthetic:200)
+    monkeypatch.setenv("MEDCAP_EXAMPLES", str(BUNDLE))  # only the example runs (their dataset: synthetic:N)
+    spec = json.loads((BUNDLE / "runs" / "example-model-80" / "config.json").read_text())["run"]["dataset"]
+    assert spec.startswith("synthetic:")
     at = run_page("caption")
     at.radio(key="cap_source").set_value("An image of the run's dataset").run()
     assert not at.exception
-    assert any("`synthetic:200` is not generated yet; generate it on the Data page" in i.value for i in at.info)
+    assert any(f"`{spec}` is not generated yet; generate it on the Data page" in i.value for i in at.info)
     datasets = artifacts / "datasets"
     assert not datasets.exists() or not any(datasets.iterdir())  # nothing was generated in the server
 
