@@ -153,3 +153,8 @@ def test_bundle_runs_find_similar_cases_among_their_own_training_images(with_bun
         assert found["similarity"].is_monotonic_decreasing and found["similarity"].iloc[0] < 1.0
         row = index.ids.index(found["image_id"].iloc[0])
         assert found["caption"].iloc[0] == index.captions[row]
+        train = index.feats[index.rows(split["train"])]  # (Ntr, D): the closest by a plain cosine, computed here
+        q = index.feats[index.rows([query_id])[0]]  # (D,)
+        cos = train @ q / (np.linalg.norm(train, axis=1) * np.linalg.norm(q))
+        assert found["image_id"].iloc[0] == split["train"][int(np.argmax(cos))]
+        assert found["similarity"].iloc[0] == pytest.approx(float(cos.max()), abs=1e-5)
