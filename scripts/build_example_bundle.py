@@ -100,8 +100,8 @@ def _check_features(run_dir: Path, image_ids: list[str]) -> tuple[np.ndarray, np
 def _export_cases(run_dirs: list[Path], staging: Path) -> int:
     """The bundle's similar-cases index: every training image of the runs (thumbnail, reference caption,
     global features) and every test image (features only: the queries). Returns the number of cases."""
-    from medcap.features import open_store
     from medcap.inference.opened import open_run
+    from medcap.inference.similar import stored_features
     from medcap.runs import bundle
 
     runs = [open_run(r) for r in run_dirs]
@@ -112,9 +112,7 @@ def _export_cases(run_dirs: list[Path], staging: Path) -> int:
     _, table = runs[0].captioned()
     caption_of = dict(zip(table["image_id"].astype(str), table["caption"].astype(str), strict=True))
     path_of = dict(zip(table["image_id"].astype(str), table["image_path"].astype(str), strict=True))
-    store = open_store(Path(runs[0].config["feature_store"]["path"]))
-    rows = np.array([store.index_of(i) for i in ids], dtype=np.int64)
-    feats = np.asarray(store.global_feats()[rows])  # (N, D)
+    feats = stored_features(run_dirs[0], ids)  # (N, D), from the runs' shared store
     bundle.export_cases(staging, ids, [caption_of[i] for i in ids], {i: Path(path_of[i]) for i in train}, feats)
     return len(ids)
 

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medcap.eval.artifacts import read_metrics
 from medcap.runs.folder import RunDir
 from medcap.runs.index import resolve_run
 from medcap.train.synthetic_check import check_run
@@ -35,8 +36,9 @@ GOAL_DISTINCT = 0.80
 def stored_evaluation(run: str, split: str, beam: int) -> dict[str, Any] | None:
     """The run's stored evaluation of `split` with this beam and no caption memory: model and 1-NN
     BLEU-1/CIDEr; None when the run has none."""
-    for ev in RunDir(resolve_run(run)).evals():
-        metrics = json.loads(ev.metrics.read_text(encoding="utf-8"))
+    run_dir = resolve_run(run)
+    for ev in RunDir(run_dir).evals():
+        metrics = read_metrics(run_dir, ev.name)
         opts = metrics.get("decode_options") or {}
         if metrics.get("split") == split and opts.get("beam") == beam and not opts.get("memory_k"):
             model, nn = metrics["model"], metrics["baselines"]["nearest_neighbour"]
